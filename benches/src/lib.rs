@@ -1,0 +1,1 @@
+//! Shared corpus loading and digests for the benchmarks.

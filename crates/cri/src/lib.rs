@@ -1,0 +1,1 @@
+//! Resolve Kubernetes pods to PIDs through the CRI (containerd, CRI-O) and containerd's native API.

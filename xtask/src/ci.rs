@@ -1,0 +1,33 @@
+//! `cargo xtask ci`: what CI runs, in the order that fails fastest.
+
+use crate::{deps, sh};
+use anyhow::{Result, bail};
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("`cargo xtask ci` takes no arguments (got {a:?})");
+    }
+    deps::install()?;
+    if std::env::var("CI").as_deref() == Ok("true") && !sh::is_root() {
+        bail!("CI=true but not root: the lab tests need root; run as root");
+    }
+    sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
+    sh::run(sh::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    sh::run(
+        sh::cargo()
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    // One test binary at a time for the lab tests: they share netns names and
+    // iptables; parallel threads inside a binary are serialised by the lab's lock.
+    sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]))?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Debian packages the build and the tests need (../shared/LAB.md).
+
+use crate::sh;
+use anyhow::{Result, bail};
+use std::process::Command;
+
+/// Packages, with the command or file that proves each is installed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("libpcap-dev", "/usr/include/pcap.h"),
+    ("protobuf-compiler", "/usr/bin/protoc"),
+    ("tshark", "/usr/bin/tshark"),
+    ("tcpdump", "/usr/bin/tcpdump"),
+    ("iptables", "/usr/sbin/iptables"),
+    ("conntrack", "/usr/sbin/conntrack"),
+    ("nftables", "/usr/sbin/nft"),
+    ("dnsmasq-base", "/usr/sbin/dnsmasq"),
+    ("containerd", "/usr/bin/containerd"),
+    ("runc", "/usr/sbin/runc"),
+    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    ("busybox-static", "/bin/busybox"),
+    ("ethtool", "/usr/sbin/ethtool"),
+    ("iproute2", "/usr/bin/ip"),
+    ("netsniff-ng", "/usr/sbin/trafgen"),
+    ("time", "/usr/bin/time"),
+];
+
+/// Installs whatever is missing, `apt-get update` first, non-interactively.
+pub(crate) fn install() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, probe)| !std::path::Path::new(probe).exists())
+        .map(|(p, _)| *p)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: Debian packages: all present");
+        return Ok(());
+    }
+    if !sh::is_root() {
+        bail!(
+            "missing Debian packages {}; run `cargo xtask deps` as root or install them with apt-get",
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    sh::run(
+        Command::new("apt-get")
+            .arg("update")
+            .arg("-qq")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    sh::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `cargo xtask`: everything that needs root, setup or several tools at once.
+//!
+//! - `cargo xtask deps`   install the Debian packages the build and the tests need
+//! - `cargo xtask ci`     deps, fmt, clippy, doc, the whole test suite (root tests included)
+//! - `cargo xtask lab …`  real-kernel reproductions of the five failures (root)
+//! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
+//! - `cargo xtask bench …` criterion benches and the whole-process comparison
+
+mod ci;
+mod deps;
+mod sh;
+
+use anyhow::{Result, bail};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    match cmd {
+        "deps" => deps::install(),
+        "ci" => ci::run(rest),
+        "help" | "-h" | "--help" => {
+            println!("{}", HELP);
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}\n{HELP}"),
+    }
+}
+
+const HELP: &str = "usage: cargo xtask <command>
+  deps            install the Debian packages the build and tests need (root)
+  ci              deps + fmt + clippy + doc + all tests, root tests included";
