@@ -3,7 +3,12 @@
 //! Each subcommand lives in its own module with its own `Args`; `main` only dispatches and
 //! maps errors to exit codes: 0 = nothing at or above `--fail-on`, 1 = findings, 2 = error.
 
+mod analyze;
+mod capture;
+mod counters;
+mod diagnose;
 mod exit;
+mod pods;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,11 +25,28 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Analyze capture files offline and report findings.
+    Analyze(analyze::AnalyzeArgs),
+    /// Capture packets inside a pod's network namespace (pcap/pcapng, `-w -` streams).
+    Capture(capture::CaptureArgs),
+    /// Capture and read kernel counters in the pod's and the node's namespaces, then diagnose.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Print the kernel counters of a pod's network namespace.
+    Counters(counters::CountersArgs),
+    /// List the pods running on this node.
+    Pods(pods::PodsArgs),
+}
 
 fn main() -> ExitCode {
     exit::install_sigpipe_default();
     let cli = Cli::parse();
-    let result: anyhow::Result<exit::Outcome> = match cli.command {};
+    let result = match cli.command {
+        Command::Analyze(a) => analyze::run(a),
+        Command::Capture(a) => capture::run(a),
+        Command::Diagnose(a) => diagnose::run(a),
+        Command::Counters(a) => counters::run(a),
+        Command::Pods(a) => pods::run(a),
+    };
     exit::finish(result)
 }
