@@ -26,8 +26,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .args(["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    // One test binary at a time for the lab tests: they share netns names and
-    // iptables; parallel threads inside a binary are serialised by the lab's lock.
+    // The integration tests in tests/ run the real binary (and `kubectl netdiag`, which
+    // finds it on PATH): build it first, since cargo builds a bin only for its own package.
+    sh::run(sh::cargo().args(["build", "--locked", "-p", "kubectl-netdiag"]))?;
     sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]))?;
     Ok(())
 }
