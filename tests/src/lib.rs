@@ -40,3 +40,49 @@ pub fn workspace_root() -> std::path::PathBuf {
 pub fn testdata_dir() -> std::path::PathBuf {
     workspace_root().join("testdata")
 }
+
+/// Path of the `kubectl-netdiag` binary built in this target dir (`target/<profile>/`).
+///
+/// Cargo builds a bin only for its own package's tests, so `cargo xtask ci` runs
+/// `cargo build -p kubectl-netdiag` before the suite; a missing binary is an error that says so.
+pub fn netdiag_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/debug/deps/<test>-<hash> → target/debug/kubectl-netdiag
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("test executable {} has no grandparent", exe.display()))?;
+    let bin = profile_dir.join("kubectl-netdiag");
+    if !bin.is_file() {
+        anyhow::bail!(
+            "{} not found: run `cargo build -p kubectl-netdiag` first (`cargo xtask ci` does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Whether this process runs as root (effective UID 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// For root-only tests: `Ok(true)` when root; when not root, an error under `CI=true`
+/// (nothing may be skipped there) and `Ok(false)` with a skip message elsewhere.
+pub fn require_root(test: &str) -> anyhow::Result<bool> {
+    if is_root() {
+        return Ok(true);
+    }
+    if is_ci() {
+        anyhow::bail!("{test} needs root and CI=true forbids skipping: run `cargo xtask ci` as root");
+    }
+    eprintln!("{test}: skipped, needs root (run `cargo xtask ci` as root)");
+    Ok(false)
+}
