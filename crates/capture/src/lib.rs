@@ -1,1 +1,687 @@
-//! libpcap live capture inside a network namespace.
+//! libpcap live capture inside a network namespace — what `tcpdump -i IFACE -s 262144 --immediate-mode FILTER` does.
+//!
+//! The main type is [`LiveCapture`]. It opens a libpcap handle (through the `pcap` crate)
+//! **in the network namespace of the calling thread**: a packet socket stays bound to the
+//! namespace it was created in, so the caller opens the capture on a thread that has entered
+//! the pod's namespace (`netdiag_netns::NetNs::run`) and may then read packets from any thread.
+//!
+//! | tcpdump                     | here                                                      |
+//! |-----------------------------|-----------------------------------------------------------|
+//! | `-i eth0` / `-i any`        | [`InterfaceChoice::Named`] / [`InterfaceChoice::Any`]     |
+//! | no `-i`                     | [`InterfaceChoice::DefaultRoute`]: the interface of the default route in that netns (a pod's `eth0`) |
+//! | `-s 262144`                 | [`CaptureConfig::snaplen`], default [`DEFAULT_SNAPLEN`], never silently 1500 |
+//! | `--immediate-mode`          | always on: packets are delivered as they arrive           |
+//! | `-y LINUX_SLL2`             | [`CaptureConfig::sll2`]; otherwise `-i any` gives `LINUX_SLL` (113), which Wireshark 3.x reads |
+//! | trailing filter expression  | [`CaptureConfig::filter`] (BPF, compiled by libpcap)      |
+//! | "N packets dropped by kernel" | [`LiveCapture::stats`] (`pcap_stats`)                   |
+//!
+//! This crate does not parse packets beyond knowing their link type.
+//!
+//! ```no_run
+//! use netdiag_capture::{CaptureConfig, Event, LiveCapture};
+//!
+//! let mut capture = LiveCapture::open(&CaptureConfig::default())?;
+//! let stop = capture.stop_handle();
+//! // Give `stop` to a signal thread; `stop.stop()` ends the loop below promptly.
+//! # stop.stop();
+//! while let Some(event) = capture.next_event()? {
+//!     if let Event::Packet(p) = event {
+//!         println!("{} bytes at {} ns", p.data.len(), p.timestamp_ns);
+//!     }
+//! }
+//! let stats = capture.stats()?;
+//! println!("{} received, {} dropped by the kernel", stats.received, stats.dropped);
+//! # Ok::<(), netdiag_capture::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The default snapshot length: 262144 bytes, tcpdump's default since 4.99 — whole frames,
+/// even with GRO/TSO super-frames, never a silent 1500-byte cut.
+pub const DEFAULT_SNAPLEN: u32 = 262_144;
+
+/// pcap `LINKTYPE_LINUX_SLL` (113): the "cooked" header of `-i any` that Wireshark 3.x reads.
+pub const LINKTYPE_LINUX_SLL: u32 = 113;
+/// pcap `LINKTYPE_LINUX_SLL2` (276): the newer cooked header with the interface index.
+pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+
+/// Errors of live capture. Each names the interface and the network namespace.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Opening a packet socket was refused: the process lacks `CAP_NET_RAW`.
+    #[error(
+        "capture on {interface} in {netns} needs CAP_NET_RAW (run as root or grant the capability): {message}"
+    )]
+    PermissionDenied {
+        /// Interface we tried to open.
+        interface: String,
+        /// Which network namespace (e.g. "netns of pid 1234").
+        netns: String,
+        /// libpcap's message.
+        message: String,
+    },
+    /// The interface does not exist in that namespace.
+    #[error("no interface {interface} in {netns}: {message}")]
+    NoSuchInterface {
+        /// Interface we tried to open.
+        interface: String,
+        /// Which network namespace.
+        netns: String,
+        /// libpcap's message.
+        message: String,
+    },
+    /// The interface exists but is down.
+    #[error("interface {interface} in {netns} is down (ip link set {interface} up)")]
+    InterfaceDown {
+        /// Interface we tried to open.
+        interface: String,
+        /// Which network namespace.
+        netns: String,
+    },
+    /// No default route, so no default interface: the caller must name one.
+    #[error(
+        "no default route in {netns} to pick an interface from ({detail}); pass -i IFACE or -i any"
+    )]
+    NoDefaultInterface {
+        /// Which network namespace.
+        netns: String,
+        /// What was looked at.
+        detail: String,
+    },
+    /// The BPF filter expression did not compile.
+    #[error("bad capture filter {filter:?} on {interface} in {netns}: {message}")]
+    Filter {
+        /// The filter expression.
+        filter: String,
+        /// Interface.
+        interface: String,
+        /// Which network namespace.
+        netns: String,
+        /// libpcap's message.
+        message: String,
+    },
+    /// Any other libpcap failure, with the step that failed.
+    #[error("libpcap {step} on {interface} in {netns}: {message}")]
+    Pcap {
+        /// The libpcap call or step (`pcap_activate`, `pcap_next_ex`, `pcap_stats`, …).
+        step: &'static str,
+        /// Interface.
+        interface: String,
+        /// Which network namespace.
+        netns: String,
+        /// libpcap's message.
+        message: String,
+    },
+}
+
+/// Which interface to capture on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InterfaceChoice {
+    /// The interface carrying the default route in the namespace (IPv4 first, then IPv6).
+    #[default]
+    DefaultRoute,
+    /// libpcap's `any` pseudo-interface (cooked link type).
+    Any,
+    /// An interface by name.
+    Named(String),
+}
+
+impl InterfaceChoice {
+    /// Parses what a user gives to `-i`: `any` or an interface name.
+    pub fn from_arg(arg: &str) -> Self {
+        if arg == "any" {
+            InterfaceChoice::Any
+        } else {
+            InterfaceChoice::Named(arg.to_owned())
+        }
+    }
+}
+
+/// How to open a capture.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CaptureConfig {
+    /// Which interface.
+    pub interface: InterfaceChoice,
+    /// BPF filter expression, as for tcpdump; `None` captures everything.
+    pub filter: Option<String>,
+    /// Bytes kept per packet; 0 means [`DEFAULT_SNAPLEN`].
+    pub snaplen: u32,
+    /// With `-i any`, ask for `LINUX_SLL2` instead of `LINUX_SLL`.
+    pub sll2: bool,
+    /// Promiscuous mode (off by default: a pod's own traffic is what matters).
+    pub promisc: bool,
+    /// Kernel buffer size in bytes; `None` keeps libpcap's default (2 MiB).
+    pub buffer_size: Option<u32>,
+    /// How often [`LiveCapture::next_event`] returns [`Event::Idle`] when no packet comes,
+    /// so the caller can check a deadline and refresh a progress line.
+    pub idle_interval: Duration,
+    /// Names the namespace in error messages (e.g. "netns of pid 1234").
+    pub netns_label: String,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interface: InterfaceChoice::DefaultRoute,
+            filter: None,
+            snaplen: DEFAULT_SNAPLEN,
+            sll2: false,
+            promisc: false,
+            buffer_size: None,
+            idle_interval: Duration::from_millis(100),
+            netns_label: "the current network namespace".to_owned(),
+        }
+    }
+}
+
+/// One captured packet, borrowed from libpcap's ring until the next call.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Packet<'a> {
+    /// Nanoseconds since the Unix epoch (libpcap nanosecond precision).
+    pub timestamp_ns: u64,
+    /// Captured bytes (at most the snaplen).
+    pub data: &'a [u8],
+    /// Length on the wire.
+    pub original_len: u32,
+}
+
+/// What [`LiveCapture::next_event`] saw.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A packet arrived.
+    Packet(Packet<'a>),
+    /// No packet during [`CaptureConfig::idle_interval`].
+    Idle,
+}
+
+/// Kernel counters of the capture (`pcap_stats`), what tcpdump prints at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Packets the kernel handed to the capture (after the filter).
+    pub received: u32,
+    /// Packets dropped because the capture buffer was full ("dropped by kernel").
+    pub dropped: u32,
+    /// Packets dropped by the interface or its driver.
+    pub if_dropped: u32,
+}
+
+/// Ends a capture from another thread: [`LiveCapture::next_event`] returns `Ok(None)` soon after.
+#[derive(Clone)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+    breakloop: Arc<pcap::BreakLoop>,
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("stopped", &self.flag.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl StopHandle {
+    /// Asks the capture to stop. Safe to call from any thread, any number of times
+    /// (not from inside a signal handler: use a flag or a signal thread there).
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        // Wakes a blocked poll at once; the flag covers the window before the poll starts,
+        // and the idle interval bounds the wait even if the wake-up were missed.
+        self.breakloop.breakloop();
+    }
+
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// A live libpcap capture in one network namespace.
+pub struct LiveCapture {
+    cap: pcap::Capture<pcap::Active>,
+    interface: String,
+    netns: String,
+    link_type: u32,
+    snaplen: u32,
+    stop: StopHandle,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture")
+            .field("interface", &self.interface)
+            .field("netns", &self.netns)
+            .field("link_type", &self.link_type)
+            .field("snaplen", &self.snaplen)
+            .finish()
+    }
+}
+
+impl LiveCapture {
+    /// Opens and activates a capture in the **calling thread's** network namespace.
+    ///
+    /// Call it on a thread that has entered the target namespace; the returned capture can
+    /// be moved to and read on any thread afterwards.
+    pub fn open(config: &CaptureConfig) -> Result<LiveCapture, Error> {
+        let netns = config.netns_label.clone();
+        let interface = match &config.interface {
+            InterfaceChoice::Any => "any".to_owned(),
+            InterfaceChoice::Named(name) => name.clone(),
+            InterfaceChoice::DefaultRoute => default_route_interface(&netns)?,
+        };
+        let snaplen = if config.snaplen == 0 {
+            DEFAULT_SNAPLEN
+        } else {
+            config.snaplen
+        };
+        let ctx = Ctx {
+            interface: &interface,
+            netns: &netns,
+        };
+        let snaplen_i32 = i32::try_from(snaplen).unwrap_or(i32::MAX);
+        let timeout_ms = i32::try_from(config.idle_interval.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        let mut inactive = pcap::Capture::from_device(interface.as_str())
+            .map_err(|e| ctx.classify("pcap_create", e))?
+            .snaplen(snaplen_i32)
+            .immediate_mode(true)
+            .promisc(config.promisc)
+            .timeout(timeout_ms)
+            .precision(pcap::Precision::Nano);
+        if let Some(size) = config.buffer_size {
+            inactive = inactive.buffer_size(i32::try_from(size).unwrap_or(i32::MAX));
+        }
+        let mut cap = inactive
+            .open()
+            .map_err(|e| ctx.classify("pcap_activate", e))?;
+        if config.sll2 {
+            cap.set_datalink(pcap::Linktype(LINKTYPE_LINUX_SLL2 as i32))
+                .map_err(|e| ctx.classify("pcap_set_datalink(LINUX_SLL2)", e))?;
+        }
+        if let Some(filter) = config.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            cap.filter(filter, true).map_err(|e| Error::Filter {
+                filter: filter.to_owned(),
+                interface: interface.clone(),
+                netns: netns.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let link_type = u32::try_from(cap.get_datalink().0).unwrap_or(0);
+        let stop = StopHandle {
+            flag: Arc::new(AtomicBool::new(false)),
+            breakloop: Arc::new(cap.breakloop_handle()),
+        };
+        Ok(LiveCapture {
+            cap,
+            interface,
+            netns,
+            link_type,
+            snaplen,
+            stop,
+        })
+    }
+
+    /// The interface actually opened (the resolved default-route interface, or `any`).
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The namespace label given in the config.
+    pub fn netns_label(&self) -> &str {
+        &self.netns
+    }
+
+    /// pcap `LINKTYPE_*` of the packets (1 = Ethernet, 113 = Linux SLL, 276 = SLL2, …).
+    pub fn link_type(&self) -> u32 {
+        self.link_type
+    }
+
+    /// The snapshot length in effect.
+    pub fn snaplen(&self) -> u32 {
+        self.snaplen
+    }
+
+    /// A handle that stops this capture from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Waits for the next packet.
+    ///
+    /// Returns `Ok(Some(Event::Idle))` when nothing arrived for the idle interval, and
+    /// `Ok(None)` once [`StopHandle::stop`] was called.
+    pub fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
+        let LiveCapture {
+            cap,
+            interface,
+            netns,
+            stop,
+            ..
+        } = self;
+        if stop.is_stopped() {
+            return Ok(None);
+        }
+        match cap.next_packet() {
+            Ok(p) => {
+                let ts = &p.header.ts;
+                // Precision::Nano: tv_usec carries nanoseconds.
+                let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+                let nanos = u64::try_from(ts.tv_usec).unwrap_or(0);
+                Ok(Some(Event::Packet(Packet {
+                    timestamp_ns: secs.saturating_mul(1_000_000_000).saturating_add(nanos),
+                    data: p.data,
+                    original_len: p.header.len,
+                })))
+            }
+            Err(pcap::Error::TimeoutExpired) => Ok(Some(Event::Idle)),
+            // pcap_breakloop makes pcap_next_ex return PCAP_ERROR_BREAK, which the crate
+            // reports as "no more packets".
+            Err(pcap::Error::NoMorePackets) => {
+                if stop.is_stopped() {
+                    Ok(None)
+                } else {
+                    Ok(Some(Event::Idle))
+                }
+            }
+            Err(e) => {
+                if stop.is_stopped() {
+                    return Ok(None);
+                }
+                Err(self_ctx(interface, netns).classify("pcap_next_ex", e))
+            }
+        }
+    }
+
+    /// Kernel counters so far: received, dropped by the kernel, dropped by the interface.
+    pub fn stats(&mut self) -> Result<Stats, Error> {
+        let s = self
+            .cap
+            .stats()
+            .map_err(|e| self_ctx(&self.interface, &self.netns).classify("pcap_stats", e))?;
+        Ok(Stats {
+            received: s.received,
+            dropped: s.dropped,
+            if_dropped: s.if_dropped,
+        })
+    }
+}
+
+fn self_ctx<'a>(interface: &'a str, netns: &'a str) -> Ctx<'a> {
+    Ctx { interface, netns }
+}
+
+struct Ctx<'a> {
+    interface: &'a str,
+    netns: &'a str,
+}
+
+impl Ctx<'_> {
+    fn classify(&self, step: &'static str, e: pcap::Error) -> Error {
+        let message = e.to_string();
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("permission") || lower.contains("operation not permitted") {
+            Error::PermissionDenied {
+                interface: self.interface.to_owned(),
+                netns: self.netns.to_owned(),
+                message,
+            }
+        } else if lower.contains("not up") {
+            Error::InterfaceDown {
+                interface: self.interface.to_owned(),
+                netns: self.netns.to_owned(),
+            }
+        } else if lower.contains("no such device") || lower.contains("doesn't exist") {
+            Error::NoSuchInterface {
+                interface: self.interface.to_owned(),
+                netns: self.netns.to_owned(),
+                message,
+            }
+        } else {
+            Error::Pcap {
+                step,
+                interface: self.interface.to_owned(),
+                netns: self.netns.to_owned(),
+                message,
+            }
+        }
+    }
+}
+
+/// The interface carrying the default route in the calling thread's network namespace
+/// (`ip route show default`): IPv4 from `/proc/thread-self/net/route`, else IPv6 from
+/// `/proc/thread-self/net/ipv6_route`. `/proc/self/net` would show the namespace of the
+/// process's main thread, not of this thread.
+pub fn default_route_interface(netns_label: &str) -> Result<String, Error> {
+    let v4 = std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default();
+    if let Some(iface) = default_route_v4(&v4) {
+        return Ok(iface);
+    }
+    let v6 = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
+    if let Some(iface) = default_route_v6(&v6) {
+        return Ok(iface);
+    }
+    Err(Error::NoDefaultInterface {
+        netns: netns_label.to_owned(),
+        detail: "/proc/thread-self/net/route and ipv6_route have no default route".to_owned(),
+    })
+}
+
+/// Picks the default route's interface from `/proc/net/route` text (columns by header name).
+fn default_route_v4(text: &str) -> Option<String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (iface_col, dst_col, mask_col) = (col("Iface")?, col("Destination")?, col("Mask")?);
+    let metric_col = col("Metric");
+    lines
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let is_default =
+                f.get(dst_col) == Some(&"00000000") && f.get(mask_col) == Some(&"00000000");
+            let metric = metric_col
+                .and_then(|c| f.get(c))
+                .and_then(|m| m.parse::<u32>().ok())
+                .unwrap_or(0);
+            is_default
+                .then(|| f.get(iface_col).map(|s| ((*s).to_owned(), metric)))
+                .flatten()
+        })
+        .min_by_key(|(_, metric)| *metric)
+        .map(|(iface, _)| iface)
+}
+
+/// Picks the default route's interface from `/proc/net/ipv6_route` text
+/// (dst, dst_len, src, src_len, next hop, metric, refcnt, use, flags, device).
+fn default_route_v6(text: &str) -> Option<String> {
+    const RTF_REJECT: u32 = 0x0200;
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[1] != "00" || f[0].chars().any(|c| c != '0') || f[9] == "lo" {
+                return None;
+            }
+            let flags = u32::from_str_radix(f[8], 16).unwrap_or(0);
+            if flags & RTF_REJECT != 0 {
+                return None;
+            }
+            let metric = u32::from_str_radix(f[5], 16).unwrap_or(u32::MAX);
+            Some((f[9].to_owned(), metric))
+        })
+        .min_by_key(|(_, metric)| *metric)
+        .map(|(iface, _)| iface)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // /proc/net/route of a pod netns created by the CNI bridge plugin (kernel 6.18).
+    const POD_ROUTE: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+eth0\t00000000\t0100580A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+eth0\t0000580A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+
+    #[test]
+    fn default_route_v4_picks_the_gateway_interface() {
+        assert_eq!(default_route_v4(POD_ROUTE).as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn default_route_v4_prefers_lowest_metric() {
+        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+eth1\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_v4(text).as_deref(), Some("eth1"));
+    }
+
+    #[test]
+    fn default_route_v4_none_without_default() {
+        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+veth0\t0001F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(default_route_v4(text), None);
+        assert_eq!(default_route_v4(""), None);
+    }
+
+    #[test]
+    fn default_route_v6_skips_loopback_reject_routes() {
+        // A netns without IPv6 default route still has an unreachable default on lo.
+        let text = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+        assert_eq!(default_route_v6(text), None);
+        let with_default = format!(
+            "{text}00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n"
+        );
+        assert_eq!(default_route_v6(&with_default).as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn interface_choice_from_arg() {
+        assert_eq!(InterfaceChoice::from_arg("any"), InterfaceChoice::Any);
+        assert_eq!(
+            InterfaceChoice::from_arg("eth0"),
+            InterfaceChoice::Named("eth0".into())
+        );
+    }
+
+    #[test]
+    fn permission_errors_name_cap_net_raw() {
+        let ctx = Ctx {
+            interface: "eth0",
+            netns: "netns of pid 42",
+        };
+        let e = ctx.classify(
+            "pcap_activate",
+            pcap::Error::PcapError(
+                "eth0: You don't have permission to perform this capture on that device (socket: Operation not permitted)".into(),
+            ),
+        );
+        let text = e.to_string();
+        assert!(matches!(e, Error::PermissionDenied { .. }), "{text}");
+        assert!(text.contains("CAP_NET_RAW") && text.contains("eth0") && text.contains("pid 42"));
+    }
+
+    #[test]
+    fn default_snaplen_is_not_1500() {
+        assert_eq!(CaptureConfig::default().snaplen, 262_144);
+    }
+
+    /// Root only: opens `any` in a fresh network namespace (unshared on this test's own
+    /// thread, so nothing outside is touched) and checks that `stop()` wakes a capture
+    /// blocked with a long idle interval at once, and that the stats are readable.
+    #[test]
+    fn stop_handle_wakes_a_blocked_capture_promptly() {
+        let euid_root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .map(|l| l.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(false);
+        if !euid_root {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "needs root and CI=true forbids skipping"
+            );
+            eprintln!("stop_handle_wakes_a_blocked_capture_promptly: skipped, needs root");
+            return;
+        }
+        let handle = std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let config = CaptureConfig {
+                interface: InterfaceChoice::Any,
+                idle_interval: Duration::from_secs(10),
+                netns_label: "a test netns".into(),
+                ..CaptureConfig::default()
+            };
+            let mut cap = LiveCapture::open(&config).unwrap();
+            assert_eq!(
+                cap.link_type(),
+                LINKTYPE_LINUX_SLL,
+                "-i any defaults to SLL"
+            );
+            assert_eq!(cap.snaplen(), DEFAULT_SNAPLEN);
+            let stop = cap.stop_handle();
+            let stopper = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                stop.stop();
+            });
+            let started = std::time::Instant::now();
+            let mut events = 0;
+            while cap.next_event().unwrap().is_some() {
+                events += 1;
+                assert!(events < 100, "capture did not stop");
+            }
+            let waited = started.elapsed();
+            stopper.join().unwrap();
+            assert!(waited < Duration::from_secs(5), "stop took {waited:?}");
+            assert_eq!(cap.stats().unwrap().dropped, 0);
+            let sll2 = LiveCapture::open(&CaptureConfig {
+                sll2: true,
+                ..config
+            })
+            .unwrap();
+            assert_eq!(
+                sll2.link_type(),
+                LINKTYPE_LINUX_SLL2,
+                "SLL2 only when asked"
+            );
+        });
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn missing_interface_is_named_in_the_error() {
+        if std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                !s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(true)
+        {
+            eprintln!("missing_interface_is_named_in_the_error: skipped, needs root");
+            return;
+        }
+        let config = CaptureConfig {
+            interface: InterfaceChoice::Named("ndc-nosuch0".into()),
+            netns_label: "the test's netns".into(),
+            ..CaptureConfig::default()
+        };
+        let err = LiveCapture::open(&config).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("ndc-nosuch0") && text.contains("the test's netns"),
+            "{text}"
+        );
+    }
+}
