@@ -1,1 +1,64 @@
-//! Kernel counters and settings of one network namespace: nstat, conntrack -S, ss -lnt, ip link/addr/route.
+//! Kernel counters and settings of one network namespace: what `nstat`, `conntrack -S`,
+//! `ss -lnt` and `ip link/addr/route` show, as data.
+//!
+//! Everything here reads the namespace of the **calling thread**. To read a pod's namespace,
+//! run it inside `netdiag_netns::NetNs::run` (≈ `ip netns exec` / `nsenter -n`), which does
+//! it on a dedicated thread. This crate reports; interpreting the numbers is
+//! `netdiag-analyze`'s job.
+//!
+//! | module / type | what people run today | source |
+//! |---|---|---|
+//! | [`Snapshot`] ([`Snapshot::flat`]) | `nstat -az`, `conntrack -S`, `sysctl` | `/proc/net/{netstat,snmp,snmp6,stat/nf_conntrack}`, `/proc/sys/…` |
+//! | [`Snapshot::listeners`] | `ss -lnt` (Recv-Q / Send-Q) | `/proc/net/tcp{,6}`; live with backlog: sock_diag |
+//! | [`Snapshot::delta`] | `nstat` (without `-a`) | two snapshots |
+//!
+//! Kernel tables are parsed by the names in their headers, never by column position, and
+//! unknown fields are kept (the raw text stays available through [`Snapshot::raw`]).
+//!
+//! # Example: read a recorded snapshot
+//!
+//! ```
+//! # fn main() -> Result<(), netdiag_kernel::Error> {
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/netns-6.18");
+//! let snap = netdiag_kernel::Snapshot::read_dir(dir)?;
+//! let flat = snap.flat();
+//! println!("ListenOverflows = {}", flat["TcpExt.ListenOverflows"]);
+//! println!("conntrack invalid = {}", flat["conntrack.invalid"]); // `conntrack -S`, summed over CPUs
+//! for l in snap.listeners() {
+//!     println!("LISTEN {}:{} queued {}", l.addr, l.port, l.queued); // `ss -lnt` Recv-Q
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod parse;
+pub mod snapshot;
+
+pub use snapshot::{Backwards, Delta, Listener, SNAPSHOT_FILES, Snapshot};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading a namespace's counters.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A kernel table did not have the expected shape.
+    #[error("{file} line {line}: {reason}")]
+    Parse {
+        /// Relative path of the table (`net/snmp`).
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+}
