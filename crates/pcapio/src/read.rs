@@ -1,0 +1,935 @@
+//! The streaming reader for pcap and pcapng.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use crate::Error;
+
+/// pcapng Section Header Block type; also the first four bytes of a pcapng file.
+pub(crate) const BT_SHB: u32 = 0x0A0D_0D0A;
+/// pcapng Interface Description Block type.
+pub(crate) const BT_IDB: u32 = 1;
+/// pcapng obsolete Packet Block type.
+pub(crate) const BT_OPB: u32 = 2;
+/// pcapng Simple Packet Block type.
+pub(crate) const BT_SPB: u32 = 3;
+/// pcapng Enhanced Packet Block type.
+pub(crate) const BT_EPB: u32 = 6;
+/// pcapng byte-order magic.
+pub(crate) const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+
+/// libpcap's and Wireshark's maximum snapshot length for ordinary link types
+/// (`MAXIMUM_SNAPLEN` in tcpdump/libpcap, `WTAP_MAX_PACKET_SIZE_STANDARD` in wiretap).
+pub const MAXIMUM_SNAPLEN: u32 = 262_144;
+
+/// The largest pcapng block accepted, whatever its type: Wireshark's limit for the
+/// link type with the largest packets (D-Bus, 128 MiB) plus 1 MiB for headers and
+/// options. Blocks are read incrementally, so a lying length costs no allocation
+/// beyond the bytes actually present.
+pub const MAX_BLOCK_LEN: u32 = 128 * 1024 * 1024 + 1024 * 1024;
+
+/// The largest captured length accepted for one packet of `link_type`.
+///
+/// The same table as Wireshark's `wtap_max_snaplen_for_encap`: [`MAXIMUM_SNAPLEN`]
+/// (256 KiB) except for the link types whose packets are legitimately bigger
+/// (D-Bus and USBPcap 128 MiB, EBHSCR 8 MiB). A record claiming more is an error
+/// ([`Error::RecordTooLong`]), which is also what `tshark -r` and `tcpdump -r` report.
+pub fn max_record_len(link_type: u32) -> u32 {
+    match link_type {
+        // LINKTYPE_DBUS, LINKTYPE_USBPCAP
+        231 | 249 => 128 * 1024 * 1024,
+        // LINKTYPE_EBHSCR
+        279 => 8 * 1024 * 1024,
+        _ => MAXIMUM_SNAPLEN,
+    }
+}
+
+/// The container format of a capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// Classic libpcap format (`tcpdump -w`), microsecond or nanosecond timestamps.
+    Pcap,
+    /// pcapng (Wireshark's default): sections, interfaces, options, comments.
+    Pcapng,
+}
+
+/// One capture interface: the synthesized single interface of a pcap file, or one
+/// Interface Description Block of a pcapng file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Interface {
+    /// The `LINKTYPE_*` value (for pcap the low 16 bits of the header's link-type field).
+    pub link_type: u32,
+    /// The snapshot length (0 in pcapng means "no limit").
+    pub snaplen: u32,
+    /// `if_name` (pcapng only).
+    pub name: Option<String>,
+    /// `if_description` (pcapng only).
+    pub description: Option<String>,
+    /// Nanoseconds per timestamp tick: 1000 for microseconds, 1 for nanoseconds, 0 for
+    /// a resolution finer than a nanosecond or not a whole number of nanoseconds
+    /// (see [`ts_units_per_second`](Self::ts_units_per_second) for the exact value).
+    pub ts_resolution_ns: u64,
+    /// Timestamp ticks per second (1 000 000 by default; from `if_tsresol`, power of 10 or 2).
+    pub ts_units_per_second: u64,
+    /// `if_tsoffset`: seconds added to every timestamp of this interface.
+    pub ts_offset_s: i64,
+    /// Length of the frame check sequence at the end of each packet, when the file says:
+    /// pcap's FCS bits in the link-type field, or pcapng's `if_fcslen`.
+    pub fcs_len: Option<u8>,
+    /// The link-type field exactly as stored (pcap: with the FCS bits; write this back
+    /// with [`PcapWriter`](crate::PcapWriter) to reproduce the header).
+    pub raw_link_type: u32,
+    /// pcapng section this interface belongs to (0 for pcap).
+    pub section: u32,
+}
+
+impl Interface {
+    fn new(link_type: u32, snaplen: u32, section: u32) -> Self {
+        Interface {
+            link_type,
+            snaplen,
+            name: None,
+            description: None,
+            ts_resolution_ns: 1000,
+            ts_units_per_second: 1_000_000,
+            ts_offset_s: 0,
+            fcs_len: None,
+            raw_link_type: link_type,
+            section,
+        }
+    }
+
+    /// Whether timestamps of this interface carry nanosecond (or finer) precision.
+    pub fn is_nanosecond(&self) -> bool {
+        self.ts_units_per_second > 1_000_000
+    }
+
+    /// Converts a timestamp in ticks of this interface to nanoseconds since the epoch,
+    /// saturating at 0 and `u64::MAX`.
+    pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
+        let units = u128::from(self.ts_units_per_second.max(1));
+        let ns = i128::try_from(u128::from(ticks) * 1_000_000_000 / units).unwrap_or(i128::MAX);
+        let total = ns.saturating_add(i128::from(self.ts_offset_s) * 1_000_000_000);
+        u64::try_from(total.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// One packet, borrowed from the reader's internal buffer until the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// Index into [`Reader::interfaces`].
+    pub interface: u32,
+    /// The `LINKTYPE_*` value of that interface.
+    pub link_type: u32,
+    /// Nanoseconds since the Unix epoch (converted from the interface's resolution and offset).
+    pub timestamp_ns: u64,
+    /// The captured bytes.
+    pub data: &'a [u8],
+    /// The packet's length on the wire.
+    pub original_len: u32,
+    /// The first `opt_comment` of an EPB (or OPB), if any and valid UTF-8.
+    pub comment: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Pcap {
+        big_endian: bool,
+    },
+    Pcapng {
+        big_endian: bool,
+        section_base: usize,
+    },
+}
+
+/// Streaming reader over any [`Read`] (a file, stdin, a pipe).
+///
+/// Reads one record at a time into one reused buffer: after the first packets no
+/// allocation happens on the common path. Length fields are never trusted with an
+/// allocation: a record is capped at [`max_record_len`] of its link type (a pcapng
+/// block at [`MAX_BLOCK_LEN`]), and the buffer only grows as bytes actually arrive.
+///
+/// After an error, [`next_packet`](Self::next_packet) returns `Ok(None)`: every packet
+/// returned before the error was complete.
+#[derive(Debug)]
+pub struct Reader<R: Read> {
+    inner: R,
+    name: String,
+    offset: u64,
+    format: Format,
+    state: State,
+    version: (u16, u16),
+    buf: Vec<u8>,
+    interfaces: Vec<Interface>,
+    sections: u32,
+    packets: u64,
+    done: bool,
+}
+
+impl Reader<BufReader<File>> {
+    /// Opens a capture file; errors name the path.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| Error::Open {
+            name: name.clone(),
+            offset: 0,
+            source,
+        })?;
+        Reader::with_name(BufReader::with_capacity(64 * 1024, file), name)
+    }
+}
+
+impl Reader<BufReader<io::Stdin>> {
+    /// Reads a capture from standard input (`tcpdump -r -`); errors name `<stdin>`.
+    pub fn stdin() -> Result<Self, Error> {
+        Reader::with_name(BufReader::with_capacity(64 * 1024, io::stdin()), "<stdin>")
+    }
+}
+
+/// Reads until `buf` is full or the source ends; returns the number of bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
+    let mut a = [0u8; 2];
+    if let Some(s) = b.get(at..at + 2) {
+        a.copy_from_slice(s);
+    }
+    if big {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
+}
+
+fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    if big {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
+}
+
+fn u64_at(b: &[u8], at: usize, big: bool) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
+    if big {
+        u64::from_be_bytes(a)
+    } else {
+        u64::from_le_bytes(a)
+    }
+}
+
+/// Rounds up to a multiple of 4 (pcapng padding).
+fn pad4(n: usize) -> usize {
+    n.saturating_add(3) & !3
+}
+
+/// One pcapng option: code and the byte range of its value inside the scanned slice.
+struct Opt {
+    code: u16,
+    start: usize,
+    len: usize,
+}
+
+/// Iterates over pcapng options in `b[start..end]`; stops at `opt_endofopt`, at the end,
+/// or at an option that does not fit (options are metadata: a damaged one ends the list
+/// rather than losing the packet).
+struct Options<'a> {
+    b: &'a [u8],
+    at: usize,
+    end: usize,
+    big: bool,
+}
+
+impl Iterator for Options<'_> {
+    type Item = Opt;
+    fn next(&mut self) -> Option<Opt> {
+        if self.at.checked_add(4)? > self.end {
+            return None;
+        }
+        let code = u16_at(self.b, self.at, self.big);
+        let len = usize::from(u16_at(self.b, self.at + 2, self.big));
+        if code == 0 {
+            return None;
+        }
+        let start = self.at + 4;
+        if start + len > self.end {
+            return None;
+        }
+        self.at = start + pad4(len);
+        Some(Opt { code, start, len })
+    }
+}
+
+fn options(b: &[u8], start: usize, end: usize, big: bool) -> Options<'_> {
+    Options {
+        b,
+        at: start,
+        end: end.min(b.len()),
+        big,
+    }
+}
+
+fn opt_string(b: &[u8], o: &Opt) -> Option<String> {
+    let v = b.get(o.start..o.start + o.len)?;
+    // Writers often include a trailing NUL although the spec says not to.
+    let v = v.strip_suffix(&[0]).unwrap_or(v);
+    Some(String::from_utf8_lossy(v).into_owned())
+}
+
+/// What a pcapng block turned out to be.
+enum Block {
+    /// A packet: everything needed to build a [`Packet`] from `buf`.
+    Packet {
+        interface: u32,
+        timestamp_ns: u64,
+        data: (usize, usize),
+        original_len: u32,
+        comment: Option<(usize, usize)>,
+    },
+    /// Metadata or a block we skip.
+    Other,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the file header (pcap) or the first section header (pcapng) from `r`.
+    ///
+    /// Errors name the source `<input>`; use [`Reader::with_name`] to name it from the start.
+    pub fn new(r: R) -> Result<Self, Error> {
+        Reader::with_name(r, "<input>")
+    }
+
+    /// Like [`Reader::new`], with the name used in error messages (a path, `<stdin>`).
+    pub fn with_name(r: R, name: impl Into<String>) -> Result<Self, Error> {
+        let mut reader = Reader {
+            inner: r,
+            name: name.into(),
+            offset: 0,
+            format: Format::Pcap,
+            state: State::Pcap { big_endian: false },
+            version: (0, 0),
+            buf: Vec::new(),
+            interfaces: Vec::new(),
+            sections: 0,
+            packets: 0,
+            done: false,
+        };
+        reader.read_file_header()?;
+        Ok(reader)
+    }
+
+    /// Sets the name used in later error messages.
+    pub fn with_source_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The container format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The interfaces seen so far: the one synthesized interface of a pcap file, or every
+    /// IDB of every pcapng section read so far (sections do not reuse indices).
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// The version in the file header (pcap) or the current section header (pcapng).
+    pub fn version(&self) -> (u16, u16) {
+        self.version
+    }
+
+    /// Whether the current section (or the pcap file) is stored big-endian.
+    pub fn is_big_endian(&self) -> bool {
+        match self.state {
+            State::Pcap { big_endian } | State::Pcapng { big_endian, .. } => big_endian,
+        }
+    }
+
+    /// Bytes consumed from the source so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Packets returned so far.
+    pub fn packets_read(&self) -> u64 {
+        self.packets
+    }
+
+    /// The source name used in error messages.
+    pub fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn read_err(&self, offset: u64, source: io::Error) -> Error {
+        Error::Read {
+            name: self.name.clone(),
+            offset,
+            source,
+        }
+    }
+
+    fn malformed(&self, offset: u64, what: &'static str, reason: impl Into<String>) -> Error {
+        Error::Malformed {
+            name: self.name.clone(),
+            offset,
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads exactly `out.len()` bytes or reports how many there were.
+    fn read_small(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let at = self.offset;
+        let got = read_full(&mut self.inner, out).map_err(|e| self.read_err(at, e))?;
+        self.offset += got as u64;
+        Ok(got)
+    }
+
+    /// Reads `n` bytes into `self.buf[..n]`; returns how many arrived (less at EOF).
+    /// The buffer grows only as data actually arrives, so a lying length field costs
+    /// no allocation beyond the file's real size.
+    fn read_body(&mut self, n: usize) -> Result<usize, Error> {
+        let at = self.offset;
+        let got = if n <= self.buf.len() {
+            read_full(&mut self.inner, &mut self.buf[..n])
+        } else {
+            let mut v = std::mem::take(&mut self.buf);
+            v.clear();
+            let r = (&mut self.inner).take(n as u64).read_to_end(&mut v);
+            // Keep the whole capacity initialised so the fast path above can use it.
+            let cap = v.capacity();
+            v.resize(cap, 0);
+            self.buf = v;
+            r
+        }
+        .map_err(|e| self.read_err(at, e))?;
+        self.offset += got as u64;
+        Ok(got)
+    }
+
+    fn read_file_header(&mut self) -> Result<(), Error> {
+        let mut magic = [0u8; 4];
+        let got = self.read_small(&mut magic)?;
+        if got == 0 {
+            return Err(Error::Empty {
+                name: self.name.clone(),
+                offset: 0,
+            });
+        }
+        if got < 4 {
+            return Err(Error::TruncatedFileHeader {
+                name: self.name.clone(),
+                offset: 0,
+                needed: 4,
+                got: got as u64,
+            });
+        }
+        let m = u32::from_be_bytes(magic);
+        let (big_endian, nanos) = match m {
+            0xA1B2_C3D4 => (true, false),
+            0xD4C3_B2A1 => (false, false),
+            0xA1B2_3C4D => (true, true),
+            0x4D3C_B2A1 => (false, true),
+            BT_SHB => {
+                self.format = Format::Pcapng;
+                self.state = State::Pcapng {
+                    big_endian: false,
+                    section_base: 0,
+                };
+                return self.read_shb(0, true);
+            }
+            _ => {
+                return Err(Error::NotCapture {
+                    name: self.name.clone(),
+                    offset: 0,
+                    magic: m,
+                });
+            }
+        };
+        let mut h = [0u8; 20];
+        let got = self.read_small(&mut h)?;
+        if got < h.len() {
+            return Err(Error::TruncatedFileHeader {
+                name: self.name.clone(),
+                offset: 0,
+                needed: 24,
+                got: 4 + got as u64,
+            });
+        }
+        let major = u16_at(&h, 0, big_endian);
+        let minor = u16_at(&h, 2, big_endian);
+        // Like libpcap and wiretap: versions before 2 are a different, archaic format.
+        if major < 2 {
+            return Err(self.malformed(
+                0,
+                "pcap file header",
+                format!(
+                    "version {major}.{minor} is older than 2.x, an archaic format no tool reads"
+                ),
+            ));
+        }
+        let snaplen = u32_at(&h, 12, big_endian);
+        let raw = u32_at(&h, 16, big_endian);
+        let mut iface = Interface::new(raw & 0xFFFF, snaplen, 0);
+        iface.raw_link_type = raw;
+        // Bit 26 says the FCS length in bits 28..32 is meaningful.
+        if raw & 0x0400_0000 != 0 {
+            iface.fcs_len = u8::try_from(raw >> 28).ok();
+        }
+        if nanos {
+            iface.ts_resolution_ns = 1;
+            iface.ts_units_per_second = 1_000_000_000;
+        }
+        self.version = (major, minor);
+        self.state = State::Pcap { big_endian };
+        self.interfaces.push(iface);
+        self.sections = 1;
+        Ok(())
+    }
+
+    /// Reads a section header block whose type field (4 bytes) has been consumed at
+    /// `start`. `first` is true for the file header.
+    fn read_shb(&mut self, start: u64, first: bool) -> Result<(), Error> {
+        let mut h = [0u8; 8];
+        let got = self.read_small(&mut h)?;
+        if got < h.len() {
+            return Err(self.truncated_header(first, start, 12, 4 + got as u64));
+        }
+        let big = match u32::from_be_bytes([h[4], h[5], h[6], h[7]]) {
+            BYTE_ORDER_MAGIC => true,
+            0x4D3C_2B1A => false,
+            other => {
+                return Err(self.malformed(
+                    start,
+                    "pcapng section header",
+                    format!("byte-order magic 0x{other:08x} is neither 0x1a2b3c4d nor 0x4d3c2b1a"),
+                ));
+            }
+        };
+        let len = u32_at(&h, 0, big);
+        if len < 28 || len % 4 != 0 || len > MAX_BLOCK_LEN {
+            return Err(self.malformed(
+                start,
+                "pcapng section header",
+                format!("block length {len} is not a multiple of 4 between 28 and {MAX_BLOCK_LEN}"),
+            ));
+        }
+        // Rest: version (4), section length (8), options, trailing length (4).
+        let rest = len as usize - 12;
+        let got = self.read_body(rest)?;
+        if got < rest {
+            return Err(self.truncated_header(first, start, u64::from(len), 12 + got as u64));
+        }
+        let b = &self.buf[..rest];
+        if u32_at(b, rest - 4, big) != len {
+            let trailer = u32_at(b, rest - 4, big);
+            return Err(self.malformed(
+                start,
+                "pcapng section header",
+                format!("trailing length {trailer} differs from leading length {len}"),
+            ));
+        }
+        let major = u16_at(b, 0, big);
+        let minor = u16_at(b, 2, big);
+        if major != 1 {
+            return Err(self.malformed(
+                start,
+                "pcapng section header",
+                format!("version {major}.{minor} is not 1.x"),
+            ));
+        }
+        self.version = (major, minor);
+        self.state = State::Pcapng {
+            big_endian: big,
+            section_base: self.interfaces.len(),
+        };
+        self.sections += 1;
+        Ok(())
+    }
+
+    fn truncated_header(&self, first: bool, offset: u64, needed: u64, got: u64) -> Error {
+        if first {
+            Error::TruncatedFileHeader {
+                name: self.name.clone(),
+                offset,
+                needed,
+                got,
+            }
+        } else {
+            Error::TruncatedRecordHeader {
+                name: self.name.clone(),
+                offset,
+                needed,
+                got,
+                packets: self.packets,
+            }
+        }
+    }
+
+    /// The next packet, or `None` at the end of the capture.
+    ///
+    /// The packet borrows the reader's buffer, which is reused by the next call: no
+    /// allocation per packet after the first few.
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = match self.state {
+            State::Pcap { big_endian } => self.next_pcap(big_endian),
+            State::Pcapng { .. } => self.next_pcapng(),
+        };
+        match r {
+            Ok(Some(Block::Packet {
+                interface,
+                timestamp_ns,
+                data,
+                original_len,
+                comment,
+            })) => {
+                self.packets += 1;
+                let link_type = self
+                    .interfaces
+                    .get(interface as usize)
+                    .map_or(0, |i| i.link_type);
+                Ok(Some(Packet {
+                    interface,
+                    link_type,
+                    timestamp_ns,
+                    data: self.buf.get(data.0..data.1).unwrap_or(&[]),
+                    original_len,
+                    comment: comment
+                        .and_then(|(s, e)| self.buf.get(s..e))
+                        .and_then(|c| std::str::from_utf8(c).ok()),
+                }))
+            }
+            Ok(_) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn next_pcap(&mut self, big: bool) -> Result<Option<Block>, Error> {
+        let start = self.offset;
+        let mut h = [0u8; 16];
+        let got = self.read_small(&mut h)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < h.len() {
+            return Err(Error::TruncatedRecordHeader {
+                name: self.name.clone(),
+                offset: start,
+                needed: 16,
+                got: got as u64,
+                packets: self.packets,
+            });
+        }
+        let sec = u64::from(u32_at(&h, 0, big));
+        let frac = u64::from(u32_at(&h, 4, big));
+        let caplen = u32_at(&h, 8, big);
+        let original_len = u32_at(&h, 12, big);
+        let (link_type, frac_ns) = match self.interfaces.first() {
+            Some(i) => (i.link_type, i.ts_resolution_ns),
+            None => (0, 1000),
+        };
+        let max = max_record_len(link_type);
+        if caplen > max {
+            return Err(Error::RecordTooLong {
+                name: self.name.clone(),
+                offset: start,
+                len: u64::from(caplen),
+                max: u64::from(max),
+                link_type,
+            });
+        }
+        let n = caplen as usize;
+        let got = self.read_body(n)?;
+        if got < n {
+            return Err(Error::TruncatedRecord {
+                name: self.name.clone(),
+                offset: start + 16,
+                needed: n as u64,
+                got: got as u64,
+                packets: self.packets,
+            });
+        }
+        Ok(Some(Block::Packet {
+            interface: 0,
+            timestamp_ns: sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(frac.saturating_mul(frac_ns)),
+            data: (0, n),
+            original_len,
+            comment: None,
+        }))
+    }
+
+    fn next_pcapng(&mut self) -> Result<Option<Block>, Error> {
+        loop {
+            let start = self.offset;
+            let mut t = [0u8; 4];
+            let got = self.read_small(&mut t)?;
+            if got == 0 {
+                return Ok(None);
+            }
+            if got < 4 {
+                return Err(self.truncated_header(false, start, 8, got as u64));
+            }
+            let State::Pcapng { big_endian, .. } = self.state else {
+                return Ok(None);
+            };
+            let block_type = u32_at(&t, 0, big_endian);
+            if block_type == BT_SHB {
+                self.read_shb(start, false)?;
+                continue;
+            }
+            let mut l = [0u8; 4];
+            let got = self.read_small(&mut l)?;
+            if got < 4 {
+                return Err(self.truncated_header(false, start, 8, 4 + got as u64));
+            }
+            let len = u32_at(&l, 0, big_endian);
+            if len < 12 || len % 4 != 0 {
+                return Err(self.malformed(
+                    start,
+                    "pcapng block",
+                    format!(
+                        "block type 0x{block_type:08x} has length {len}, not a multiple of 4 of at least 12"
+                    ),
+                ));
+            }
+            if len > MAX_BLOCK_LEN {
+                return Err(Error::RecordTooLong {
+                    name: self.name.clone(),
+                    offset: start,
+                    len: u64::from(len),
+                    max: u64::from(MAX_BLOCK_LEN),
+                    link_type: 0,
+                });
+            }
+            let rest = len as usize - 8;
+            let got = self.read_body(rest)?;
+            if got < rest {
+                return Err(Error::TruncatedRecord {
+                    name: self.name.clone(),
+                    offset: start + 8,
+                    needed: rest as u64,
+                    got: got as u64,
+                    packets: self.packets,
+                });
+            }
+            let trailer = u32_at(&self.buf, rest - 4, big_endian);
+            if trailer != len {
+                return Err(self.malformed(
+                    start,
+                    "pcapng block",
+                    format!(
+                        "block type 0x{block_type:08x}: trailing length {trailer} differs from leading length {len}"
+                    ),
+                ));
+            }
+            let body = rest - 4;
+            match self.pcapng_block(start, block_type, body, big_endian)? {
+                Block::Other => continue,
+                p @ Block::Packet { .. } => return Ok(Some(p)),
+            }
+        }
+    }
+
+    /// Interprets a block whose body is `self.buf[..body]`.
+    fn pcapng_block(
+        &mut self,
+        start: u64,
+        block_type: u32,
+        body: usize,
+        big: bool,
+    ) -> Result<Block, Error> {
+        let section_base = match self.state {
+            State::Pcapng { section_base, .. } => section_base,
+            State::Pcap { .. } => 0,
+        };
+        let b = &self.buf[..body];
+        match block_type {
+            BT_IDB => {
+                if body < 8 {
+                    return Err(self.malformed(
+                        start,
+                        "pcapng interface description block",
+                        format!("body of {body} bytes is shorter than 8"),
+                    ));
+                }
+                let mut iface = Interface::new(
+                    u32::from(u16_at(b, 0, big)),
+                    u32_at(b, 4, big),
+                    self.sections.saturating_sub(1),
+                );
+                for o in options(b, 8, body, big) {
+                    match o.code {
+                        2 => iface.name = opt_string(b, &o),
+                        3 => iface.description = opt_string(b, &o),
+                        9 if o.len >= 1 => {
+                            let v = b[o.start];
+                            let units = if v & 0x80 == 0 {
+                                10u64.checked_pow(u32::from(v))
+                            } else {
+                                2u64.checked_pow(u32::from(v & 0x7F))
+                            };
+                            // An unrepresentable resolution keeps the default, as Wireshark does.
+                            if let Some(u) = units.filter(|u| *u > 0) {
+                                iface.ts_units_per_second = u;
+                                iface.ts_resolution_ns = if 1_000_000_000 % u == 0 {
+                                    1_000_000_000 / u
+                                } else {
+                                    0
+                                };
+                            }
+                        }
+                        13 if o.len >= 1 => iface.fcs_len = Some(b[o.start]),
+                        14 if o.len >= 8 => iface.ts_offset_s = u64_at(b, o.start, big) as i64,
+                        _ => {}
+                    }
+                }
+                self.interfaces.push(iface);
+                Ok(Block::Other)
+            }
+            BT_EPB | BT_OPB => {
+                let what = if block_type == BT_EPB {
+                    "pcapng enhanced packet block"
+                } else {
+                    "pcapng packet block"
+                };
+                if body < 20 {
+                    return Err(self.malformed(
+                        start,
+                        what,
+                        format!("body of {body} bytes is shorter than 20"),
+                    ));
+                }
+                let local = if block_type == BT_EPB {
+                    u32_at(b, 0, big)
+                } else {
+                    u32::from(u16_at(b, 0, big))
+                };
+                let ticks = (u64::from(u32_at(b, 4, big)) << 32) | u64::from(u32_at(b, 8, big));
+                let caplen = u32_at(b, 12, big);
+                let original_len = u32_at(b, 16, big);
+                let iface = self.section_interface(start, section_base, local)?;
+                let link_type = iface.link_type;
+                let timestamp_ns = iface.ticks_to_ns(ticks);
+                let max = max_record_len(link_type);
+                if caplen > max {
+                    return Err(Error::RecordTooLong {
+                        name: self.name.clone(),
+                        offset: start,
+                        len: u64::from(caplen),
+                        max: u64::from(max),
+                        link_type,
+                    });
+                }
+                let n = caplen as usize;
+                if pad4(n) > body - 20 {
+                    return Err(self.malformed(
+                        start,
+                        what,
+                        format!("captured length {caplen} does not fit in a body of {body} bytes"),
+                    ));
+                }
+                let comment = options(b, 20 + pad4(n), body, big)
+                    .find(|o| o.code == 1)
+                    .map(|o| (o.start, o.start + o.len));
+                Ok(Block::Packet {
+                    interface: (section_base as u32).saturating_add(local),
+                    timestamp_ns,
+                    data: (20, 20 + n),
+                    original_len,
+                    comment,
+                })
+            }
+            BT_SPB => {
+                if body < 4 {
+                    return Err(self.malformed(
+                        start,
+                        "pcapng simple packet block",
+                        format!("body of {body} bytes is shorter than 4"),
+                    ));
+                }
+                let original_len = u32_at(b, 0, big);
+                let iface = self.section_interface(start, section_base, 0)?;
+                let mut caplen = (original_len as usize).min(body - 4);
+                if iface.snaplen != 0 {
+                    caplen = caplen.min(iface.snaplen as usize);
+                }
+                let link_type = iface.link_type;
+                let max = max_record_len(link_type);
+                if caplen > max as usize {
+                    return Err(Error::RecordTooLong {
+                        name: self.name.clone(),
+                        offset: start,
+                        len: caplen as u64,
+                        max: u64::from(max),
+                        link_type,
+                    });
+                }
+                Ok(Block::Packet {
+                    interface: section_base as u32,
+                    timestamp_ns: 0,
+                    data: (4, 4 + caplen),
+                    original_len,
+                    comment: None,
+                })
+            }
+            // NRB, ISB, DSB, custom and unknown blocks carry nothing a packet reader needs.
+            _ => Ok(Block::Other),
+        }
+    }
+
+    fn section_interface(
+        &self,
+        start: u64,
+        section_base: usize,
+        local: u32,
+    ) -> Result<&Interface, Error> {
+        let count = self.interfaces.len().saturating_sub(section_base);
+        self.interfaces
+            .get(section_base.saturating_add(local as usize))
+            .ok_or_else(|| Error::UnknownInterface {
+                name: self.name.clone(),
+                offset: start,
+                interface: local,
+                count: count as u32,
+            })
+    }
+}
