@@ -1,0 +1,376 @@
+//! [`Frame`]: one captured frame parsed from the link layer to the transport header.
+
+use core::net::IpAddr;
+
+use crate::dns::{self, DnsError};
+use crate::icmp::{self, IcmpMessage};
+use crate::ip::{self, Ipv4Info, Ipv6Info, Upper, protocol};
+use crate::link::{self, LinkStop, LinkType, Next, ethertype};
+use crate::tcp::{self, TcpSegment};
+use crate::udp::{self, UdpDatagram};
+
+/// The protocol layer at which parsing stopped.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layer {
+    /// The link header (Ethernet, SLL, SLL2, loopback).
+    Link,
+    /// An 802.1Q / 802.1ad VLAN tag.
+    Vlan,
+    /// The IPv4 header.
+    Ipv4,
+    /// The fixed IPv6 header.
+    Ipv6,
+    /// An IPv6 extension header.
+    Ipv6Ext,
+    /// The TCP header.
+    Tcp,
+    /// The UDP header.
+    Udp,
+    /// The ICMP header.
+    Icmp,
+    /// A DNS message.
+    Dns,
+}
+
+/// Why parsing stopped.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// The captured bytes end inside a header.
+    Truncated {
+        /// Bytes the header needs (from the start of the layer).
+        required: usize,
+        /// Bytes that were captured (from the start of the layer).
+        available: usize,
+    },
+    /// A field says something impossible.
+    Malformed(&'static str),
+    /// A protocol this crate does not parse (link type, EtherType, IP protocol).
+    Unsupported,
+    /// A non-first IP fragment: there is no transport header.
+    Fragment,
+}
+
+/// Where and why [`Frame::parse`] stopped before the end of the transport header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Stop {
+    /// The layer that could not be parsed (further).
+    pub layer: Layer,
+    /// Why.
+    pub reason: StopReason,
+    /// Byte offset in the frame where that layer starts.
+    pub offset: usize,
+}
+
+/// The network layer of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net<'a> {
+    /// IPv4.
+    Ipv4(Ipv4Info<'a>),
+    /// IPv6.
+    Ipv6(Ipv6Info<'a>),
+    /// ARP (not parsed further).
+    Arp,
+    /// Another EtherType (not parsed further).
+    Other {
+        /// The EtherType.
+        ethertype: u16,
+    },
+}
+
+impl Net<'_> {
+    /// Source IP address, for IPv4 and IPv6.
+    #[inline]
+    pub fn src(&self) -> Option<IpAddr> {
+        match self {
+            Net::Ipv4(i) => Some(IpAddr::V4(i.src)),
+            Net::Ipv6(i) => Some(IpAddr::V6(i.src)),
+            _ => None,
+        }
+    }
+    /// Destination IP address, for IPv4 and IPv6.
+    #[inline]
+    pub fn dst(&self) -> Option<IpAddr> {
+        match self {
+            Net::Ipv4(i) => Some(IpAddr::V4(i.dst)),
+            Net::Ipv6(i) => Some(IpAddr::V6(i.dst)),
+            _ => None,
+        }
+    }
+    /// The upper-layer protocol number (IPv6: after extension headers).
+    #[inline]
+    pub fn protocol(&self) -> Option<u8> {
+        match self {
+            Net::Ipv4(i) => Some(i.protocol),
+            Net::Ipv6(i) => Some(i.next_header),
+            _ => None,
+        }
+    }
+    /// Fragmentation state, if the packet is a fragment.
+    #[inline]
+    pub fn fragment(&self) -> Option<ip::Fragment> {
+        match self {
+            Net::Ipv4(i) => i.fragment,
+            Net::Ipv6(i) => i.fragment,
+            _ => None,
+        }
+    }
+}
+
+/// The transport layer of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport<'a> {
+    /// TCP.
+    Tcp(TcpSegment<'a>),
+    /// UDP.
+    Udp(UdpDatagram<'a>),
+    /// ICMPv4 or ICMPv6.
+    Icmp(IcmpMessage<'a>),
+}
+
+/// The flow key of a TCP or UDP packet, as sent (not normalised by direction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FiveTuple {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// IP protocol (6 TCP, 17 UDP).
+    pub protocol: u8,
+}
+
+impl FiveTuple {
+    /// The same flow seen from the other side.
+    pub fn reversed(&self) -> FiveTuple {
+        FiveTuple {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            protocol: self.protocol,
+        }
+    }
+}
+
+/// One captured frame, parsed as far as possible. Parsing never fails: `stop` says
+/// where and why it ended (`None` = every header up to the transport layer was parsed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The link type the frame was parsed as.
+    pub link: LinkType,
+    /// Outermost 802.1Q/802.1ad VLAN ID, if any.
+    pub vlan: Option<u16>,
+    /// Network layer, when the link layer was parsed.
+    pub net: Option<Net<'a>>,
+    /// Transport layer, when the network layer was IP and parsed.
+    pub transport: Option<Transport<'a>>,
+    /// Where parsing stopped early, if it did.
+    pub stop: Option<Stop>,
+}
+
+impl<'a> Frame<'a> {
+    /// Parses `bytes` captured with link type `link`. Never panics, never allocates, and
+    /// never reads past the end of `bytes`.
+    #[inline]
+    pub fn parse(link: LinkType, bytes: &'a [u8]) -> Frame<'a> {
+        let mut f = Frame {
+            link,
+            vlan: None,
+            net: None,
+            transport: None,
+            stop: None,
+        };
+        let l = link::parse(link, bytes);
+        f.vlan = l.vlan;
+        let (ty, off) = match l.next {
+            Ok(Next::EtherType(ty, off)) => (ty, off),
+            Ok(Next::RawIp(off)) => match link::version_nibble(bytes, off) {
+                4 => (ethertype::IPV4, off),
+                6 => (ethertype::IPV6, off),
+                _ => {
+                    let reason = if bytes.len() <= off {
+                        StopReason::Truncated {
+                            required: 1,
+                            available: 0,
+                        }
+                    } else {
+                        StopReason::Malformed("raw IP version is neither 4 nor 6")
+                    };
+                    f.stop = Some(Stop {
+                        layer: Layer::Ipv4,
+                        reason,
+                        offset: off,
+                    });
+                    return f;
+                }
+            },
+            Err(e) => {
+                f.stop = Some(link_stop(e));
+                return f;
+            }
+        };
+        let upper = match ty {
+            ethertype::IPV4 => {
+                let (info, up) = ip::parse_v4(bytes, off);
+                f.net = info.map(Net::Ipv4);
+                up
+            }
+            ethertype::IPV6 => {
+                let (info, up) = ip::parse_v6(bytes, off);
+                f.net = info.map(Net::Ipv6);
+                up
+            }
+            ethertype::ARP => {
+                f.net = Some(Net::Arp);
+                return f;
+            }
+            other => {
+                f.net = Some(Net::Other { ethertype: other });
+                f.stop = Some(Stop {
+                    layer: Layer::Link,
+                    reason: StopReason::Unsupported,
+                    offset: off,
+                });
+                return f;
+            }
+        };
+        match upper {
+            Ok(up) => f.parse_transport(up),
+            Err(s) => f.stop = Some(s),
+        }
+        f
+    }
+
+    #[inline]
+    fn parse_transport(&mut self, up: Upper<'a>) {
+        let (transport, stop) = match up.protocol {
+            protocol::TCP => {
+                let (t, s) = tcp::parse(up.data, up.offset, up.wire_len);
+                (t.map(Transport::Tcp), s)
+            }
+            protocol::UDP => {
+                let (t, s) = udp::parse(up.data, up.offset, up.wire_len);
+                (t.map(Transport::Udp), s)
+            }
+            protocol::ICMP if matches!(self.net, Some(Net::Ipv4(_))) => {
+                let (t, s) = icmp::parse(up.data, up.offset, false);
+                (t.map(Transport::Icmp), s)
+            }
+            protocol::ICMPV6 if matches!(self.net, Some(Net::Ipv6(_))) => {
+                let (t, s) = icmp::parse(up.data, up.offset, true);
+                (t.map(Transport::Icmp), s)
+            }
+            // "No next header" legitimately ends the packet.
+            protocol::IPV6_NONXT if matches!(self.net, Some(Net::Ipv6(_))) => (None, None),
+            _ => {
+                let layer = if matches!(self.net, Some(Net::Ipv6(_))) {
+                    Layer::Ipv6
+                } else {
+                    Layer::Ipv4
+                };
+                (
+                    None,
+                    Some(Stop {
+                        layer,
+                        reason: StopReason::Unsupported,
+                        offset: up.offset,
+                    }),
+                )
+            }
+        };
+        self.transport = transport;
+        self.stop = stop;
+    }
+
+    /// `(src ip, dst ip, src port, dst port, ip protocol)` when IP and TCP/UDP were parsed.
+    #[inline]
+    pub fn five_tuple(&self) -> Option<FiveTuple> {
+        let net = self.net.as_ref()?;
+        let (src_port, dst_port, protocol) = match self.transport.as_ref()? {
+            Transport::Tcp(t) => (t.src_port, t.dst_port, protocol::TCP),
+            Transport::Udp(u) => (u.src_port, u.dst_port, protocol::UDP),
+            Transport::Icmp(_) => return None,
+        };
+        Some(FiveTuple {
+            src: net.src()?,
+            dst: net.dst()?,
+            src_port,
+            dst_port,
+            protocol,
+        })
+    }
+
+    /// The TCP segment, if the transport is TCP.
+    #[inline]
+    pub fn tcp(&self) -> Option<&TcpSegment<'a>> {
+        match &self.transport {
+            Some(Transport::Tcp(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The UDP datagram, if the transport is UDP.
+    #[inline]
+    pub fn udp(&self) -> Option<&UdpDatagram<'a>> {
+        match &self.transport {
+            Some(Transport::Udp(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The DNS message carried by this frame: UDP with port 53 or 5353 (mDNS) on either
+    /// side, or TCP port 53 when the segment starts with a complete length-prefixed
+    /// message. `None` when the frame is not DNS by port.
+    #[inline]
+    pub fn dns(&self) -> Option<Result<dns::Message<'a>, DnsError>> {
+        match &self.transport {
+            Some(Transport::Udp(u)) if is_dns_port(u.src_port) || is_dns_port(u.dst_port) => {
+                Some(dns::Message::parse(u.payload))
+            }
+            Some(Transport::Tcp(t))
+                if (t.src_port == 53 || t.dst_port == 53) && !t.payload.is_empty() =>
+            {
+                Some(dns::Message::parse_tcp(t.payload))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[inline]
+fn is_dns_port(p: u16) -> bool {
+    p == 53 || p == 5353
+}
+
+fn link_stop(e: LinkStop) -> Stop {
+    match e {
+        LinkStop::Truncated {
+            required,
+            available,
+            offset,
+            vlan,
+        } => Stop {
+            layer: if vlan { Layer::Vlan } else { Layer::Link },
+            reason: StopReason::Truncated {
+                required: required - offset,
+                available: available.saturating_sub(offset),
+            },
+            offset,
+        },
+        LinkStop::Unsupported { offset } => Stop {
+            layer: Layer::Link,
+            reason: StopReason::Unsupported,
+            offset,
+        },
+        LinkStop::Malformed { why, offset } => Stop {
+            layer: Layer::Vlan,
+            reason: StopReason::Malformed(why),
+            offset,
+        },
+    }
+}
