@@ -1,1 +1,137 @@
-//! Enter Linux network namespaces safely (pidfd, dedicated thread) and read files inside a container root (openat2 RESOLVE_IN_ROOT).
+//! Enter Linux network namespaces safely, and read files inside a container's root.
+//!
+//! | this crate | what people run today |
+//! |---|---|
+//! | [`NetNs::from_name`]`("x")?.`[`run`](NetNs::run)`(…)` | `ip netns exec x …` |
+//! | [`NetNs::from_pid`]`(pid)?.`[`run`](NetNs::run)`(…)` | `nsenter -t PID -n …` |
+//! | [`NetNs::from_path`]`("/proc/PID/ns/net")` | `nsenter --net=/proc/PID/ns/net …` |
+//! | [`ContainerRoot::from_pid`]`(pid)?.`[`read`](ContainerRoot::read)`("/etc/resolv.conf", …)` | `cat /proc/PID/root/etc/resolv.conf`, without its symlink hazard |
+//!
+//! Two rules make this safe on a busy node:
+//!
+//! - **PID reuse.** By PID, the namespace is entered through a pidfd (`pidfd_open(2)` +
+//!   `setns(pidfd, CLONE_NEWNET)`, Linux ≥ 5.8): if the process exits and its PID is given to
+//!   another process, entering fails with [`Error::ProcessGone`] instead of entering the
+//!   wrong namespace.
+//! - **Dedicated threads.** `setns` switches only the calling thread. [`NetNs::run`] and
+//!   [`NetNs::spawn`] do it on a fresh thread that dies afterwards, so no thread of the caller
+//!   (in particular no async runtime worker) ever changes namespace.
+//!
+//! Inside `run`, per-namespace files are `/proc/thread-self/net/…` (not `/proc/self/net`,
+//! which follows the main thread) and `/proc/sys/net/…`; netlink sockets opened there belong
+//! to the namespace.
+//!
+//! # Example: read the interfaces of the namespace of PID 1 (root only)
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use netdiag_netns::NetNs;
+//! let ns = NetNs::from_pid(1)?;
+//! let dev = ns.run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))??;
+//! print!("{dev}");
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: the caller's own namespace (runs anywhere)
+//!
+//! ```
+//! # fn main() -> Result<(), netdiag_netns::Error> {
+//! use netdiag_netns::{Error, NetNs};
+//! let here = NetNs::current()?;
+//! match here.run(|| std::thread::current().name().map(str::to_owned)) {
+//!     Ok(name) => assert_eq!(name.as_deref(), Some("netns-net")),
+//!     // entering even one's own namespace needs CAP_SYS_ADMIN
+//!     Err(Error::PermissionDenied { capability, .. }) => assert_eq!(capability, "CAP_SYS_ADMIN"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod netns;
+mod root;
+mod sys;
+
+pub use netns::{NetNs, NetNsThread, Target};
+pub use root::{ContainerRoot, read_in_root};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong entering a namespace or reading inside a container root.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The process has exited (or never existed); its namespace is gone.
+    #[error("PID {pid}: no such process (it has exited, or never existed)")]
+    ProcessGone {
+        /// The PID asked for.
+        pid: i32,
+    },
+    /// The namespace path does not exist.
+    #[error("{}: no such network namespace (try `ip netns list`)", path.display())]
+    NoSuchNetns {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// The path exists but is not a network namespace file.
+    #[error("{}: not a network namespace file", path.display())]
+    NotANetns {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// The kernel refused for lack of privilege.
+    #[error("{target}: {syscall} needs {capability}: run as root on the node")]
+    PermissionDenied {
+        /// The PID or path.
+        target: String,
+        /// The refused syscall.
+        syscall: &'static str,
+        /// The capability that would allow it.
+        capability: &'static str,
+    },
+    /// Another syscall failure.
+    #[error("{target}: {syscall}: {source}")]
+    Syscall {
+        /// The PID or path.
+        target: String,
+        /// The failing syscall.
+        syscall: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The namespace thread could not be started.
+    #[error("{target}: cannot start a namespace thread: {source}")]
+    Thread {
+        /// The PID or path.
+        target: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `openat2(RESOLVE_IN_ROOT)` or reading the file failed.
+    #[error("{}: openat2 {} (RESOLVE_IN_ROOT): {source}", root.display(), path.display())]
+    ReadInRoot {
+        /// The root directory.
+        root: PathBuf,
+        /// The path inside the root.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file inside the root is not a regular file (refused: a FIFO could block us).
+    #[error("{}: refusing to read: {kind}", path.display())]
+    NotRegularFile {
+        /// Root-joined path, for the message.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file inside the root is larger than allowed.
+    #[error("{}: larger than {max_len} bytes", path.display())]
+    TooLarge {
+        /// Root-joined path, for the message.
+        path: PathBuf,
+        /// The limit.
+        max_len: usize,
+    },
+}

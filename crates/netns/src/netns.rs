@@ -1,0 +1,283 @@
+//! [`NetNs`]: a handle on a network namespace, entered only on dedicated threads.
+//!
+//! `setns(2)` changes the namespace of the calling **thread**. A thread that switched is
+//! never returned to anyone: [`NetNs::run`] and [`NetNs::spawn`] start a fresh OS thread,
+//! switch it, run the work and let it die (aya's `NetNsGuard` idea, without the restore
+//! step that could fail half-way). So an async runtime's worker thread is never moved.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use nix::sched::CloneFlags;
+
+use crate::{Error, sys};
+
+/// Which namespace a [`NetNs`] refers to, for error messages and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// The network namespace of a process, held through a pidfd.
+    Pid(i32),
+    /// A namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, …
+    Path(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Pid(pid) => write!(f, "PID {pid}"),
+            Target::Path(p) => write!(f, "netns {}", p.display()),
+        }
+    }
+}
+
+/// A network namespace to run code in: holds a pidfd (by PID) or an open namespace file
+/// (by path), so the namespace stays the same one even if the PID or the name is reused.
+#[derive(Debug)]
+pub struct NetNs {
+    fd: OwnedFd,
+    target: Target,
+}
+
+/// `NSFS_MAGIC`, the filesystem of `/proc/PID/ns/*` and of `ip netns` bind mounts.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+impl NetNs {
+    /// The network namespace of process `pid` (≈ `nsenter -t PID -n`), through a pidfd:
+    /// if the process exits and its PID is recycled, entering fails with
+    /// [`Error::ProcessGone`] instead of entering the newcomer's namespace.
+    pub fn from_pid(pid: i32) -> Result<NetNs, Error> {
+        if pid <= 0 {
+            return Err(Error::ProcessGone { pid });
+        }
+        let fd = sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => Error::ProcessGone { pid },
+            _ => Error::Syscall {
+                target: Target::Pid(pid).to_string(),
+                syscall: "pidfd_open",
+                source: e,
+            },
+        })?;
+        Ok(NetNs {
+            fd,
+            target: Target::Pid(pid),
+        })
+    }
+
+    /// Use a pidfd the caller already holds (e.g. from the container runtime).
+    pub fn from_pidfd(pid: i32, pidfd: OwnedFd) -> NetNs {
+        NetNs {
+            fd: pidfd,
+            target: Target::Pid(pid),
+        }
+    }
+
+    /// A namespace file (≈ `ip netns exec` with `/run/netns/NAME`, or `/proc/PID/ns/net`).
+    pub fn from_path(path: impl AsRef<Path>) -> Result<NetNs, Error> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NoSuchNetns {
+                path: path.to_path_buf(),
+            },
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+                target: Target::Path(path.to_path_buf()).to_string(),
+                syscall: "open",
+                capability: "CAP_SYS_PTRACE (another user's /proc/PID/ns/net)",
+            },
+            _ => Error::Syscall {
+                target: Target::Path(path.to_path_buf()).to_string(),
+                syscall: "open",
+                source: e,
+            },
+        })?;
+        let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| Error::Syscall {
+            target: Target::Path(path.to_path_buf()).to_string(),
+            syscall: "fstatfs",
+            source: e.into(),
+        })?;
+        #[allow(clippy::unnecessary_cast)] // the field type differs between libcs
+        if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+            return Err(Error::NotANetns {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(NetNs {
+            fd: file.into(),
+            target: Target::Path(path.to_path_buf()),
+        })
+    }
+
+    /// A namespace made by `ip netns add NAME`: `/run/netns/NAME`, else `/var/run/netns/NAME`.
+    pub fn from_name(name: &str) -> Result<NetNs, Error> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(Error::NoSuchNetns {
+                path: PathBuf::from(name),
+            });
+        }
+        let run = Path::new("/run/netns").join(name);
+        match NetNs::from_path(&run) {
+            Err(Error::NoSuchNetns { .. }) => {
+                NetNs::from_path(Path::new("/var/run/netns").join(name))
+            }
+            other => other,
+        }
+    }
+
+    /// The namespace of the calling thread (the node's, when the tool runs on the host).
+    pub fn current() -> Result<NetNs, Error> {
+        NetNs::from_path("/proc/thread-self/ns/net")
+    }
+
+    /// What this handle refers to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Run `f` on a new thread inside the namespace and return its result; the thread ends
+    /// afterwards. `f` may borrow from the caller. A panic in `f` is propagated.
+    pub fn run<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        thread::scope(|s| {
+            let handle = thread::Builder::new()
+                .name(thread_name(&self.target))
+                .spawn_scoped(s, || {
+                    enter(&self.fd, &self.target)?;
+                    Ok(f())
+                })
+                .map_err(|source| Error::Thread {
+                    target: self.target.to_string(),
+                    source,
+                })?;
+            match handle.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
+    /// Start long-running work (a capture) on a new thread inside the namespace. Returns
+    /// once the thread has entered the namespace, so a failure to enter is reported here,
+    /// not at [`NetNsThread::join`].
+    pub fn spawn<F, T>(&self, f: F) -> Result<NetNsThread<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let fd = self.fd.try_clone().map_err(|e| Error::Syscall {
+            target: self.target.to_string(),
+            syscall: "dup",
+            source: e,
+        })?;
+        let target = self.target.clone();
+        let (tx, rx) = mpsc::sync_channel::<Result<(), Error>>(1);
+        let t = target.clone();
+        let handle = thread::Builder::new()
+            .name(thread_name(&target))
+            .spawn(move || {
+                let entered = enter(&fd, &t);
+                drop(fd);
+                let ok = entered.is_ok();
+                // The receiver waits for exactly this message; if it is gone there is
+                // nobody to report to, and we must not run `f` outside the namespace.
+                if tx.send(entered).is_err() || !ok {
+                    return None;
+                }
+                Some(f())
+            })
+            .map_err(|source| Error::Thread {
+                target: target.to_string(),
+                source,
+            })?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(NetNsThread { handle, target }),
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                Err(e)
+            }
+            Err(_) => match handle.join() {
+                Ok(_) => Err(Error::Thread {
+                    target: target.to_string(),
+                    source: io::Error::other("namespace thread ended before entering"),
+                }),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+        }
+    }
+}
+
+/// A thread started by [`NetNs::spawn`], already inside the namespace.
+#[derive(Debug)]
+pub struct NetNsThread<T> {
+    handle: thread::JoinHandle<Option<T>>,
+    target: Target,
+}
+
+impl<T> NetNsThread<T> {
+    /// Wait for the work to finish and return its result. A panic in it is propagated.
+    pub fn join(self) -> Result<T, Error> {
+        match self.handle.join() {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(Error::Thread {
+                target: self.target.to_string(),
+                source: io::Error::other("namespace thread did not run its work"),
+            }),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Whether the work has finished.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+fn thread_name(target: &Target) -> String {
+    match target {
+        Target::Pid(pid) => format!("netns-pid-{pid}"),
+        Target::Path(p) => format!(
+            "netns-{}",
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// `setns(fd, CLONE_NEWNET)` on the calling thread, with errors that say what to do.
+fn enter(fd: &OwnedFd, target: &Target) -> Result<(), Error> {
+    nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| match errno {
+        nix::errno::Errno::EPERM => Error::PermissionDenied {
+            target: target.to_string(),
+            syscall: "setns",
+            capability: "CAP_SYS_ADMIN",
+        },
+        nix::errno::Errno::ESRCH => match target {
+            Target::Pid(pid) => Error::ProcessGone { pid: *pid },
+            Target::Path(_) => Error::Syscall {
+                target: target.to_string(),
+                syscall: "setns",
+                source: errno.into(),
+            },
+        },
+        nix::errno::Errno::EINVAL => match target {
+            Target::Path(p) => Error::NotANetns { path: p.clone() },
+            Target::Pid(_) => Error::Syscall {
+                target: format!("{target} (pidfd setns needs Linux >= 5.8)"),
+                syscall: "setns",
+                source: errno.into(),
+            },
+        },
+        other => Error::Syscall {
+            target: target.to_string(),
+            syscall: "setns",
+            source: other.into(),
+        },
+    })
+}
