@@ -63,3 +63,6 @@ pub use ip::{Fragment, Ipv4Info, Ipv6Info};
 pub use link::LinkType;
 pub use tcp::{TcpFlags, TcpOption, TcpOptions, TcpSegment};
 pub use udp::UdpDatagram;
+
+#[cfg(test)]
+mod tests;

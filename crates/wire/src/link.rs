@@ -35,8 +35,11 @@ pub enum LinkType {
 
 impl LinkType {
     /// Maps a pcap/pcapng link-type value to a [`LinkType`].
+    ///
+    /// Only the low 16 bits name the link type (libpcap's `LT_LINKTYPE`); the upper bits
+    /// of a pcap header's field carry FCS information and are ignored here.
     pub fn from_linktype(v: u32) -> Self {
-        match v {
+        match v & 0xffff {
             0 => LinkType::Null,
             1 => LinkType::Ethernet,
             12 | 14 | 101 => LinkType::Raw,
