@@ -1,1 +1,670 @@
-//! Sans-IO diagnosis engine for Kubernetes pod networking: flow table, TCP and DNS trackers, five detectors.
+//! Sans-IO diagnosis engine for Kubernetes pod networking: flow table, TCP and DNS
+//! trackers, five detectors.
+//!
+//! Feed it packets (timestamp + link type + bytes, as a pcap file or a live capture
+//! delivers them) and, optionally, kernel counter snapshots and the pod's resolv.conf;
+//! [`Analyzer::finish`] returns a [`Report`] whose [`Finding`]s say what is wrong, how sure
+//! we are, which packets and counters show it, and what to do. It reads no clock, no file
+//! and no socket: the same bytes always give the same report.
+//!
+//! DOC_EXAMPLE_PLACEHOLDER
+//!
+//! # What maps to what
+//!
+//! | module | what it is | the tool people know |
+//! |---|---|---|
+//! | [`flow`](crate) (private) | bounded bidirectional flow table, LRU + idle eviction | `conntrack -L` |
+//! | `tcp` | handshake, seq/ack/window (scaled), retransmissions, RST origin | `tcpdump` `[S]`, `[S.]`, `[R]` |
+//! | `dns` | transactions (ID + 5-tuple), logical lookups, search expansions | `tcpdump port 53`, `dig` |
+//! | `detect::*` | the five detectors of DETECTION.md | `nstat`, `conntrack -S`, `ss -lnt` |
+//! | [`Counters`] | counter snapshots (pod and node netns) | `nstat -a`, `conntrack -S`, `ss -lnt` |
+//! | [`ResolvConf`] | the pod's resolver settings | `cat /etc/resolv.conf` |
+//!
+//! # Confidence
+//!
+//! `possible` < `likely` < `confirmed`, as DETECTION.md defines them: `confirmed` when
+//! kernel counters prove it (pod `TcpExt.ListenOverflows` for accept-queue overflow, node
+//! `conntrack.insert_failed`/`drop` for SNAT and the lost DNS reply, node
+//! `conntrack.invalid` for INVALID resets; for ndots, the pod's resolv.conf explaining
+//! every expansion), `likely` when the packets alone are strong, `possible` when they are
+//! consistent but something else could explain them — the finding then names that
+//! alternative and what would settle it.
+//!
+//! # Memory
+//!
+//! Every table is capped ([`Config`]): flows (`max_flows`, about
+//! [`Config::bytes_per_flow`] bytes each), DNS transactions, DNS clients, destinations.
+//! Past a cap the least recently seen flow is closed out into the detectors (counted in
+//! [`CaptureStats::flows_evicted_full`]); flows idle longer than `flow_idle_timeout_ns`
+//! of packet time are closed too. The per-packet path does not allocate once the tables
+//! are warm (new flows reuse freed slots; a new DNS lookup stores its name).
+//!
+//! # JSON schema (`schema_version` 1)
+//!
+//! [`Report`] serializes with serde to:
+//!
+//! ```text
+//! {
+//!   "schema_version": 1,
+//!   "findings": [ {
+//!       "kind": "conntrack_invalid" | "accept_queue_overflow" | "snat_port_exhaustion"
+//!             | "dns_ndots_amplification" | "dns_lost_reply_timeout",
+//!       "confidence": "possible" | "likely" | "confirmed",
+//!       "summary": str, "flows": [str], "names": [str],
+//!       "listeners": [ {"addr": str, "port": u16, "queued": u32|null, "backlog": u32|null} ],
+//!       "evidence": {
+//!         "packets": [ {"source": u16, "number": u64, "role": str} ], "packets_total": u64,
+//!         "counters": [ {"netns": "pod"|"node", "key": str, "before": u64, "after": u64} ],
+//!         "timings": [ {"what": str, "millis": [f64]} ], "notes": [str] },
+//!       "remedy": str, "alternative": str|null } ],
+//!   "sources": [ {"name": str, "packets": u64} ],
+//!   "capture": { "packets", "bytes", "first_ns", "last_ns", "tcp_packets", "udp_packets",
+//!                "dns_messages", "flows", "flows_evicted_full", "flows_evicted_idle",
+//!                "flows_peak", "flow_cap" },
+//!   "tcp": { "connections", "handshakes", "syn_retransmissions", "retransmissions",
+//!            "unanswered_syns": {"ip:port": n}, "resets_by_origin": {"client"|"server"|"unknown": n},
+//!            "resets_by_answer": {"syn"|"data"|"out_of_window"|"fin"|"ack"|"rst"|"none": n} },
+//!   "dns": { "queries_sent", "responses", "nxdomain", "nxdomain_share", "logical_lookups",
+//!            "expanded_lookups", "amplification_factor", "retries", "unanswered",
+//!            "latency_p50_ms", "latency_p99_ms", "search_suffixes": [str],
+//!            "search_from_resolv_conf": bool },
+//!   "resolv_conf": null | { "nameservers", "search", "ndots", "timeout_s", "attempts",
+//!                           "single_request", "single_request_reopen", "use_vc" },
+//!   "counters_used": ["pod"|"node"],
+//!   "skipped": [ {"what": str, "why": str, "count": u64} ],
+//!   "limits": [str]
+//! }
+//! ```
+//! Findings are sorted most confident first, then by kind. Fields are only added in
+//! later versions; a rename or removal bumps `schema_version`.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod counters;
+mod destinations;
+mod detect;
+mod dns;
+mod error;
+mod flow;
+mod model;
+mod resolv;
+mod tcp;
+
+pub use counters::{Counters, ListenerQueue, Moment, NetnsRole};
+pub use error::Error;
+pub use model::{
+    CaptureStats, Confidence, CounterDelta, DnsStats, Evidence, EvidencePacket, Finding, Kind,
+    ListenerRef, PacketRef, Progress, Report, SCHEMA_VERSION, Skipped, SourceInfo, TcpStats,
+    Timing,
+};
+pub use resolv::ResolvConf;
+
+use counters::CounterBook;
+use destinations::{Destinations, Locality};
+use detect::conntrack_invalid::ConntrackInvalid;
+use flow::{FlowKey, FlowTable, FxMap};
+use netdiag_wire::{Frame, LinkType, Net, StopReason, Transport};
+use std::collections::BTreeMap;
+use tcp::{RstOrigin, SegKind, TcpConn};
+
+/// Limits and knobs. [`Config::default`] suits a node-side live capture and most files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Most flows (TCP + UDP) held at once. Default 262 144 (≈ 80 MiB at
+    /// [`Config::bytes_per_flow`]).
+    pub max_flows: usize,
+    /// A flow with no packet for this long (packet time) is closed. Default 300 s.
+    pub flow_idle_timeout_ns: u64,
+    /// Most DNS transactions tracked at once. Default 65 536.
+    pub max_dns_transactions: usize,
+    /// Most DNS clients (addresses) with open lookups. Default 4 096.
+    pub max_dns_clients: usize,
+    /// Most destinations (`ip:port`) with connection-attempt statistics. Default 65 536.
+    pub max_destinations: usize,
+    /// Most evidence packets listed per finding. Default 64.
+    pub max_evidence_packets: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_flows: 262_144,
+            flow_idle_timeout_ns: 300_000_000_000,
+            max_dns_transactions: 65_536,
+            max_dns_clients: 4_096,
+            max_destinations: 65_536,
+            max_evidence_packets: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_flows`].
+    pub fn with_max_flows(mut self, n: usize) -> Self {
+        self.max_flows = n;
+        self
+    }
+
+    /// Sets [`Config::flow_idle_timeout_ns`].
+    pub fn with_flow_idle_timeout_ns(mut self, ns: u64) -> Self {
+        self.flow_idle_timeout_ns = ns;
+        self
+    }
+
+    /// Approximate bytes one flow costs in the table (slot, index entry, TCP state).
+    pub fn bytes_per_flow() -> usize {
+        FlowTable::<Flow>::bytes_per_flow()
+    }
+
+    /// Checks the limits make sense.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_flows == 0 {
+            return Err(Error::InvalidConfig {
+                field: "max_flows",
+                why: "must be at least 1",
+            });
+        }
+        if self.max_flows > u32::MAX as usize - 1 {
+            return Err(Error::InvalidConfig {
+                field: "max_flows",
+                why: "must fit the 32-bit slot index",
+            });
+        }
+        if self.flow_idle_timeout_ns == 0 {
+            return Err(Error::InvalidConfig {
+                field: "flow_idle_timeout_ns",
+                why: "must be positive",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One flow's state in the table.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Flow {
+    tcp: TcpConn,
+}
+
+/// Skip categories, counted without allocating per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum SkipKind {
+    LinkType(u32),
+    NotIp,
+    Truncated(&'static str),
+    Malformed(&'static str),
+    UnsupportedProto(&'static str),
+    Fragment,
+    DnsMalformed,
+    DnsOverTcp,
+}
+
+/// The analyzer. See the crate docs.
+pub struct Analyzer {
+    config: Config,
+    flows: FlowTable<Flow>,
+    closed: Vec<(FlowKey, TcpConn)>,
+    dns: dns::DnsTracker,
+    dests: Destinations,
+    locality: Locality,
+    invalid: ConntrackInvalid,
+    counters: CounterBook,
+    resolv: Option<ResolvConf>,
+    capture: CaptureStats,
+    tcp: TcpStats,
+    rst_origin: [u64; 3],
+    rst_answer: [u64; 8],
+    sources: Vec<SourceInfo>,
+    source: u16,
+    packet_no: u64,
+    last_expire_ns: u64,
+    skipped: FxMap<SkipKind, u64>,
+}
+
+const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
+
+fn layer_name(l: netdiag_wire::Layer) -> &'static str {
+    use netdiag_wire::Layer;
+    match l {
+        Layer::Link => "link",
+        Layer::Vlan => "vlan",
+        Layer::Ipv4 => "ipv4",
+        Layer::Ipv6 => "ipv6",
+        Layer::Ipv6Ext => "ipv6 extension",
+        Layer::Tcp => "tcp",
+        Layer::Udp => "udp",
+        Layer::Icmp => "icmp",
+        Layer::Dns => "dns",
+        _ => "other",
+    }
+}
+
+fn seg_kind_idx(k: SegKind) -> usize {
+    match k {
+        SegKind::None => 0,
+        SegKind::Syn => 1,
+        SegKind::Data => 2,
+        SegKind::Fin => 3,
+        SegKind::Ack => 4,
+        SegKind::Rst => 5,
+        SegKind::OutOfWindow => 6,
+    }
+}
+
+const SEG_KINDS: [SegKind; 7] = [
+    SegKind::None,
+    SegKind::Syn,
+    SegKind::Data,
+    SegKind::Fin,
+    SegKind::Ack,
+    SegKind::Rst,
+    SegKind::OutOfWindow,
+];
+
+impl Analyzer {
+    /// A new analyzer. An invalid config is replaced by its nearest valid values
+    /// (a zero cap becomes 1); use [`Analyzer::try_new`] to be told instead.
+    pub fn new(config: Config) -> Analyzer {
+        let mut config = config;
+        config.max_flows = config.max_flows.clamp(1, u32::MAX as usize - 1);
+        config.flow_idle_timeout_ns = config.flow_idle_timeout_ns.max(1);
+        Analyzer {
+            flows: FlowTable::new(config.max_flows, config.flow_idle_timeout_ns),
+            closed: Vec::new(),
+            dns: dns::DnsTracker::new(config.max_dns_transactions, config.max_dns_clients),
+            dests: Destinations::new(config.max_destinations),
+            locality: Locality::new(8192),
+            invalid: ConntrackInvalid::default(),
+            counters: CounterBook::default(),
+            resolv: None,
+            capture: CaptureStats {
+                flow_cap: config.max_flows as u64,
+                ..CaptureStats::default()
+            },
+            tcp: TcpStats::default(),
+            rst_origin: [0; 3],
+            rst_answer: [0; 8],
+            sources: Vec::new(),
+            source: 0,
+            packet_no: 0,
+            last_expire_ns: 0,
+            skipped: FxMap::default(),
+            config,
+        }
+    }
+
+    /// A new analyzer, refusing an invalid config.
+    pub fn try_new(config: Config) -> Result<Analyzer, Error> {
+        config.validate()?;
+        Ok(Analyzer::new(config))
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts a new input source (a file, an interface). Packet numbers restart at 1
+    /// and flows of different sources never merge (the same connection seen at two
+    /// capture points is two flows). Returns the source index used in [`PacketRef`].
+    /// Feeding without calling this first opens a source named `"input"`.
+    pub fn begin_source(&mut self, name: impl Into<String>) -> u16 {
+        self.sources.push(SourceInfo {
+            name: name.into(),
+            packets: 0,
+        });
+        self.source = (self.sources.len() - 1).min(usize::from(u16::MAX)) as u16;
+        self.packet_no = 0;
+        self.source
+    }
+
+    /// Gives the pod's resolv.conf (text).
+    pub fn set_resolv_conf(&mut self, text: &str) {
+        let rc = ResolvConf::parse(text);
+        self.dns.set_resolv_conf(&rc);
+        self.resolv = Some(rc);
+    }
+
+    /// Gives a counter snapshot of the pod or node netns, taken before or after.
+    pub fn observe_counters(&mut self, role: NetnsRole, moment: Moment, counters: &Counters) {
+        self.counters.set(role, moment, counters);
+    }
+
+    /// A cheap summary for a progress line.
+    pub fn findings_so_far(&self) -> Progress {
+        Progress {
+            packets: self.capture.packets,
+            flows: self.flows.len() as u64,
+            events: [
+                self.invalid.count,
+                self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
+                self.tcp.syn_retransmissions,
+                self.dns.stats.queries_sent,
+                self.dns.retry_events,
+            ],
+        }
+    }
+
+    /// Bytes currently allocated by the flow table (for memory tests and `--stats`).
+    pub fn flow_table_bytes(&self) -> usize {
+        self.flows.allocated_bytes()
+    }
+
+    /// Flows currently held.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn skip(&mut self, k: SkipKind) {
+        *self.skipped.entry(k).or_insert(0) += 1;
+    }
+
+    /// Feeds one packet: its capture timestamp (ns since the epoch), the pcap
+    /// `LINKTYPE_*` of its interface, and the captured bytes. Packets are numbered from 1
+    /// in feed order within the current source, like Wireshark's `frame.number`.
+    pub fn feed(&mut self, timestamp_ns: u64, link_type: u32, bytes: &[u8]) {
+        if self.sources.is_empty() {
+            self.begin_source("input");
+        }
+        self.packet_no += 1;
+        let pkt = self.packet_no;
+        if let Some(s) = self.sources.last_mut() {
+            s.packets += 1;
+        }
+        let c = &mut self.capture;
+        c.packets += 1;
+        c.bytes += bytes.len() as u64;
+        c.first_ns = Some(c.first_ns.map_or(timestamp_ns, |f| f.min(timestamp_ns)));
+        c.last_ns = Some(c.last_ns.map_or(timestamp_ns, |l| l.max(timestamp_ns)));
+
+        if timestamp_ns.saturating_sub(self.last_expire_ns) >= EXPIRE_EVERY_NS {
+            self.last_expire_ns = timestamp_ns;
+            let closed = &mut self.closed;
+            self.flows
+                .expire(timestamp_ns, |k, v, _| closed.push((k, v.tcp)));
+            self.close_out();
+        }
+
+        let link = LinkType::from_linktype(link_type);
+        if !link.is_supported() {
+            self.skip(SkipKind::LinkType(link_type));
+            return;
+        }
+        let frame = Frame::parse(link, bytes);
+        let Some(transport) = frame.transport else {
+            let kind = match (&frame.net, frame.stop) {
+                (Some(Net::Arp | Net::Other { .. }), _) => SkipKind::NotIp,
+                (_, Some(stop)) => match stop.reason {
+                    StopReason::Truncated { .. } => SkipKind::Truncated(layer_name(stop.layer)),
+                    StopReason::Malformed(_) => SkipKind::Malformed(layer_name(stop.layer)),
+                    StopReason::Fragment => SkipKind::Fragment,
+                    _ => SkipKind::UnsupportedProto(layer_name(stop.layer)),
+                },
+                _ => SkipKind::NotIp,
+            };
+            self.skip(kind);
+            return;
+        };
+        let Some(net) = frame.net else { return };
+        let (Some(src), Some(dst)) = (net.src(), net.dst()) else {
+            return;
+        };
+        let ttl = match net {
+            Net::Ipv4(i) => i.ttl,
+            Net::Ipv6(i) => i.hop_limit,
+            _ => 0,
+        };
+        match transport {
+            Transport::Tcp(seg) => {
+                self.capture.tcp_packets += 1;
+                self.locality.observe(self.source, src, ttl);
+                self.on_tcp(src, dst, &seg, pkt, timestamp_ns);
+                if seg.src_port == 53 || seg.dst_port == 53 {
+                    self.skip(SkipKind::DnsOverTcp);
+                }
+            }
+            Transport::Udp(d) => {
+                self.capture.udp_packets += 1;
+                self.locality.observe(self.source, src, ttl);
+                let (key, _) = FlowKey::new(self.source, 17, (src, d.src_port), (dst, d.dst_port));
+                let closed = &mut self.closed;
+                let (_, created) = self
+                    .flows
+                    .get_or_insert(key, timestamp_ns, |k, v, _| closed.push((k, v.tcp)));
+                if created {
+                    self.capture.flows += 1;
+                }
+                if d.src_port == 53 || d.dst_port == 53 {
+                    match netdiag_wire::dns::Message::parse(d.payload) {
+                        Ok(msg) => {
+                            self.capture.dns_messages += 1;
+                            self.dns.on_message(
+                                self.source,
+                                (src, d.src_port),
+                                (dst, d.dst_port),
+                                &msg,
+                                pkt,
+                                timestamp_ns,
+                            );
+                        }
+                        Err(_) => self.skip(SkipKind::DnsMalformed),
+                    }
+                }
+                self.close_out();
+            }
+            Transport::Icmp(_) => {}
+        }
+    }
+
+    fn on_tcp(
+        &mut self,
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        seg: &netdiag_wire::TcpSegment<'_>,
+        pkt: u64,
+        ns: u64,
+    ) {
+        let (key, side) = FlowKey::new(self.source, 6, (src, seg.src_port), (dst, seg.dst_port));
+        let closed = &mut self.closed;
+        let (flow, created) = self
+            .flows
+            .get_or_insert(key, ns, |k, v, _| closed.push((k, v.tcp)));
+        if created {
+            self.capture.flows += 1;
+        }
+        if flow.tcp.is_new_attempt(side, seg) {
+            closed.push((key, std::mem::take(&mut flow.tcp)));
+        }
+        let out = flow.tcp.on_segment(side, seg, pkt, ns);
+        let client = flow.tcp.client;
+        if out.opened {
+            self.tcp.connections += 1;
+        }
+        if out.syn_retransmitted {
+            self.tcp.syn_retransmissions += 1;
+        }
+        if out.completed {
+            self.tcp.handshakes += 1;
+        }
+        if out.retransmission {
+            self.tcp.retransmissions += 1;
+        }
+        if out.answered {
+            if let Some(c) = client {
+                self.dests
+                    .on_answered(self.source, key.endpoint(c.other()), ns);
+            }
+        }
+        if let Some((origin, answered)) = out.rst {
+            let o = match origin {
+                RstOrigin::Client => 0,
+                RstOrigin::Server => 1,
+                RstOrigin::Unknown => 2,
+            };
+            self.rst_origin[o] += 1;
+            self.rst_answer[seg_kind_idx(answered)] += 1;
+            if out.invalid.is_none() && flow.tcp.peer_rst_after_invalid == Some(pkt) {
+                self.invalid.on_peer_rst(key, pkt);
+            }
+        }
+        if let Some(ev) = out.invalid {
+            self.invalid.on_event(key, ev);
+        }
+        self.close_out();
+    }
+
+    /// Hands flows that left the table to the detectors.
+    fn close_out(&mut self) {
+        for (key, conn) in self.closed.drain(..) {
+            if key.protocol == 6 {
+                if conn.unanswered_retransmitted_syn() {
+                    if let Some(c) = conn.client {
+                        let server = key.endpoint(c.other());
+                        let name = detect::endpoint_text(server);
+                        if self.tcp.unanswered_syns.len() < 1024
+                            || self.tcp.unanswered_syns.contains_key(&name)
+                        {
+                            *self.tcp.unanswered_syns.entry(name).or_insert(0) += 1;
+                        }
+                    }
+                }
+                self.dests.on_closed(&key, &conn);
+            }
+        }
+    }
+
+    /// Ends the input and returns the report.
+    pub fn finish(mut self) -> Report {
+        let closed = &mut self.closed;
+        self.flows.drain(|k, v| closed.push((k, v.tcp)));
+        self.close_out();
+        self.capture.flows_evicted_full = self.flows.evicted_full;
+        self.capture.flows_evicted_idle = self.flows.evicted_idle;
+        self.capture.flows_peak = self.flows.peak as u64;
+        let dns_stats = self.dns.finish();
+        let ctx = detect::Ctx {
+            counters: &self.counters,
+            resolv: self.resolv.as_ref(),
+            locality: &self.locality,
+            max_evidence: self.config.max_evidence_packets,
+        };
+        let mut findings: Vec<Finding> = [
+            self.invalid.finish(&ctx),
+            detect::accept_queue_overflow::finish(&self.dests, &ctx),
+            detect::snat_port_exhaustion::finish(&self.dests, &ctx),
+            detect::dns_ndots_amplification::finish(&self.dns.expanded, &dns_stats, &ctx),
+            detect::dns_lost_reply_timeout::finish(&self.dns.retries, self.dns.retry_events, &ctx),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        findings.sort_by(|a, b| b.confidence.cmp(&a.confidence).then(a.kind.cmp(&b.kind)));
+
+        let mut tcp = self.tcp.clone();
+        for (i, name) in ["client", "server", "unknown"].iter().enumerate() {
+            if self.rst_origin[i] > 0 {
+                tcp.resets_by_origin
+                    .insert((*name).to_string(), self.rst_origin[i]);
+            }
+        }
+        for (i, k) in SEG_KINDS.iter().enumerate() {
+            if self.rst_answer[i] > 0 {
+                tcp.resets_by_answer
+                    .insert(k.as_str().to_string(), self.rst_answer[i]);
+            }
+        }
+
+        let skipped: BTreeMap<SkipKind, u64> = self.skipped.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut skipped_out: Vec<Skipped> = skipped
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, count)| {
+                let (what, why) = match k {
+                    SkipKind::LinkType(t) => (
+                        format!("link type {t}"),
+                        "link type not supported by netdiag-wire".to_string(),
+                    ),
+                    SkipKind::NotIp => (
+                        "non-IP frames".to_string(),
+                        "ARP and other ethertypes carry nothing to diagnose".to_string(),
+                    ),
+                    SkipKind::Truncated(l) => (
+                        format!("truncated {l} header"),
+                        "the capture ends inside the header (snaplen or a cut-off frame)"
+                            .to_string(),
+                    ),
+                    SkipKind::Malformed(l) => (
+                        format!("malformed {l} header"),
+                        "a field says something impossible".to_string(),
+                    ),
+                    SkipKind::UnsupportedProto(l) => (
+                        format!("other protocol above {l}"),
+                        "not TCP or UDP".to_string(),
+                    ),
+                    SkipKind::Fragment => (
+                        "non-first IP fragments".to_string(),
+                        "no transport header; fragments are not reassembled".to_string(),
+                    ),
+                    SkipKind::DnsMalformed => (
+                        "malformed DNS on port 53".to_string(),
+                        "not a parseable DNS message".to_string(),
+                    ),
+                    SkipKind::DnsOverTcp => (
+                        "DNS over TCP segments".to_string(),
+                        "TCP DNS is tracked as TCP only, not as DNS transactions".to_string(),
+                    ),
+                };
+                Skipped { what, why, count }
+            })
+            .collect();
+        if self.dns.not_tracked > 0 {
+            skipped_out.push(Skipped {
+                what: "DNS queries".to_string(),
+                why: "the DNS transaction table was full".to_string(),
+                count: self.dns.not_tracked,
+            });
+        }
+        if self.dests.not_tracked > 0 {
+            skipped_out.push(Skipped {
+                what: "connection outcomes".to_string(),
+                why: "the destination table was full".to_string(),
+                count: self.dests.not_tracked,
+            });
+        }
+
+        let mut counters_used = Vec::new();
+        let mut limits = Vec::new();
+        for role in [NetnsRole::Pod, NetnsRole::Node] {
+            if self.counters.has(role) {
+                counters_used.push(role.as_str().to_string());
+            }
+        }
+        if !self.counters.has(NetnsRole::Node) {
+            limits.push("no node counters: SNAT, conntrack INVALID and the DNS conntrack race cannot be confirmed (NAT happens in the node netns)".to_string());
+        }
+        if !self.counters.has(NetnsRole::Pod) {
+            limits.push("no pod counters: accept-queue overflow cannot be confirmed (TcpExt.ListenOverflows)".to_string());
+        }
+        if self.resolv.is_none() {
+            limits.push(
+                "no resolv.conf: the DNS search list is inferred from the observed queries"
+                    .to_string(),
+            );
+        }
+
+        Report {
+            schema_version: SCHEMA_VERSION,
+            findings,
+            sources: self.sources,
+            capture: self.capture,
+            tcp,
+            dns: dns_stats,
+            resolv_conf: self.resolv,
+            counters_used,
+            skipped: skipped_out,
+            limits,
+        }
+    }
+}

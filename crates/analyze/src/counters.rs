@@ -1,0 +1,136 @@
+//! Kernel counter snapshots as the analyzer sees them (the bin converts from
+//! `netdiag-kernel`; analyze does not depend on it).
+//!
+//! Keys are the flat keys of `testdata/README.md`: `TcpExt.ListenOverflows`,
+//! `conntrack.insert_failed`, `sysctl.net.core.somaxconn`, …
+
+use crate::model::CounterDelta;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Which network namespace a snapshot describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NetnsRole {
+    /// The pod's network namespace (where its sockets and resolv.conf live).
+    Pod,
+    /// The node's (host) network namespace, where Service DNAT and SNAT happen.
+    Node,
+}
+
+impl NetnsRole {
+    /// `"pod"` or `"node"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetnsRole::Pod => "pod",
+            NetnsRole::Node => "node",
+        }
+    }
+}
+
+/// Whether a snapshot was taken before or after the capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// Taken before the packets were captured.
+    Before,
+    /// Taken after.
+    After,
+}
+
+/// A listening TCP socket and its accept queue (`ss -lnt`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerQueue {
+    /// Local address (unspecified for wildcard listeners).
+    pub addr: IpAddr,
+    /// Local port.
+    pub port: u16,
+    /// Connections waiting to be accepted (`ss` Recv-Q, `net/tcp` rx_queue).
+    pub queued: u32,
+    /// Accept-queue size (`ss` Send-Q), when known (sock_diag; `net/tcp` does not say).
+    pub backlog: Option<u32>,
+}
+
+/// One snapshot of one network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Flat counter values.
+    pub values: BTreeMap<String, u64>,
+    /// Listening sockets.
+    pub listeners: Vec<ListenerQueue>,
+}
+
+/// Before/after snapshots for the pod and node namespaces.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CounterBook {
+    pub(crate) pod_before: Option<Counters>,
+    pub(crate) pod_after: Option<Counters>,
+    pub(crate) node_before: Option<Counters>,
+    pub(crate) node_after: Option<Counters>,
+}
+
+impl CounterBook {
+    pub(crate) fn set(&mut self, role: NetnsRole, moment: Moment, c: &Counters) {
+        let slot = match (role, moment) {
+            (NetnsRole::Pod, Moment::Before) => &mut self.pod_before,
+            (NetnsRole::Pod, Moment::After) => &mut self.pod_after,
+            (NetnsRole::Node, Moment::Before) => &mut self.node_before,
+            (NetnsRole::Node, Moment::After) => &mut self.node_after,
+        };
+        *slot = Some(c.clone());
+    }
+
+    fn pair(&self, role: NetnsRole) -> Option<(&Counters, &Counters)> {
+        match role {
+            NetnsRole::Pod => self.pod_before.as_ref().zip(self.pod_after.as_ref()),
+            NetnsRole::Node => self.node_before.as_ref().zip(self.node_after.as_ref()),
+        }
+    }
+
+    /// Whether both snapshots of `role` were given.
+    pub(crate) fn has(&self, role: NetnsRole) -> bool {
+        self.pair(role).is_some()
+    }
+
+    /// The delta of `key` in `role`, if both snapshots carry it and it rose.
+    pub(crate) fn rise(&self, role: NetnsRole, key: &str) -> Option<CounterDelta> {
+        let (b, a) = self.pair(role)?;
+        let before = *b.values.get(key)?;
+        let after = *a.values.get(key)?;
+        (after > before).then(|| CounterDelta {
+            netns: role.as_str().to_string(),
+            key: key.to_string(),
+            before,
+            after,
+        })
+    }
+
+    /// The latest known value of `key` in `role` (after, else before).
+    pub(crate) fn value(&self, role: NetnsRole, key: &str) -> Option<u64> {
+        let (b, a) = match role {
+            NetnsRole::Pod => (&self.pod_before, &self.pod_after),
+            NetnsRole::Node => (&self.node_before, &self.node_after),
+        };
+        a.as_ref()
+            .and_then(|c| c.values.get(key))
+            .or_else(|| b.as_ref().and_then(|c| c.values.get(key)))
+            .copied()
+    }
+
+    /// Listeners of `role` (after snapshot preferred).
+    pub(crate) fn listeners(&self, role: NetnsRole) -> &[ListenerQueue] {
+        let (b, a) = match role {
+            NetnsRole::Pod => (&self.pod_before, &self.pod_after),
+            NetnsRole::Node => (&self.node_before, &self.node_after),
+        };
+        a.as_ref()
+            .or(b.as_ref())
+            .map(|c| c.listeners.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Whether a pod listener serves `addr:port` (wildcards match any address).
+    pub(crate) fn pod_listens(&self, addr: IpAddr, port: u16) -> bool {
+        self.listeners(NetnsRole::Pod)
+            .iter()
+            .any(|l| l.port == port && (l.addr.is_unspecified() || l.addr == addr))
+    }
+}

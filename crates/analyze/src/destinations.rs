@@ -1,0 +1,184 @@
+//! What happened to connection attempts, per destination `ip:port` (per capture source),
+//! and which end of the capture is "here".
+//!
+//! Shared by the accept-queue and SNAT detectors: both start from SYNs that got no
+//! SYN-ACK while other attempts to the same destination did; which diagnosis applies
+//! depends on whether the listener is local (in the pod) or remote.
+
+use crate::flow::{Endpoint, FlowKey, FxMap};
+use crate::model::PacketRef;
+use crate::tcp::TcpConn;
+use std::net::IpAddr;
+
+/// Evidence packets kept per destination.
+const PKTS_PER_DEST: usize = 24;
+/// Flows named per destination.
+const FLOWS_PER_DEST: usize = 12;
+
+/// Attempts to one destination.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DestStats {
+    /// Attempts that got a SYN-ACK.
+    pub(crate) answered: u64,
+    pub(crate) first_answered_ns: Option<u64>,
+    /// Attempts whose SYN was retransmitted and never answered.
+    pub(crate) unanswered: u64,
+    /// Of those, the ones whose SYNs continued after an earlier attempt was answered.
+    pub(crate) unanswered_after_success: u64,
+    /// SYN retransmissions of unanswered attempts.
+    pub(crate) syn_retransmissions: u64,
+    /// Connections where the server re-sent its SYN-ACK after the final ACK and never
+    /// acknowledged the client's data (the final ACK was dropped: accept queue full).
+    pub(crate) final_ack_dropped: u64,
+    pub(crate) packets: Vec<(PacketRef, &'static str)>,
+    pub(crate) flows: Vec<(Endpoint, Endpoint)>,
+    pub(crate) gaps_ms: Vec<f64>,
+    pub(crate) client_ips: Vec<IpAddr>,
+}
+
+/// Per-destination bookkeeping, bounded.
+pub(crate) struct Destinations {
+    cap: usize,
+    pub(crate) map: FxMap<(u16, Endpoint), DestStats>,
+    pub(crate) not_tracked: u64,
+}
+
+impl Destinations {
+    pub(crate) fn new(cap: usize) -> Self {
+        Destinations {
+            cap: cap.max(1),
+            map: FxMap::default(),
+            not_tracked: 0,
+        }
+    }
+
+    fn entry(&mut self, source: u16, server: Endpoint) -> Option<&mut DestStats> {
+        let k = (source, server);
+        if !self.map.contains_key(&k) && self.map.len() >= self.cap {
+            self.not_tracked += 1;
+            return None;
+        }
+        Some(self.map.entry(k).or_default())
+    }
+
+    /// The first SYN-ACK of an attempt to `server`.
+    pub(crate) fn on_answered(&mut self, source: u16, server: Endpoint, ns: u64) {
+        if let Some(d) = self.entry(source, server) {
+            d.answered += 1;
+            if d.first_answered_ns.is_none() {
+                d.first_answered_ns = Some(ns);
+            }
+        }
+    }
+
+    /// A connection left the flow table (or the capture ended): record its outcome.
+    pub(crate) fn on_closed(&mut self, key: &FlowKey, conn: &TcpConn) {
+        let Some(client) = conn.client else { return };
+        let unanswered = conn.unanswered_retransmitted_syn();
+        let dropped = conn.final_ack_dropped();
+        if !unanswered && !dropped {
+            return;
+        }
+        let server = key.endpoint(client.other());
+        let client_ep = key.endpoint(client);
+        let source = key.source;
+        let Some(d) = self.entry(source, server) else {
+            return;
+        };
+        let pref = |number| PacketRef { source, number };
+        if unanswered {
+            d.unanswered += 1;
+            d.syn_retransmissions += u64::from(conn.syn_count.saturating_sub(1));
+            let n = usize::from(conn.syn_count).min(conn.syn_ns.len());
+            let last_syn = conn.syn_ns[..n].last().copied().unwrap_or(0);
+            if d.first_answered_ns.is_some_and(|a| a < last_syn) {
+                d.unanswered_after_success += 1;
+            }
+            if d.gaps_ms.is_empty() {
+                d.gaps_ms = conn.syn_gaps_ms();
+            }
+            for (i, &p) in conn.syn_pkts[..n].iter().enumerate() {
+                if d.packets.len() < PKTS_PER_DEST {
+                    let role = if i == 0 {
+                        "SYN never answered by a SYN-ACK"
+                    } else {
+                        "SYN retransmitted, still no SYN-ACK"
+                    };
+                    d.packets.push((pref(p), role));
+                }
+            }
+        }
+        if dropped {
+            d.final_ack_dropped += 1;
+            let k = usize::from(conn.synack_after_ack).min(conn.synack_after_ack_pkts.len());
+            if d.packets.len() < PKTS_PER_DEST && conn.final_ack_pkt > 0 {
+                d.packets.push((
+                    pref(conn.final_ack_pkt),
+                    "final ACK of the handshake (dropped by the full queue)",
+                ));
+            }
+            for &p in &conn.synack_after_ack_pkts[..k] {
+                if d.packets.len() < PKTS_PER_DEST {
+                    d.packets
+                        .push((pref(p), "SYN-ACK re-sent after the handshake completed"));
+                }
+            }
+            if conn.client_data_pkt > 0 && d.packets.len() < PKTS_PER_DEST {
+                d.packets
+                    .push((pref(conn.client_data_pkt), "client data never acknowledged"));
+            }
+        }
+        if d.flows.len() < FLOWS_PER_DEST {
+            d.flows.push((client_ep, server));
+        }
+        if d.client_ips.len() < 8 && !d.client_ips.contains(&client_ep.0) {
+            d.client_ips.push(client_ep.0);
+        }
+    }
+}
+
+/// Which addresses send with an initial TTL (their packets were not routed before the
+/// capture point: the capturing host, i.e. the pod) and which with a decremented one.
+pub(crate) struct Locality {
+    cap: usize,
+    map: FxMap<(u16, IpAddr), [u32; 2]>,
+}
+
+/// TTL / hop-limit values operating systems start with.
+fn is_initial_ttl(ttl: u8) -> bool {
+    matches!(ttl, 64 | 128 | 255)
+}
+
+impl Locality {
+    pub(crate) fn new(cap: usize) -> Self {
+        Locality {
+            cap: cap.max(1),
+            map: FxMap::default(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn observe(&mut self, source: u16, src: IpAddr, ttl: u8) {
+        let k = (source, src);
+        let i = usize::from(!is_initial_ttl(ttl));
+        if let Some(c) = self.map.get_mut(&k) {
+            c[i] = c[i].saturating_add(1);
+        } else if self.map.len() < self.cap {
+            let mut c = [0u32; 2];
+            c[i] = 1;
+            self.map.insert(k, c);
+        }
+    }
+
+    /// `Some(true)`: every packet from `ip` had an initial TTL (sent from here);
+    /// `Some(false)`: none had (routed to here); `None`: mixed or unseen.
+    pub(crate) fn is_local(&self, source: u16, ip: IpAddr) -> Option<bool> {
+        let [initial, routed] = *self.map.get(&(source, ip))?;
+        match (initial, routed) {
+            (0, 0) => None,
+            (_, 0) => Some(true),
+            (0, _) => Some(false),
+            _ => None,
+        }
+    }
+}

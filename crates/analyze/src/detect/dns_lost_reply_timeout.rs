@@ -1,0 +1,152 @@
+//! `dns_lost_reply_timeout`: the 5-second DNS delay (DETECTION.md §5).
+//!
+//! Packets: A and AAAA sent back to back from one socket; one answered, the other not;
+//! the unanswered one re-sent with the same ID after the resolver timeout (5 s glibc
+//! default, `timeout:N`, or 2.5 s for musl). That pair pattern is `likely`; a timeout
+//! retry without an answered sibling is `possible` (a lost reply anywhere looks the
+//! same); a node conntrack `insert_failed`/`drop` rise makes it `confirmed`.
+
+use super::{Ctx, EvidenceSink, endpoint_text};
+use crate::NetnsRole;
+use crate::dns::{RetryEvent, qtype_name};
+use crate::model::{Confidence, Evidence, Finding, Kind, Timing};
+
+const REMEDY: &str = "Add `dnsConfig.options: [{name: single-request-reopen}]` to the pod (glibc), \
+run NodeLocal DNSCache, or upgrade the node kernel (conntrack clash resolution); DNS over TCP \
+(`use-vc`) as a last resort.";
+
+/// The finding, if any.
+pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Option<Finding> {
+    if retries.is_empty() {
+        return None;
+    }
+    let paired = retries.iter().filter(|r| r.sibling.is_some()).count();
+    let mut evidence = Evidence::default();
+    let mut names = Vec::new();
+    let mut flows = Vec::new();
+    let mut gaps = Vec::new();
+    {
+        let mut sink = EvidenceSink {
+            out: &mut evidence.packets,
+            total: &mut evidence.packets_total,
+            cap: ctx.max_evidence,
+        };
+        for r in retries {
+            let t = qtype_name(r.qtype);
+            sink.push(
+                r.original,
+                format!("{t} {} sent, reply never arrived", r.name),
+            );
+            if let Some((sq, sa, st)) = r.sibling {
+                let st = qtype_name(st);
+                sink.push(
+                    sq,
+                    format!("{st} {} sent from the same socket at the same time", r.name),
+                );
+                sink.push(
+                    sa,
+                    format!(
+                        "{st} {} answered (only one reply of the pair arrived)",
+                        r.name
+                    ),
+                );
+            }
+            sink.push(
+                r.retry,
+                format!(
+                    "{t} {} re-sent with the same ID after {:.2} s",
+                    r.name,
+                    r.gap_ns as f64 / 1e9
+                ),
+            );
+            gaps.push(r.gap_ns as f64 / 1e6);
+            if !names.contains(&r.name) {
+                names.push(r.name.clone());
+            }
+            let f = format!(
+                "{} -> {}/udp",
+                endpoint_text(r.client),
+                endpoint_text(r.server)
+            );
+            if !flows.contains(&f) {
+                flows.push(f);
+            }
+        }
+    }
+    evidence.timings.push(Timing {
+        what: "query to same-ID retry".to_string(),
+        millis: gaps,
+    });
+    let rises: Vec<_> = ["conntrack.insert_failed", "conntrack.drop"]
+        .iter()
+        .filter_map(|k| ctx.counters.rise(NetnsRole::Node, k))
+        .collect();
+    if let Some(d) = ctx
+        .counters
+        .rise(NetnsRole::Node, "conntrack.clash_resolve")
+    {
+        evidence.counters.push(d);
+    }
+    if let Some(rc) = ctx.resolv {
+        evidence.notes.push(format!(
+            "resolv.conf: nameserver {} timeout:{} attempts:{}{}{}{}",
+            rc.nameservers.join(","),
+            rc.timeout_s,
+            rc.attempts,
+            if rc.single_request {
+                " single-request"
+            } else {
+                ""
+            },
+            if rc.single_request_reopen {
+                " single-request-reopen"
+            } else {
+                ""
+            },
+            if rc.use_vc { " use-vc" } else { "" },
+        ));
+        if rc.nameservers.iter().any(|n| n == "169.254.20.10") {
+            evidence
+                .notes
+                .push("the nameserver is NodeLocal DNSCache (169.254.20.10)".to_string());
+        }
+    }
+    let (confidence, alternative) = if paired > 0 && !rises.is_empty() {
+        (Confidence::Confirmed, None)
+    } else if paired > 0 {
+        (Confidence::Likely, None)
+    } else {
+        (
+            Confidence::Possible,
+            Some(
+                "a reply lost elsewhere (server overload, network loss): no parallel A/AAAA pair with one answer was seen"
+                    .to_string(),
+            ),
+        )
+    };
+    evidence.counters.splice(0..0, rises);
+    let summary = format!(
+        "{total} DNS quer{} waited a resolver timeout (~{:.1} s) and were re-sent{}",
+        if total == 1 { "y" } else { "ies" },
+        retries
+            .first()
+            .map(|r| r.gap_ns as f64 / 1e9)
+            .unwrap_or(0.0),
+        if paired > 0 {
+            format!(": {paired} time(s) the A/AAAA pair lost exactly one reply (conntrack race)")
+        } else {
+            String::new()
+        }
+    );
+    Some(Finding {
+        kind: Kind::DnsLostReplyTimeout,
+        confidence,
+        summary,
+        flows,
+        listeners: Vec::new(),
+        names,
+        evidence,
+        remedy: REMEDY.to_string(),
+        alternative,
+    })
+}

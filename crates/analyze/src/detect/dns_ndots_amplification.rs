@@ -1,0 +1,123 @@
+//! `dns_ndots_amplification`: the search list multiplies every lookup (DETECTION.md §4).
+//!
+//! The DNS tracker groups the queries of one logical lookup; a lookup that went through
+//! search-list expansions answered negatively before the name resolved is the signature.
+//! Packets alone make it `likely`; with the pod's resolv.conf showing an `ndots` above
+//! the names' dots and a search list that explains the expansions, it is `confirmed`.
+
+use super::{Ctx, EvidenceSink};
+use crate::dns::ExpandedLookup;
+use crate::model::{Confidence, DnsStats, Evidence, Finding, Kind, Timing};
+
+const REMEDY: &str = "Lower ndots for the pod: `dnsConfig.options: [{name: ndots, value: \"2\"}]`, \
+write external names fully qualified with a trailing dot (`api.example.com.`), enable CoreDNS \
+`autopath`, or run NodeLocal DNSCache.";
+
+/// The finding, if any.
+pub(crate) fn finish(
+    expanded: &[ExpandedLookup],
+    stats: &DnsStats,
+    ctx: &Ctx<'_>,
+) -> Option<Finding> {
+    if expanded.is_empty() {
+        return None;
+    }
+    let mut evidence = Evidence::default();
+    let mut names: Vec<String> = Vec::new();
+    let mut wasted = Vec::new();
+    {
+        let mut sink = EvidenceSink {
+            out: &mut evidence.packets,
+            total: &mut evidence.packets_total,
+            cap: ctx.max_evidence,
+        };
+        for l in expanded {
+            if !names.contains(&l.base) {
+                names.push(l.base.clone());
+            }
+            wasted.push(l.wasted_ns as f64 / 1e6);
+            for p in &l.packets {
+                sink.push(
+                    *p,
+                    format!("lookup of {} expanded through the search list", l.base),
+                );
+            }
+        }
+    }
+    evidence.timings.push(Timing {
+        what: "time spent on negative (NXDOMAIN/NODATA) answers per lookup".to_string(),
+        millis: wasted,
+    });
+    if let Some(lat) = expanded.iter().filter_map(|l| l.latency_ns).max() {
+        evidence.timings.push(Timing {
+            what: "slowest expanded lookup, first query to answer".to_string(),
+            millis: vec![lat as f64 / 1e6],
+        });
+    }
+    let negative: u32 = expanded.iter().map(|l| l.negative).sum();
+    evidence.notes.push(format!(
+        "{negative} negative answer(s) (NXDOMAIN/NODATA) before the names resolved"
+    ));
+    let queries: usize = expanded.iter().map(|l| l.queries).sum();
+    let minimal: usize = expanded.iter().map(|l| l.minimal).sum();
+    let factor = if minimal > 0 {
+        queries as f64 / minimal as f64
+    } else {
+        0.0
+    };
+    evidence.notes.push(format!(
+        "amplification factor {factor:.1}: {queries} queries where fully-qualified names would need {minimal} (all lookups: {:.2})",
+        stats.amplification_factor
+    ));
+    let mut confidence = Confidence::Likely;
+    match ctx.resolv {
+        Some(rc) => {
+            evidence.notes.push(format!(
+                "resolv.conf: ndots:{} search {}",
+                rc.ndots,
+                if rc.search.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    rc.search.join(" ")
+                }
+            ));
+            let explained = !rc.search.is_empty()
+                && expanded.iter().all(|l| {
+                    let dots = l.base.matches('.').count();
+                    dots < usize::from(rc.ndots)
+                        && rc.search.iter().any(|s| l.first_name.ends_with(s.as_str()))
+                });
+            if explained {
+                confidence = Confidence::Confirmed;
+            }
+        }
+        None => evidence.notes.push(format!(
+            "search list inferred from the observed suffixes: {}",
+            if stats.search_suffixes.is_empty() {
+                "(none)".to_string()
+            } else {
+                stats.search_suffixes.join(" ")
+            }
+        )),
+    }
+    let ndots_text = ctx
+        .resolv
+        .map(|rc| format!(" (ndots:{}, {} search domains)", rc.ndots, rc.search.len()))
+        .unwrap_or_default();
+    let summary = format!(
+        "{} lookup(s) such as {} went through the search list first{ndots_text}: {factor:.1}x the queries, mostly NXDOMAIN",
+        stats.expanded_lookups.max(expanded.len() as u64),
+        names.first().map(String::as_str).unwrap_or("?")
+    );
+    Some(Finding {
+        kind: Kind::DnsNdotsAmplification,
+        confidence,
+        summary,
+        flows: Vec::new(),
+        listeners: Vec::new(),
+        names,
+        evidence,
+        remedy: REMEDY.to_string(),
+        alternative: None,
+    })
+}

@@ -1,0 +1,139 @@
+//! `snat_port_exhaustion`: SNAT source ports collide or run out (DETECTION.md §3).
+//!
+//! From the pod's side, SYNs to one *remote* destination from distinct ports get no
+//! SYN-ACK and are retransmitted while other connections to it succeed. A pcap cannot
+//! tell this from the remote listener's accept queue overflowing, so alone it is
+//! `possible` and says so; a rise of the node's conntrack `insert_failed` or `drop`
+//! makes it `confirmed`.
+
+use super::{Ctx, EvidenceSink, endpoint_text, flow_text};
+use crate::NetnsRole;
+use crate::destinations::Destinations;
+use crate::model::{Confidence, Evidence, Finding, Kind, Timing};
+
+const REMEDY: &str = "Use `MASQUERADE --random-fully` (or more SNAT addresses) on the node, \
+pool and keep connections alive, widen net.ipv4.ip_local_port_range in the pod (a safe \
+sysctl) and consider net.ipv4.tcp_tw_reuse=1.";
+
+const SETTLE: &str = "the node's conntrack counters settle it: `insert_failed` and `drop` in \
+/proc/net/stat/nf_conntrack (`conntrack -S`) of the node netns rise with SNAT clashes";
+
+/// The finding, if any.
+pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
+    let pod_overflow = ctx.counters.rise(NetnsRole::Pod, "TcpExt.ListenOverflows");
+    let mut evidence = Evidence::default();
+    let mut flows = Vec::new();
+    let mut dropped = 0u64;
+    let mut answered = 0u64;
+    let mut dest_names = Vec::new();
+    let mut keys: Vec<_> = dests.map.keys().copied().collect();
+    keys.sort();
+    {
+        let mut sink = EvidenceSink {
+            out: &mut evidence.packets,
+            total: &mut evidence.packets_total,
+            cap: ctx.max_evidence,
+        };
+        for key in &keys {
+            let Some(d) = dests.map.get(key) else {
+                continue;
+            };
+            let (source, server) = *key;
+            if d.unanswered_after_success == 0 {
+                continue;
+            }
+            match ctx.server_is_local(source, server, d) {
+                Some(true) => continue,
+                None if pod_overflow.is_some() => continue,
+                _ => {}
+            }
+            dropped += d.unanswered_after_success;
+            answered += d.answered;
+            dest_names.push(endpoint_text(server));
+            for (p, role) in &d.packets {
+                sink.push(*p, *role);
+            }
+            for (c, s) in &d.flows {
+                flows.push(flow_text(*c, *s, "tcp"));
+            }
+            if !d.gaps_ms.is_empty() && evidence.timings.len() < 4 {
+                evidence.timings.push(Timing {
+                    what: format!("SYN retransmission gaps to {}", endpoint_text(server)),
+                    millis: d.gaps_ms.clone(),
+                });
+            }
+            evidence.notes.push(format!(
+                "{}: {} attempt(s) from {} distinct pod port(s) unanswered while {} succeeded",
+                endpoint_text(server),
+                d.unanswered_after_success,
+                d.flows.len(),
+                d.answered
+            ));
+        }
+    }
+    if flows.is_empty() {
+        return None;
+    }
+    let rises: Vec<_> = ["conntrack.insert_failed", "conntrack.drop"]
+        .iter()
+        .filter_map(|k| ctx.counters.rise(NetnsRole::Node, k))
+        .collect();
+    for k in ["conntrack.early_drop", "conntrack.clash_resolve"] {
+        if let Some(d) = ctx.counters.rise(NetnsRole::Node, k) {
+            evidence.counters.push(d);
+        }
+    }
+    if let Some(d) = ctx.counters.rise(NetnsRole::Pod, "TcpExt.TCPSynRetrans") {
+        evidence.counters.push(d);
+    }
+    if let (Some(lo), Some(hi)) = (
+        ctx.counters
+            .value(NetnsRole::Pod, "sysctl.net.ipv4.ip_local_port_range.min"),
+        ctx.counters
+            .value(NetnsRole::Pod, "sysctl.net.ipv4.ip_local_port_range.max"),
+    ) {
+        evidence
+            .notes
+            .push(format!("pod ip_local_port_range = {lo}-{hi}"));
+    }
+    let confirmed = !rises.is_empty();
+    let node_given = ctx.counters.has(NetnsRole::Node);
+    evidence.counters.splice(0..0, rises);
+    let dests_text = dest_names.join(", ");
+    let (confidence, alternative) = if confirmed {
+        (Confidence::Confirmed, None)
+    } else if node_given {
+        (
+            Confidence::Possible,
+            Some(format!(
+                "the remote listener at {dests_text} overflowing its accept queue; the node's conntrack insert_failed/drop did not rise in the snapshots, which points there rather than at SNAT"
+            )),
+        )
+    } else {
+        (
+            Confidence::Possible,
+            Some(format!(
+                "the remote listener at {dests_text} overflowing its accept queue (a pcap cannot tell them apart); {SETTLE}"
+            )),
+        )
+    };
+    let summary = format!(
+        "{dropped} connection attempt(s) to {dests_text} got no SYN-ACK while {answered} other(s) succeeded: SNAT port clash/exhaustion{}",
+        if confirmed {
+            " (node conntrack insert_failed/drop rose)"
+        } else {
+            " suspected"
+        }
+    );
+    Some(Finding {
+        kind: Kind::SnatPortExhaustion,
+        confidence,
+        summary,
+        flows,
+        listeners: Vec::new(),
+        names: Vec::new(),
+        evidence,
+        remedy: REMEDY.to_string(),
+        alternative,
+    })
+}

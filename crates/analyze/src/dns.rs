@@ -1,0 +1,700 @@
+//! The DNS tracker: what `tcpdump -n port 53` shows, grouped the way a resolver works.
+//!
+//! - A **transaction** is one query ID on one client socket to one server
+//!   (ID + 5-tuple): question, rcode, latency, and re-sends with the same ID (retries).
+//! - A **logical lookup** is what the application asked for: the A and AAAA queries of
+//!   one name and the search-list expansions glibc/musl tried before it (`name.<s1>`,
+//!   `name.<s2>`, …, `name`), grouped into one. With a resolv.conf the search list is
+//!   known; without one, expansions are recognised by their shared leading labels after a
+//!   negative answer, and the suffixes are inferred from them.
+//!
+//! Memory is bounded: transactions, clients and lookups per client have caps; what does
+//! not fit is counted, not stored.
+
+use crate::flow::{Endpoint, FxMap};
+use crate::model::{DnsStats, PacketRef};
+use crate::resolv::ResolvConf;
+use netdiag_wire::dns::{Message, QTYPE_A, QTYPE_AAAA, Rcode};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// A query sent together with a sibling from the same socket within this gap is a
+/// parallel A/AAAA pair (glibc sends both back to back, microseconds apart).
+const PAIR_GAP_NS: u64 = 20_000_000;
+/// A retry this close (± ns) to a resolver timeout is a timeout retry.
+const TIMEOUT_TOLERANCE_NS: u64 = 600_000_000;
+/// A logical lookup with no activity for this long is closed.
+const LOOKUP_IDLE_NS: u64 = 30_000_000_000;
+/// Most lookups a client may have open at once.
+const LOOKUPS_PER_CLIENT: usize = 8;
+/// Most (name, qtype) pairs one lookup remembers.
+const NAMES_PER_LOOKUP: usize = 24;
+/// Evidence packets kept per lookup.
+const PKTS_PER_LOOKUP: usize = 24;
+/// Examples kept for findings.
+const MAX_EXAMPLES: usize = 32;
+/// Latencies kept for percentiles.
+const MAX_LATENCIES: usize = 1 << 18;
+/// Distinct suffixes remembered.
+const MAX_SUFFIXES: usize = 64;
+
+/// A DNS name, lowercased and dotted, built without allocation.
+pub(crate) struct NameBuf {
+    buf: [u8; 288],
+    len: usize,
+}
+
+impl NameBuf {
+    pub(crate) fn new() -> Self {
+        NameBuf {
+            buf: [0; 288],
+            len: 0,
+        }
+    }
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for NameBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let b = s.as_bytes();
+        let end = self.len + b.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        for (d, c) in self.buf[self.len..end].iter_mut().zip(b) {
+            *d = c.to_ascii_lowercase();
+        }
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct TxKey {
+    source: u16,
+    client: Endpoint,
+    server: Endpoint,
+    id: u16,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Txn {
+    qtype: u16,
+    name_hash: u64,
+    last_send_ns: u64,
+    first_pkt: u64,
+    sends: u8,
+    answered: Option<(u64, u64, Rcode)>, // (ns, pkt, rcode)
+    lookup: u64,
+    sibling: Option<u16>,
+}
+
+/// One timeout retry, with what was around it.
+#[derive(Clone, Debug)]
+pub(crate) struct RetryEvent {
+    pub(crate) client: Endpoint,
+    pub(crate) server: Endpoint,
+    pub(crate) qtype: u16,
+    pub(crate) name: String,
+    /// The first send of the unanswered query.
+    pub(crate) original: PacketRef,
+    /// The retry.
+    pub(crate) retry: PacketRef,
+    /// Gap between them, ns.
+    pub(crate) gap_ns: u64,
+    /// The parallel sibling query (other type, same socket) and its answer, when it
+    /// was answered before the retry: one reply of the pair was lost.
+    pub(crate) sibling: Option<(PacketRef, PacketRef, u16)>,
+}
+
+/// A logical lookup that went through the search list.
+#[derive(Clone, Debug)]
+pub(crate) struct ExpandedLookup {
+    pub(crate) base: String,
+    pub(crate) first_name: String,
+    pub(crate) queries: usize,
+    pub(crate) minimal: usize,
+    pub(crate) negative: u32,
+    pub(crate) wasted_ns: u64,
+    pub(crate) latency_ns: Option<u64>,
+    pub(crate) packets: Vec<PacketRef>,
+}
+
+#[derive(Clone, Debug)]
+struct Lookup {
+    serial: u64,
+    first_name: String,
+    base: Option<String>,
+    names: Vec<(u64, u16)>,
+    first_ns: u64,
+    last_ns: u64,
+    negative: u32,
+    wasted_ns: u64,
+    positive_ns: Option<u64>,
+    last_answer_ns: Option<u64>,
+    packets: Vec<PacketRef>,
+}
+
+#[derive(Default)]
+struct Client {
+    lookups: Vec<Lookup>,
+}
+
+/// The DNS tracker.
+pub(crate) struct DnsTracker {
+    search: Vec<String>,
+    timeout_ns: u64,
+    max_txns: usize,
+    max_clients: usize,
+    txns: FxMap<TxKey, Txn>,
+    last_on_socket: FxMap<(u16, Endpoint, Endpoint), (u16, u64)>,
+    clients: FxMap<(u16, IpAddr), Client>,
+    full_until_ns: u64,
+    next_serial: u64,
+    pub(crate) stats: DnsStats,
+    minimal_total: u64,
+    distinct_total: u64,
+    latencies_ns: Vec<u64>,
+    suffixes: FxMap<String, u64>,
+    pub(crate) retries: Vec<RetryEvent>,
+    pub(crate) retry_events: u64,
+    pub(crate) expanded: Vec<ExpandedLookup>,
+    pub(crate) not_tracked: u64,
+    pub(crate) unmatched_responses: u64,
+}
+
+fn leading_common_labels<'s>(a: &'s str, b: &str) -> &'s str {
+    let mut end = 0;
+    let mut ai = a.split('.');
+    let mut bi = b.split('.');
+    let mut first = true;
+    loop {
+        match (ai.next(), bi.next()) {
+            (Some(x), Some(y)) if x == y && !x.is_empty() => {
+                end += x.len() + usize::from(!first);
+                first = false;
+            }
+            _ => break,
+        }
+    }
+    &a[..end]
+}
+
+fn strip_suffix<'s>(name: &'s str, suffix: &str) -> Option<&'s str> {
+    name.strip_suffix(suffix)
+        .and_then(|r| r.strip_suffix('.'))
+        .filter(|r| !r.is_empty())
+}
+
+impl DnsTracker {
+    pub(crate) fn new(max_txns: usize, max_clients: usize) -> Self {
+        DnsTracker {
+            search: Vec::new(),
+            timeout_ns: 5_000_000_000,
+            max_txns: max_txns.max(16),
+            max_clients: max_clients.max(4),
+            txns: FxMap::default(),
+            last_on_socket: FxMap::default(),
+            clients: FxMap::default(),
+            full_until_ns: 0,
+            next_serial: 0,
+            stats: DnsStats::default(),
+            minimal_total: 0,
+            distinct_total: 0,
+            latencies_ns: Vec::new(),
+            suffixes: FxMap::default(),
+            retries: Vec::new(),
+            retry_events: 0,
+            expanded: Vec::new(),
+            not_tracked: 0,
+            unmatched_responses: 0,
+        }
+    }
+
+    pub(crate) fn set_resolv_conf(&mut self, rc: &ResolvConf) {
+        self.search = rc.search.clone();
+        self.timeout_ns = u64::from(rc.timeout_s) * 1_000_000_000;
+    }
+
+    fn is_timeout_gap(&self, gap: u64) -> bool {
+        [self.timeout_ns, 5_000_000_000, 2_500_000_000]
+            .iter()
+            .any(|t| gap.abs_diff(*t) <= TIMEOUT_TOLERANCE_NS)
+    }
+
+    /// One DNS message over UDP from `src` to `dst`.
+    pub(crate) fn on_message(
+        &mut self,
+        source: u16,
+        src: Endpoint,
+        dst: Endpoint,
+        msg: &Message<'_>,
+        pkt: u64,
+        ns: u64,
+    ) {
+        if msg.is_response() {
+            self.on_response(source, src, dst, msg, pkt, ns);
+        } else if msg.opcode() == 0 {
+            self.on_query(source, src, dst, msg, pkt, ns);
+        }
+    }
+
+    fn on_query(
+        &mut self,
+        source: u16,
+        client: Endpoint,
+        server: Endpoint,
+        msg: &Message<'_>,
+        pkt: u64,
+        ns: u64,
+    ) {
+        self.stats.queries_sent += 1;
+        let Some(q) = msg.question() else { return };
+        let key = TxKey {
+            source,
+            client,
+            server,
+            id: msg.id(),
+        };
+        let name_hash = q.name.hash_lowercase();
+        let pref = PacketRef {
+            source,
+            number: pkt,
+        };
+        if let Some(t) = self.txns.get_mut(&key) {
+            if t.name_hash == name_hash && t.qtype == q.qtype {
+                // Same ID, same socket, same question: a retry.
+                let gap = ns.saturating_sub(t.last_send_ns);
+                t.sends = t.sends.saturating_add(1);
+                t.last_send_ns = ns;
+                self.stats.retries += 1;
+                let t = *t;
+                if t.answered.is_none() && self.is_timeout_gap(gap) {
+                    self.note_retry(key, &t, pref, gap, q.name);
+                }
+                self.touch_lookup(source, client.0, t.lookup, pref, ns);
+                return;
+            }
+        }
+        // A new transaction.
+        if self.txns.len() >= self.max_txns {
+            if ns < self.full_until_ns {
+                self.not_tracked += 1;
+                return;
+            }
+            self.prune(ns);
+            if self.txns.len() >= self.max_txns {
+                self.full_until_ns = ns.saturating_add(1_000_000_000);
+                self.not_tracked += 1;
+                return;
+            }
+        }
+        let mut name = NameBuf::new();
+        let _ = q.name.write_dotted(&mut name);
+        let lookup = self.attach_to_lookup(
+            source,
+            client.0,
+            name.as_str(),
+            name_hash,
+            q.qtype,
+            pref,
+            ns,
+        );
+        let sock = (source, client, server);
+        let mut sibling = None;
+        if let Some(&(sid, sns)) = self.last_on_socket.get(&sock) {
+            if sid != key.id && ns.saturating_sub(sns) <= PAIR_GAP_NS {
+                sibling = Some(sid);
+                if let Some(s) = self.txns.get_mut(&TxKey { id: sid, ..key }) {
+                    if s.sibling.is_none() {
+                        s.sibling = Some(key.id);
+                    }
+                }
+            }
+        }
+        if self.last_on_socket.len() >= self.max_txns {
+            self.last_on_socket.clear();
+        }
+        self.last_on_socket.insert(sock, (key.id, ns));
+        self.txns.insert(
+            key,
+            Txn {
+                qtype: q.qtype,
+                name_hash,
+                last_send_ns: ns,
+                first_pkt: pkt,
+                sends: 1,
+                answered: None,
+                lookup,
+                sibling,
+            },
+        );
+    }
+
+    fn note_retry(
+        &mut self,
+        key: TxKey,
+        t: &Txn,
+        retry: PacketRef,
+        gap: u64,
+        name: netdiag_wire::dns::Name<'_>,
+    ) {
+        self.retry_events += 1;
+        if self.retries.len() >= MAX_EXAMPLES {
+            return;
+        }
+        let sibling = t.sibling.and_then(|sid| {
+            let s = self.txns.get(&TxKey { id: sid, ..key })?;
+            let (ans_ns, ans_pkt, _) = s.answered?;
+            // `t.last_send_ns` is the retry's time: the sibling was answered before it.
+            (ans_ns <= t.last_send_ns).then_some((
+                PacketRef {
+                    source: key.source,
+                    number: s.first_pkt,
+                },
+                PacketRef {
+                    source: key.source,
+                    number: ans_pkt,
+                },
+                s.qtype,
+            ))
+        });
+        let mut n = NameBuf::new();
+        let _ = name.write_dotted(&mut n);
+        self.retries.push(RetryEvent {
+            client: key.client,
+            server: key.server,
+            qtype: t.qtype,
+            name: n.as_str().to_string(),
+            original: PacketRef {
+                source: key.source,
+                number: t.first_pkt,
+            },
+            retry,
+            gap_ns: gap,
+            sibling,
+        });
+    }
+
+    fn on_response(
+        &mut self,
+        source: u16,
+        server: Endpoint,
+        client: Endpoint,
+        msg: &Message<'_>,
+        pkt: u64,
+        ns: u64,
+    ) {
+        self.stats.responses += 1;
+        let rcode = msg.rcode();
+        if rcode == Rcode::NXDOMAIN {
+            self.stats.nxdomain += 1;
+        }
+        let key = TxKey {
+            source,
+            client,
+            server,
+            id: msg.id(),
+        };
+        let Some(t) = self.txns.get_mut(&key) else {
+            self.unmatched_responses += 1;
+            return;
+        };
+        if t.answered.is_some() {
+            return;
+        }
+        t.answered = Some((ns, pkt, rcode));
+        let latency = ns.saturating_sub(t.last_send_ns);
+        let lookup = t.lookup;
+        let positive = rcode == Rcode::NOERROR && msg.answer_count() > 0;
+        let negative = rcode == Rcode::NXDOMAIN
+            || rcode == Rcode::SERVFAIL
+            || (rcode == Rcode::NOERROR && msg.answer_count() == 0);
+        let pref = PacketRef {
+            source,
+            number: pkt,
+        };
+        if let Some(l) = self.find_lookup(source, client.0, lookup) {
+            l.last_ns = l.last_ns.max(ns);
+            l.last_answer_ns = Some(ns);
+            if positive && l.positive_ns.is_none() {
+                l.positive_ns = Some(ns);
+            }
+            if negative {
+                l.negative += 1;
+                l.wasted_ns = l.wasted_ns.saturating_add(latency);
+            }
+            if l.packets.len() < PKTS_PER_LOOKUP {
+                l.packets.push(pref);
+            }
+        }
+    }
+
+    fn find_lookup(&mut self, source: u16, client: IpAddr, serial: u64) -> Option<&mut Lookup> {
+        self.clients
+            .get_mut(&(source, client))?
+            .lookups
+            .iter_mut()
+            .find(|l| l.serial == serial)
+    }
+
+    fn touch_lookup(&mut self, source: u16, client: IpAddr, serial: u64, p: PacketRef, ns: u64) {
+        if let Some(l) = self.find_lookup(source, client, serial) {
+            l.last_ns = l.last_ns.max(ns);
+            if l.packets.len() < PKTS_PER_LOOKUP {
+                l.packets.push(p);
+            }
+        }
+    }
+
+    /// The base name of `name` under the configured search list, if it ends in one.
+    fn configured_base<'s>(&self, name: &'s str) -> Option<&'s str> {
+        self.search
+            .iter()
+            .filter_map(|s| strip_suffix(name, s))
+            .min_by_key(|b| b.len())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attach_to_lookup(
+        &mut self,
+        source: u16,
+        client: IpAddr,
+        name: &str,
+        name_hash: u64,
+        qtype: u16,
+        pref: PacketRef,
+        ns: u64,
+    ) -> u64 {
+        let ckey = (source, client);
+        if !self.clients.contains_key(&ckey) && self.clients.len() >= self.max_clients {
+            // Close every lookup of every client: rare, and keeps the map bounded.
+            let all: Vec<(u16, IpAddr)> = self.clients.keys().copied().collect();
+            for k in all {
+                if let Some(c) = self.clients.remove(&k) {
+                    for l in c.lookups {
+                        self.close_lookup(l);
+                    }
+                }
+            }
+        }
+        // Close idle lookups of this client.
+        let mut closed = Vec::new();
+        if let Some(c) = self.clients.get_mut(&ckey) {
+            let mut i = 0;
+            while i < c.lookups.len() {
+                if ns.saturating_sub(c.lookups[i].last_ns) > LOOKUP_IDLE_NS {
+                    closed.push(c.lookups.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for l in closed {
+            self.close_lookup(l);
+        }
+        let conf_base = self.configured_base(name).map(str::to_string);
+        let c = self.clients.entry(ckey).or_default();
+        // 1. Same name (A after AAAA, or a new ID for the same question).
+        let mut found = c
+            .lookups
+            .iter()
+            .position(|l| l.names.iter().any(|(h, _)| *h == name_hash));
+        let mut base_found: Option<String> = None;
+        // 2. A search-list expansion of an open lookup that got a negative answer.
+        if found.is_none() {
+            for (i, l) in c.lookups.iter().enumerate().rev() {
+                if l.positive_ns.is_some() || l.negative == 0 {
+                    continue;
+                }
+                let base = match (&conf_base, &l.base) {
+                    (Some(b), Some(lb)) if b == lb => Some(b.clone()),
+                    _ => {
+                        let x = leading_common_labels(&l.first_name, name);
+                        let related = !x.is_empty()
+                            && x.len() < l.first_name.len()
+                            && l.base.as_deref().is_none_or(|b| b == x);
+                        related.then(|| x.to_string())
+                    }
+                };
+                if base.is_some() {
+                    found = Some(i);
+                    base_found = base;
+                    break;
+                }
+            }
+        }
+        let serial;
+        let mut suffixes: Vec<String> = Vec::new();
+        match found {
+            Some(i) => {
+                let l = &mut c.lookups[i];
+                serial = l.serial;
+                if let Some(b) = base_found {
+                    if l.base.is_none() {
+                        if let Some(sfx) = l.first_name.strip_prefix(b.as_str()) {
+                            suffixes.push(sfx.trim_start_matches('.').to_string());
+                        }
+                        l.base = Some(b.clone());
+                    }
+                    if let Some(sfx) = name.strip_prefix(b.as_str()) {
+                        let sfx = sfx.trim_start_matches('.');
+                        if !sfx.is_empty() {
+                            suffixes.push(sfx.to_string());
+                        }
+                    }
+                }
+                if !l.names.iter().any(|&(h, t)| h == name_hash && t == qtype)
+                    && l.names.len() < NAMES_PER_LOOKUP
+                {
+                    l.names.push((name_hash, qtype));
+                }
+                l.last_ns = l.last_ns.max(ns);
+                if l.packets.len() < PKTS_PER_LOOKUP {
+                    l.packets.push(pref);
+                }
+            }
+            None => {
+                serial = self.next_serial;
+                self.next_serial += 1;
+                let evicted = if c.lookups.len() >= LOOKUPS_PER_CLIENT {
+                    Some(c.lookups.remove(0))
+                } else {
+                    None
+                };
+                c.lookups.push(Lookup {
+                    serial,
+                    first_name: name.to_string(),
+                    base: conf_base.filter(|b| b != name),
+                    names: vec![(name_hash, qtype)],
+                    first_ns: ns,
+                    last_ns: ns,
+                    negative: 0,
+                    wasted_ns: 0,
+                    positive_ns: None,
+                    last_answer_ns: None,
+                    packets: vec![pref],
+                });
+                if let Some(l) = evicted {
+                    self.close_lookup(l);
+                }
+            }
+        }
+        for s in suffixes {
+            if self.suffixes.len() < MAX_SUFFIXES || self.suffixes.contains_key(&s) {
+                *self.suffixes.entry(s).or_insert(0) += 1;
+            }
+        }
+        serial
+    }
+
+    fn close_lookup(&mut self, l: Lookup) {
+        self.stats.logical_lookups += 1;
+        let distinct = l.names.len() as u64;
+        let mut types: Vec<u16> = l.names.iter().map(|&(_, t)| t).collect();
+        types.sort_unstable();
+        types.dedup();
+        let minimal = types.len() as u64;
+        self.distinct_total += distinct;
+        self.minimal_total += minimal;
+        let end = l.positive_ns.or(l.last_answer_ns);
+        let latency = end.map(|e| e.saturating_sub(l.first_ns));
+        if let Some(lat) = latency {
+            if self.latencies_ns.len() < MAX_LATENCIES {
+                self.latencies_ns.push(lat);
+            }
+        }
+        let distinct_names = {
+            let mut h: Vec<u64> = l.names.iter().map(|&(h, _)| h).collect();
+            h.sort_unstable();
+            h.dedup();
+            h.len()
+        };
+        if l.base.is_some() && distinct_names > 1 && l.negative > 0 {
+            self.stats.expanded_lookups += 1;
+            if self.expanded.len() < MAX_EXAMPLES {
+                self.expanded.push(ExpandedLookup {
+                    base: l.base.clone().unwrap_or_default(),
+                    first_name: l.first_name.clone(),
+                    queries: l.names.len(),
+                    minimal: types.len(),
+                    negative: l.negative,
+                    wasted_ns: l.wasted_ns,
+                    latency_ns: latency,
+                    packets: l.packets.clone(),
+                });
+            }
+        }
+    }
+
+    /// Drops finished or stale transactions when the table is full.
+    fn prune(&mut self, now: u64) {
+        let mut unanswered = 0;
+        self.txns.retain(|_, t| {
+            let keep = now.saturating_sub(t.last_send_ns) <= LOOKUP_IDLE_NS && t.answered.is_none();
+            if !keep && t.answered.is_none() {
+                unanswered += 1;
+            }
+            keep
+        });
+        self.stats.unanswered += unanswered;
+    }
+
+    /// Closes everything and fills in the statistics.
+    pub(crate) fn finish(&mut self) -> DnsStats {
+        let clients: Vec<((u16, IpAddr), Client)> = self.clients.drain().collect();
+        for (_, c) in clients {
+            for l in c.lookups {
+                self.close_lookup(l);
+            }
+        }
+        self.stats.unanswered += self.txns.values().filter(|t| t.answered.is_none()).count() as u64;
+        let mut s = self.stats.clone();
+        s.nxdomain_share = if s.responses > 0 {
+            s.nxdomain as f64 / s.responses as f64
+        } else {
+            0.0
+        };
+        s.amplification_factor = if self.minimal_total > 0 {
+            self.distinct_total as f64 / self.minimal_total as f64
+        } else {
+            0.0
+        };
+        self.latencies_ns.sort_unstable();
+        let pct = |p: f64, v: &[u64]| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            let i = ((v.len() - 1) as f64 * p).round() as usize;
+            v.get(i).map(|x| *x as f64 / 1e6)
+        };
+        s.latency_p50_ms = pct(0.5, &self.latencies_ns);
+        s.latency_p99_ms = pct(0.99, &self.latencies_ns);
+        if self.search.is_empty() {
+            let mut sfx: Vec<(String, u64)> =
+                self.suffixes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            sfx.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            s.search_suffixes = sfx.into_iter().map(|(k, _)| k).collect();
+            s.search_from_resolv_conf = false;
+        } else {
+            s.search_suffixes = self.search.clone();
+            s.search_from_resolv_conf = true;
+        }
+        s
+    }
+}
+
+/// The qtype as people write it.
+pub(crate) fn qtype_name(t: u16) -> String {
+    match t {
+        QTYPE_A => "A".to_string(),
+        QTYPE_AAAA => "AAAA".to_string(),
+        other => {
+            let mut s = String::new();
+            let _ = write!(s, "TYPE{other}");
+            s
+        }
+    }
+}

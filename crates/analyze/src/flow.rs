@@ -1,0 +1,410 @@
+//! The bounded flow table (what `conntrack -L` would list, seen from the wire).
+//!
+//! Flows are keyed bidirectionally: both directions of a 5-tuple map to one entry whose
+//! key holds the two endpoints in canonical order ([`FlowKey::new`] says which side sent
+//! the packet). Entries live in a slab threaded on a least-recently-used list, so the
+//! table never holds more than `cap` flows: a new flow beyond the cap pushes out the
+//! least recently seen one, and flows idle (by packet time) longer than the idle timeout
+//! are closed as time advances. Both kinds of removal hand the flow back to the caller,
+//! which closes it out into the detectors, and are counted.
+//!
+//! Memory: the slab and the index are sized on demand and never exceed `cap` entries;
+//! see [`FlowTable::bytes_per_flow`].
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+/// Which endpoint of a [`FlowKey`] sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Side {
+    /// The endpoint that sorts lower (`FlowKey::a`).
+    A,
+    /// The other one.
+    B,
+}
+
+impl Side {
+    pub(crate) fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+    pub(crate) fn idx(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+/// An endpoint: address and port.
+pub(crate) type Endpoint = (IpAddr, u16);
+
+/// A bidirectional flow key: capture source, IP protocol, two endpoints in sorted order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    pub(crate) source: u16,
+    pub(crate) protocol: u8,
+    pub(crate) a: Endpoint,
+    pub(crate) b: Endpoint,
+}
+
+impl FlowKey {
+    /// The key of a packet from `src` to `dst`, and which side sent it.
+    pub(crate) fn new(source: u16, protocol: u8, src: Endpoint, dst: Endpoint) -> (FlowKey, Side) {
+        if src <= dst {
+            let k = FlowKey {
+                source,
+                protocol,
+                a: src,
+                b: dst,
+            };
+            (k, Side::A)
+        } else {
+            let k = FlowKey {
+                source,
+                protocol,
+                a: dst,
+                b: src,
+            };
+            (k, Side::B)
+        }
+    }
+
+    pub(crate) fn endpoint(&self, side: Side) -> Endpoint {
+        match side {
+            Side::A => self.a,
+            Side::B => self.b,
+        }
+    }
+}
+
+/// A small, fast, non-cryptographic hasher (the FxHash mix used by rustc) for the flow
+/// index. Keys come from untrusted captures, but the table is bounded, so a crafted
+/// collision pattern costs time, never memory.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// `HashMap` with [`FxHasher`].
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+const NIL: u32 = u32::MAX;
+
+struct Slot<V> {
+    key: FlowKey,
+    value: V,
+    last_ns: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// Why a flow left the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// The table was full and this was the least recently seen flow.
+    Full,
+    /// Idle longer than the idle timeout.
+    Idle,
+}
+
+/// The bounded LRU flow table.
+pub(crate) struct FlowTable<V> {
+    index: FxMap<FlowKey, u32>,
+    slots: Vec<Slot<V>>,
+    free: Vec<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+    cap: usize,
+    idle_ns: u64,
+    len: usize,
+    pub(crate) peak: usize,
+    pub(crate) evicted_full: u64,
+    pub(crate) evicted_idle: u64,
+    pub(crate) created: u64,
+}
+
+impl<V> FlowTable<V> {
+    /// A table holding at most `cap` flows (at least 1), closing flows idle for `idle_ns`.
+    pub(crate) fn new(cap: usize, idle_ns: u64) -> Self {
+        let cap = cap.max(1);
+        FlowTable {
+            index: FxMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            cap,
+            idle_ns,
+            len: 0,
+            peak: 0,
+            evicted_full: 0,
+            evicted_idle: 0,
+            created: 0,
+        }
+    }
+
+    /// Approximate bytes one flow costs: slab slot plus index entry (key, value, control byte).
+    pub(crate) fn bytes_per_flow() -> usize {
+        std::mem::size_of::<Slot<V>>()
+            + std::mem::size_of::<(FlowKey, u32)>()
+            + 1
+            + std::mem::size_of::<u32>()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let s = &self.slots[i as usize];
+            (s.prev, s.next)
+        };
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        let old = self.head;
+        {
+            let s = &mut self.slots[i as usize];
+            s.prev = NIL;
+            s.next = old;
+        }
+        if old != NIL {
+            self.slots[old as usize].prev = i;
+        } else {
+            self.tail = i;
+        }
+        self.head = i;
+    }
+
+    /// Removes the least recently used flow.
+    fn pop_tail(&mut self) -> Option<(FlowKey, V)>
+    where
+        V: Default,
+    {
+        let t = self.tail;
+        if t == NIL {
+            return None;
+        }
+        self.unlink(t);
+        let slot = &mut self.slots[t as usize];
+        let key = slot.key;
+        let value = std::mem::take(&mut slot.value);
+        self.index.remove(&key);
+        self.free.push(t);
+        self.len -= 1;
+        Some((key, value))
+    }
+
+    /// Closes flows idle at `now_ns`, handing each to `closed`.
+    pub(crate) fn expire(&mut self, now_ns: u64, mut closed: impl FnMut(FlowKey, V, Removal))
+    where
+        V: Default,
+    {
+        while self.tail != NIL {
+            let last = self.slots[self.tail as usize].last_ns;
+            if now_ns.saturating_sub(last) <= self.idle_ns {
+                break;
+            }
+            if let Some((k, v)) = self.pop_tail() {
+                self.evicted_idle += 1;
+                closed(k, v, Removal::Idle);
+            }
+        }
+    }
+
+    /// The flow for `key`, created with `V::default()` if new (evicting the least recently
+    /// seen flow into `closed` when full). Returns the value and whether it was created.
+    pub(crate) fn get_or_insert(
+        &mut self,
+        key: FlowKey,
+        now_ns: u64,
+        mut closed: impl FnMut(FlowKey, V, Removal),
+    ) -> (&mut V, bool)
+    where
+        V: Default,
+    {
+        if let Some(&i) = self.index.get(&key) {
+            if self.head != i {
+                self.unlink(i);
+                self.push_front(i);
+            }
+            let s = &mut self.slots[i as usize];
+            s.last_ns = s.last_ns.max(now_ns);
+            return (&mut s.value, false);
+        }
+        if self.len >= self.cap {
+            if let Some((k, v)) = self.pop_tail() {
+                self.evicted_full += 1;
+                closed(k, v, Removal::Full);
+            }
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                let s = &mut self.slots[i as usize];
+                s.key = key;
+                s.value = V::default();
+                s.last_ns = now_ns;
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    key,
+                    value: V::default(),
+                    last_ns: now_ns,
+                    prev: NIL,
+                    next: NIL,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, i);
+        self.push_front(i);
+        self.len += 1;
+        self.created += 1;
+        self.peak = self.peak.max(self.len);
+        (&mut self.slots[i as usize].value, true)
+    }
+
+    /// Removes every flow, handing each to `closed` (used by `finish`).
+    pub(crate) fn drain(&mut self, mut closed: impl FnMut(FlowKey, V))
+    where
+        V: Default,
+    {
+        while let Some((k, v)) = self.pop_tail() {
+            closed(k, v);
+        }
+    }
+
+    /// Bytes currently allocated by the slab and the index (capacity, not length).
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot<V>>()
+            + self.index.capacity() * (std::mem::size_of::<(FlowKey, u32)>() + 1)
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(i: u32) -> FlowKey {
+        let a = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+        FlowKey::new(
+            0,
+            6,
+            (a, 1000),
+            (IpAddr::V4(Ipv4Addr::new(10, 255, 0, 1)), 80),
+        )
+        .0
+    }
+
+    #[test]
+    fn both_directions_share_a_key() {
+        let x = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 40000);
+        let y = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 80);
+        let (k1, s1) = FlowKey::new(0, 6, x, y);
+        let (k2, s2) = FlowKey::new(0, 6, y, x);
+        assert_eq!(k1, k2);
+        assert_ne!(s1, s2);
+        assert_eq!(k1.endpoint(s1), x);
+    }
+
+    #[test]
+    fn cap_is_never_exceeded_and_lru_goes_first() {
+        let mut t: FlowTable<u32> = FlowTable::new(3, u64::MAX);
+        let mut gone = Vec::new();
+        for i in 0..3 {
+            *t.get_or_insert(key(i), u64::from(i), |_, _, _| {}).0 = i;
+        }
+        // touch flow 0 so flow 1 is now the least recently used
+        t.get_or_insert(key(0), 10, |_, _, _| {});
+        t.get_or_insert(key(7), 11, |k, v, r| gone.push((k, v, r)));
+        assert_eq!(t.len(), 3);
+        assert_eq!(gone, vec![(key(1), 1, Removal::Full)]);
+        assert_eq!(t.evicted_full, 1);
+    }
+
+    #[test]
+    fn idle_flows_expire_by_packet_time() {
+        let mut t: FlowTable<u32> = FlowTable::new(10, 100);
+        t.get_or_insert(key(1), 0, |_, _, _| {});
+        t.get_or_insert(key(2), 150, |_, _, _| {});
+        let mut gone = Vec::new();
+        t.expire(200, |k, _, r| gone.push((k, r)));
+        assert_eq!(gone, vec![(key(1), Removal::Idle)]);
+        assert_eq!(t.len(), 1);
+        let mut rest = Vec::new();
+        t.drain(|k, _| rest.push(k));
+        assert_eq!(rest, vec![key(2)]);
+        assert_eq!(t.len(), 0);
+    }
+}

@@ -1,0 +1,443 @@
+//! The TCP tracker: one [`TcpConn`] per flow, what `tcpdump` shows as `[S]`, `[S.]`,
+//! `[.]`, `[R]` turned into state.
+//!
+//! It follows the handshake (who is the client, SYN and SYN-ACK retransmissions with
+//! their timing), sequence and acknowledgement edges per direction with window scaling
+//! (RFC 7323), data retransmissions, the segments conntrack would call out of window,
+//! and who sent each RST in answer to what. All state is fixed-size: no allocation.
+
+use crate::flow::Side;
+use netdiag_wire::TcpSegment;
+
+/// How many SYN (and SYN-ACK-after-ACK) packet numbers a connection remembers.
+pub(crate) const SYN_SLOTS: usize = 8;
+
+/// What a segment was, for "RST in answer to what".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SegKind {
+    /// Nothing seen from that side yet.
+    #[default]
+    None,
+    /// A SYN or SYN-ACK.
+    Syn,
+    /// A segment carrying payload.
+    Data,
+    /// A FIN.
+    Fin,
+    /// A bare ACK.
+    Ack,
+    /// A RST.
+    Rst,
+    /// A segment conntrack would call out of window.
+    OutOfWindow,
+}
+
+impl SegKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SegKind::None => "none",
+            SegKind::Syn => "syn",
+            SegKind::Data => "data",
+            SegKind::Fin => "fin",
+            SegKind::Ack => "ack",
+            SegKind::Rst => "rst",
+            SegKind::OutOfWindow => "out_of_window",
+        }
+    }
+}
+
+/// One direction of a connection (what one endpoint sent).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Half {
+    pub(crate) seen: bool,
+    pub(crate) syn: bool,
+    pub(crate) isn: u32,
+    /// One past the highest sequence number sent (data + SYN/FIN), valid when `seen`.
+    pub(crate) next_seq: u32,
+    /// Highest acknowledgement number sent, valid when `ack_seen`.
+    pub(crate) ack: u32,
+    pub(crate) ack_seen: bool,
+    /// Window scale offered in the SYN (RFC 7323), if any.
+    pub(crate) wscale_offer: Option<u8>,
+    /// Right edge of the receive window this endpoint advertised (ack + scaled window).
+    pub(crate) right_edge: u32,
+    pub(crate) edge_seen: bool,
+    /// Largest scaled window advertised.
+    pub(crate) max_window: u32,
+    pub(crate) fin: bool,
+    pub(crate) last: SegKind,
+    pub(crate) last_ns: u64,
+    pub(crate) retransmissions: u32,
+}
+
+/// Connection state, as far as the capture shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum TcpState {
+    /// Mid-stream (no SYN seen) or nothing yet.
+    #[default]
+    Unknown,
+    /// SYN seen, no SYN-ACK.
+    SynSent,
+    /// SYN-ACK seen, final ACK not yet.
+    SynReceived,
+    /// Three-way handshake completed.
+    Established,
+    /// A RST was seen.
+    Reset,
+}
+
+/// A segment that conntrack's window check would reject.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Suspect {
+    pub(crate) pkt: u64,
+    pub(crate) ns: u64,
+    pub(crate) from: Option<Side>,
+    /// The suspect's ACK number: the no-socket RST answering it carries this as its SEQ.
+    pub(crate) ack: u32,
+    /// How far beyond the edge it lay, bytes.
+    pub(crate) excess: u32,
+    /// `true`: SEQ over the upper bound; `false`: ACK over the upper bound.
+    pub(crate) seq_over: bool,
+}
+
+/// An out-of-window segment answered by a RST from the other side: conntrack INVALID.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InvalidEvent {
+    pub(crate) suspect: Suspect,
+    pub(crate) rst_pkt: u64,
+    pub(crate) rst_ns: u64,
+    /// Who sent the RST.
+    pub(crate) rst_from: Side,
+}
+
+/// The TCP state of one flow.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TcpConn {
+    /// The side that sent the SYN (or, without one, the SYN-ACK's peer).
+    pub(crate) client: Option<Side>,
+    pub(crate) state: TcpState,
+    pub(crate) half: [Half; 2],
+    pub(crate) syn_count: u8,
+    pub(crate) syn_pkts: [u64; SYN_SLOTS],
+    pub(crate) syn_ns: [u64; SYN_SLOTS],
+    pub(crate) synack_count: u8,
+    pub(crate) synack_first_pkt: u64,
+    pub(crate) final_ack_pkt: u64,
+    pub(crate) synack_after_ack: u8,
+    pub(crate) synack_after_ack_pkts: [u64; 4],
+    pub(crate) synack_after_ack_ns: [u64; 4],
+    pub(crate) client_data: u32,
+    pub(crate) client_data_pkt: u64,
+    pub(crate) server_acked_data: bool,
+    pub(crate) suspect: Option<Suspect>,
+    /// A RST was already reported as the answer to the suspect.
+    pub(crate) invalid_reported: bool,
+    /// The first RST after the INVALID answer: the peer killing the connection.
+    pub(crate) peer_rst_after_invalid: Option<u64>,
+    pub(crate) resets: u8,
+}
+
+/// What one segment changed, for the detectors and the statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TcpOutcome {
+    /// A new connection attempt (first SYN).
+    pub(crate) opened: bool,
+    /// A SYN retransmission.
+    pub(crate) syn_retransmitted: bool,
+    /// The first SYN-ACK of the connection.
+    pub(crate) answered: bool,
+    /// The final ACK of the handshake.
+    pub(crate) completed: bool,
+    /// A data retransmission.
+    pub(crate) retransmission: bool,
+    /// A SYN-ACK re-sent after the handshake had completed.
+    pub(crate) synack_after_ack: bool,
+    /// A RST: (origin, answered-what).
+    pub(crate) rst: Option<(RstOrigin, SegKind)>,
+    /// conntrack INVALID signature completed by this RST.
+    pub(crate) invalid: Option<InvalidEvent>,
+}
+
+/// Who sent a RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RstOrigin {
+    Client,
+    Server,
+    Unknown,
+}
+
+/// How far past the advertised window a segment must lie before we call it what
+/// conntrack would reject. Generous on purpose: the capture may have missed packets
+/// (snaplen, drops), and conntrack itself allows the receiver's maximum window.
+const MIN_SLACK: u32 = 1 << 20;
+
+/// How soon after the suspect segment the answering RST must come.
+const INVALID_RST_WINDOW_NS: u64 = 200_000_000;
+
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+impl TcpConn {
+    /// Whether a segment starts a new connection on a reused 4-tuple (a SYN with another
+    /// ISN after the previous connection got going), so the caller closes this one first.
+    pub(crate) fn is_new_attempt(&self, from: Side, seg: &TcpSegment<'_>) -> bool {
+        let f = seg.flags;
+        if !f.syn() || f.ack() || self.syn_count == 0 {
+            return false;
+        }
+        let h = &self.half[from.idx()];
+        !(self.client == Some(from) && h.syn && h.isn == seg.seq)
+    }
+
+    /// The window-scale shift that applies to segments sent by `side`.
+    fn scale(&self, side: Side) -> u8 {
+        match (
+            self.half[0].wscale_offer,
+            self.half[1].wscale_offer,
+            self.state,
+        ) {
+            (Some(a), Some(b), _) => {
+                if side == Side::A {
+                    a.min(14)
+                } else {
+                    b.min(14)
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// Both SYNs seen, so window scaling is known for both directions.
+    fn scaling_known(&self) -> bool {
+        self.half[0].syn && self.half[1].syn
+    }
+
+    /// Updates the connection with one segment from `from`.
+    pub(crate) fn on_segment(
+        &mut self,
+        from: Side,
+        seg: &TcpSegment<'_>,
+        pkt: u64,
+        ns: u64,
+    ) -> TcpOutcome {
+        let mut out = TcpOutcome::default();
+        let f = seg.flags;
+        let to = from.other();
+        let len = seg.payload_len;
+        let seq_len = len
+            .wrapping_add(u32::from(f.syn()))
+            .wrapping_add(u32::from(f.fin()));
+
+        if f.rst() {
+            return self.on_rst(from, seg, pkt, ns, out);
+        }
+
+        // Handshake.
+        if f.syn() && !f.ack() {
+            let h = &mut self.half[from.idx()];
+            if self.syn_count == 0 {
+                out.opened = true;
+                self.client = Some(from);
+                self.state = TcpState::SynSent;
+                h.syn = true;
+                h.isn = seg.seq;
+                h.wscale_offer = seg.options.window_scale();
+            } else {
+                out.syn_retransmitted = true;
+            }
+            let i = usize::from(self.syn_count).min(SYN_SLOTS - 1);
+            if usize::from(self.syn_count) < SYN_SLOTS {
+                self.syn_pkts[i] = pkt;
+                self.syn_ns[i] = ns;
+            }
+            self.syn_count = self.syn_count.saturating_add(1);
+        } else if f.syn() && f.ack() {
+            if self.client.is_none() {
+                self.client = Some(to);
+            }
+            if self.client == Some(to) {
+                let h = &mut self.half[from.idx()];
+                if !h.syn {
+                    h.syn = true;
+                    h.isn = seg.seq;
+                    h.wscale_offer = seg.options.window_scale();
+                }
+                if self.synack_count == 0 {
+                    out.answered = true;
+                    self.synack_first_pkt = pkt;
+                    if self.state != TcpState::Established {
+                        self.state = TcpState::SynReceived;
+                    }
+                } else if self.state == TcpState::Established {
+                    out.synack_after_ack = true;
+                    let i = usize::from(self.synack_after_ack);
+                    if i < self.synack_after_ack_pkts.len() {
+                        self.synack_after_ack_pkts[i] = pkt;
+                        self.synack_after_ack_ns[i] = ns;
+                    }
+                    self.synack_after_ack = self.synack_after_ack.saturating_add(1);
+                }
+                self.synack_count = self.synack_count.saturating_add(1);
+            }
+        } else if f.ack()
+            && self.state == TcpState::SynReceived
+            && self.client == Some(from)
+            && seg.ack == self.half[to.idx()].isn.wrapping_add(1)
+        {
+            self.state = TcpState::Established;
+            self.final_ack_pkt = pkt;
+            out.completed = true;
+        }
+
+        // Window check (before this segment moves the edges), like conntrack's
+        // tcp_in_window: only when both SYNs told us the scaling.
+        if !f.syn() && self.scaling_known() && self.suspect.is_none() {
+            self.check_window(from, seg, pkt, ns);
+        }
+
+        // Sequence bookkeeping.
+        let scale_from = self.scale(from);
+        let h = &mut self.half[from.idx()];
+        let end = seg.seq.wrapping_add(seq_len);
+        if !h.seen {
+            h.seen = true;
+            h.next_seq = end;
+        } else if len > 0 && !f.syn() && !seq_after(end, h.next_seq) {
+            h.retransmissions = h.retransmissions.saturating_add(1);
+            out.retransmission = true;
+        } else if seq_after(end, h.next_seq) {
+            h.next_seq = end;
+        }
+        if f.ack() {
+            if !h.ack_seen || seq_after(seg.ack, h.ack) {
+                h.ack = seg.ack;
+            }
+            h.ack_seen = true;
+            let win = u32::from(seg.window) << if f.syn() { 0 } else { scale_from };
+            let edge = seg.ack.wrapping_add(win);
+            if !h.edge_seen || seq_after(edge, h.right_edge) {
+                h.right_edge = edge;
+            }
+            h.edge_seen = true;
+            h.max_window = h.max_window.max(win);
+        }
+        if f.fin() {
+            h.fin = true;
+        }
+        h.last = if f.syn() {
+            SegKind::Syn
+        } else if f.fin() {
+            SegKind::Fin
+        } else if len > 0 {
+            SegKind::Data
+        } else {
+            SegKind::Ack
+        };
+        h.last_ns = ns;
+
+        if self.client == Some(from) && len > 0 && self.state == TcpState::Established {
+            if self.client_data == 0 {
+                self.client_data_pkt = pkt;
+            }
+            self.client_data = self.client_data.saturating_add(1);
+        }
+        if self.client == Some(to) && f.ack() {
+            let c = &self.half[to.idx()];
+            if c.syn && seq_after(seg.ack, c.isn.wrapping_add(1)) {
+                self.server_acked_data = true;
+            }
+        }
+        out
+    }
+
+    fn check_window(&mut self, from: Side, seg: &TcpSegment<'_>, pkt: u64, ns: u64) {
+        let me = &self.half[from.idx()];
+        let peer = &self.half[from.other().idx()];
+        if !me.seen || !peer.edge_seen {
+            return;
+        }
+        let slack = MIN_SLACK.max(peer.max_window.saturating_mul(2));
+        let over = seg.seq.wrapping_sub(peer.right_edge) as i32;
+        let mut suspect = None;
+        if over > 0 && (over as u32) > slack && (seg.payload_len > 0 || seg.flags.fin()) {
+            suspect = Some((over as u32, true));
+        } else if seg.flags.ack() && peer.seen {
+            let ack_over = seg.ack.wrapping_sub(peer.next_seq) as i32;
+            if ack_over > 0 && (ack_over as u32) > slack {
+                suspect = Some((ack_over as u32, false));
+            }
+        }
+        if let Some((excess, seq_over)) = suspect {
+            self.suspect = Some(Suspect {
+                pkt,
+                ns,
+                from: Some(from),
+                ack: seg.ack,
+                excess,
+                seq_over,
+            });
+        }
+    }
+
+    fn on_rst(
+        &mut self,
+        from: Side,
+        seg: &TcpSegment<'_>,
+        pkt: u64,
+        ns: u64,
+        mut out: TcpOutcome,
+    ) -> TcpOutcome {
+        let to = from.other();
+        let origin = match self.client {
+            Some(c) if c == from => RstOrigin::Client,
+            Some(_) => RstOrigin::Server,
+            None => RstOrigin::Unknown,
+        };
+        let mut answered = self.half[to.idx()].last;
+        if let Some(s) = self.suspect {
+            if s.from == Some(to) && !self.invalid_reported {
+                if seg.seq == s.ack && ns.saturating_sub(s.ns) <= INVALID_RST_WINDOW_NS {
+                    answered = SegKind::OutOfWindow;
+                    self.invalid_reported = true;
+                    out.invalid = Some(InvalidEvent {
+                        suspect: s,
+                        rst_pkt: pkt,
+                        rst_ns: ns,
+                        rst_from: from,
+                    });
+                }
+            } else if self.invalid_reported && self.peer_rst_after_invalid.is_none() {
+                self.peer_rst_after_invalid = Some(pkt);
+            }
+        }
+        out.rst = Some((origin, answered));
+        let h = &mut self.half[from.idx()];
+        h.seen = true;
+        h.last = SegKind::Rst;
+        h.last_ns = ns;
+        self.state = TcpState::Reset;
+        self.resets = self.resets.saturating_add(1);
+        out
+    }
+
+    /// SYN-to-SYN gaps of this attempt, in milliseconds.
+    pub(crate) fn syn_gaps_ms(&self) -> Vec<f64> {
+        let n = usize::from(self.syn_count).min(SYN_SLOTS);
+        self.syn_ns[..n]
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]) as f64 / 1e6)
+            .collect()
+    }
+
+    /// A connection attempt whose SYN was retransmitted and never answered.
+    pub(crate) fn unanswered_retransmitted_syn(&self) -> bool {
+        self.syn_count >= 2 && self.synack_count == 0
+    }
+
+    /// Sub-case (b) of accept-queue overflow: the server re-sent its SYN-ACK after the
+    /// client's final ACK, and never acknowledged the client's data.
+    pub(crate) fn final_ack_dropped(&self) -> bool {
+        self.synack_after_ack >= 1 && !self.server_acked_data
+    }
+}
