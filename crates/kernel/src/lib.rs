@@ -32,9 +32,14 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod links;
+mod live;
+mod netlink;
 mod parse;
 pub mod snapshot;
 
+pub use links::{Address, Link, Route, addresses, default_route_interface, links, routes};
+pub use live::tcp_listeners;
 pub use snapshot::{Backwards, Delta, Listener, SNAPSHOT_FILES, Snapshot};
 
 use std::path::PathBuf;
@@ -58,6 +63,22 @@ pub enum Error {
         file: String,
         /// 1-based line number.
         line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A netlink request failed (socket, send, receive, or an error reply).
+    #[error("netlink {what}: {source}")]
+    Netlink {
+        /// Which dump (`sock_diag inet`, `rtnetlink routes`, `ctnetlink`).
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A netlink reply could not be decoded.
+    #[error("netlink {what}: cannot decode reply: {reason}")]
+    NetlinkDecode {
+        /// Which dump.
+        what: &'static str,
         /// What was wrong.
         reason: String,
     },

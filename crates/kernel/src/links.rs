@@ -1,0 +1,226 @@
+//! Links, addresses and routes of the calling thread's namespace over rtnetlink
+//! (≈ `ip link`, `ip addr`, `ip route`), and the interface of the default route — the
+//! pod's `eth0`, which is where a capture should listen by default.
+
+use std::net::IpAddr;
+
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::protocols::NETLINK_ROUTE;
+
+use crate::Error;
+use crate::netlink::dump;
+
+/// A network interface (`ip link`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Name (`eth0`).
+    pub name: String,
+    /// `IFF_UP`: administratively up.
+    pub up: bool,
+    /// `IFF_LOWER_UP`: carrier.
+    pub lower_up: bool,
+    /// `IFF_LOOPBACK`.
+    pub loopback: bool,
+    /// MTU, when reported.
+    pub mtu: Option<u32>,
+    /// Operational state as `ip link` prints it (`UP`, `DOWN`, `UNKNOWN`).
+    pub oper_state: Option<String>,
+    /// Link kind (`veth`, `dummy`, `bridge`), when it has one.
+    pub kind: Option<String>,
+    /// Hardware address bytes.
+    pub mac: Option<Vec<u8>>,
+    /// Index of the peer/parent link (`veth0@if7`: 7), possibly in another namespace.
+    pub parent_index: Option<u32>,
+}
+
+/// An interface address (`ip addr`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Address {
+    /// Interface index.
+    pub index: u32,
+    /// The address (`IFA_LOCAL` when present, else `IFA_ADDRESS`).
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// Label (`eth0`, `eth0:1`), IPv4 only.
+    pub label: Option<String>,
+}
+
+/// A route (`ip route`, all tables).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Route {
+    /// Destination network; `None` for a default route.
+    pub destination: Option<IpAddr>,
+    /// Destination prefix length (0 for a default route).
+    pub prefix_len: u8,
+    /// Whether this is IPv6.
+    pub ipv6: bool,
+    /// Next hop.
+    pub gateway: Option<IpAddr>,
+    /// Output interface index.
+    pub oif: Option<u32>,
+    /// Routing table (254 = main, 255 = local).
+    pub table: u32,
+    /// Metric.
+    pub priority: Option<u32>,
+}
+
+/// All links of the calling thread's namespace (`ip link`).
+pub fn links() -> Result<Vec<Link>, Error> {
+    let msgs = dump(
+        NETLINK_ROUTE,
+        "rtnetlink links",
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+    )?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(link(l)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn link(m: LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        up: m.header.flags.contains(LinkFlags::Up),
+        lower_up: m.header.flags.contains(LinkFlags::LowerUp),
+        loopback: m.header.flags.contains(LinkFlags::Loopback),
+        mtu: None,
+        oper_state: None,
+        kind: None,
+        mac: None,
+        parent_index: None,
+    };
+    for a in m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n,
+            LinkAttribute::Mtu(v) => l.mtu = Some(v),
+            LinkAttribute::OperState(s) => l.oper_state = Some(s.to_string().to_uppercase()),
+            LinkAttribute::Address(mac) => l.mac = Some(mac),
+            LinkAttribute::Link(i) => l.parent_index = Some(i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+/// All interface addresses, IPv4 and IPv6 (`ip addr`).
+pub fn addresses() -> Result<Vec<Address>, Error> {
+    let msgs = dump(
+        NETLINK_ROUTE,
+        "rtnetlink addresses",
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+    )?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let RouteNetlinkMessage::NewAddress(a) = m else {
+            continue;
+        };
+        let mut local = None;
+        let mut address = None;
+        let mut label = None;
+        for attr in a.attributes {
+            match attr {
+                AddressAttribute::Local(ip) => local = Some(ip),
+                AddressAttribute::Address(ip) => address = Some(ip),
+                AddressAttribute::Label(l) => label = Some(l),
+                _ => {}
+            }
+        }
+        if let Some(addr) = local.or(address) {
+            out.push(Address {
+                index: a.header.index,
+                addr,
+                prefix_len: a.header.prefix_len,
+                label,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// All routes of all tables, IPv4 and IPv6 (`ip route show table all` + `ip -6 …`).
+pub fn routes() -> Result<Vec<Route>, Error> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family;
+        let msgs = dump(
+            NETLINK_ROUTE,
+            "rtnetlink routes",
+            RouteNetlinkMessage::GetRoute(req),
+        )?;
+        for m in msgs {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            out.push(route(r));
+        }
+    }
+    Ok(out)
+}
+
+fn route_addr(a: RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
+        _ => None,
+    }
+}
+
+fn route(m: RouteMessage) -> Route {
+    let mut r = Route {
+        destination: None,
+        prefix_len: m.header.destination_prefix_length,
+        ipv6: m.header.address_family == AddressFamily::Inet6,
+        gateway: None,
+        oif: None,
+        table: u32::from(m.header.table),
+        priority: None,
+    };
+    for a in m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => r.destination = route_addr(d),
+            RouteAttribute::Gateway(g) => r.gateway = route_addr(g),
+            RouteAttribute::Oif(i) => r.oif = Some(i),
+            RouteAttribute::Table(t) => r.table = t,
+            RouteAttribute::Priority(p) => r.priority = Some(p),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// The interface carrying the default route of the main table (IPv4 first, then IPv6),
+/// lowest metric first: the pod's `eth0`. `None` when the namespace has no default route.
+pub fn default_route_interface() -> Result<Option<Link>, Error> {
+    let routes = routes()?;
+    let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+    let mut defaults: Vec<&Route> = routes
+        .iter()
+        .filter(|r| r.prefix_len == 0 && r.table == main && r.oif.is_some())
+        .collect();
+    defaults.sort_by_key(|r| (r.ipv6, r.priority.unwrap_or(0)));
+    let Some(oif) = defaults.first().and_then(|r| r.oif) else {
+        return Ok(None);
+    };
+    Ok(links()?.into_iter().find(|l| l.index == oif))
+}

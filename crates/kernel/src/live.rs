@@ -1,0 +1,85 @@
+//! Reading the calling thread's namespace live: the snapshot files from `/proc`, and the
+//! listening sockets from sock_diag (≈ `ss -lnt`), which alone knows the backlog.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+
+use crate::netlink::dump;
+use crate::{Error, Listener, SNAPSHOT_FILES, Snapshot};
+
+/// Where a snapshot file lives in the calling thread's namespace: `net/*` under
+/// `/proc/thread-self/` (`/proc/self/net` would follow the main thread's namespace),
+/// `sys/*` under `/proc/`.
+fn live_path(rel: &str) -> PathBuf {
+    if rel.starts_with("net/") {
+        PathBuf::from("/proc/thread-self").join(rel)
+    } else {
+        PathBuf::from("/proc").join(rel)
+    }
+}
+
+impl Snapshot {
+    /// Read the snapshot files of the calling thread's network namespace, plus its TCP
+    /// listeners from sock_diag (with backlog). Run it inside `NetNs::run` to read a pod.
+    ///
+    /// A file the kernel does not offer (conntrack not loaded, sysctl absent) is missing
+    /// from the snapshot, as in the testdata layout; any other read error is an error.
+    pub fn capture_current() -> Result<Snapshot, Error> {
+        let mut files = BTreeMap::new();
+        for rel in SNAPSHOT_FILES {
+            let path = live_path(rel);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    files.insert(
+                        (*rel).to_owned(),
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Io { path, source }),
+            }
+        }
+        let mut snap = Snapshot::from_files(files)?;
+        snap.set_sock_diag_listeners(tcp_listeners()?);
+        Ok(snap)
+    }
+}
+
+/// Listening TCP sockets (IPv4 and IPv6) of the calling thread's namespace via sock_diag
+/// `inet_diag`: `queued` = `idiag_rqueue` (Recv-Q), `backlog` = `idiag_wqueue` (Send-Q),
+/// exactly what `ss -lnt` shows.
+pub fn tcp_listeners() -> Result<Vec<Listener>, Error> {
+    let mut out = Vec::new();
+    for (family, id) in [
+        (AF_INET, SocketId::new_v4()),
+        (AF_INET6, SocketId::new_v6()),
+    ] {
+        let req = SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::LISTEN,
+            socket_id: id,
+        });
+        for m in dump(NETLINK_SOCK_DIAG, "sock_diag inet", req)? {
+            if let SockDiagMessage::InetResponse(r) = m {
+                let h = &r.header;
+                let mut l = Listener::new(
+                    h.socket_id.source_address,
+                    h.socket_id.source_port,
+                    h.recv_queue,
+                    Some(h.send_queue),
+                );
+                l.inode = Some(u64::from(h.inode));
+                out.push(l);
+            }
+        }
+    }
+    Ok(out)
+}

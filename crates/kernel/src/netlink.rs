@@ -1,0 +1,71 @@
+//! One netlink dump request, synchronously, on a socket opened in the calling thread's
+//! network namespace (which is what makes it per-netns: netlink sockets belong to the
+//! namespace they were created in).
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable,
+};
+use netlink_sys::{Socket, SocketAddr};
+
+use crate::Error;
+
+/// Upper bound on datagrams read for one dump, so a misbehaving kernel or a table that
+/// keeps changing cannot keep us here forever (each datagram holds many records).
+const MAX_DATAGRAMS: usize = 1 << 20;
+
+/// Send `request` with `NLM_F_REQUEST | NLM_F_DUMP` on a new `protocol` socket and collect
+/// every inner message until `NLMSG_DONE`. `what` names the dump in errors (`sock_diag`).
+pub(crate) fn dump<M>(protocol: isize, what: &'static str, request: M) -> Result<Vec<M>, Error>
+where
+    M: NetlinkSerializable + NetlinkDeserializable,
+{
+    let err = |source: std::io::Error| Error::Netlink { what, source };
+    let mut socket = Socket::new(protocol).map_err(err)?;
+    socket.bind_auto().map_err(err)?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(err)?;
+
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+    packet.finalize();
+    let mut buf = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0).map_err(err)?;
+
+    let mut out = Vec::new();
+    for _ in 0..MAX_DATAGRAMS {
+        let (data, _) = socket.recv_from_full().map_err(err)?;
+        let mut offset = 0;
+        while offset < data.len() {
+            let bytes = &data[offset..];
+            let msg =
+                NetlinkMessage::<M>::deserialize(bytes).map_err(|e| Error::NetlinkDecode {
+                    what,
+                    reason: e.to_string(),
+                })?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Error::Netlink {
+                        what,
+                        source: e.to_io(),
+                    });
+                }
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            // netlink messages are 4-byte aligned
+            offset += (len + 3) & !3;
+        }
+    }
+    Err(Error::NetlinkDecode {
+        what,
+        reason: format!("no NLMSG_DONE after {MAX_DATAGRAMS} datagrams"),
+    })
+}
