@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod conntrack;
 pub mod links;
 mod live;
 mod netlink;

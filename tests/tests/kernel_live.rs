@@ -1,0 +1,360 @@
+//! Root tests for `netdiag-kernel` live, each in its own `ndk-k…` namespace entered with
+//! `netdiag-netns` (deleted on success and failure), cross-checked against the tools
+//! people use: `ss -lnt`, `conntrack -S`, `conntrack -L`, `ip route`.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use netdiag::kernel::{self, Snapshot, conntrack};
+use netdiag::netns::NetNs;
+
+struct TestNetns {
+    name: String,
+}
+
+impl TestNetns {
+    fn new(name: &str) -> TestNetns {
+        let name = format!("ndk-{name}");
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        let ns = TestNetns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+    fn ip(&self, args: &[&str]) {
+        if !std::path::Path::new(&format!("/run/netns/{}", self.name)).exists() {
+            run("ip", &["netns", "add", &self.name]);
+        }
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full);
+    }
+    /// Run a command inside the namespace; its stdout.
+    fn exec(&self, cmd: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(cmd);
+        run("ip", &full)
+    }
+    fn netns(&self) -> NetNs {
+        NetNs::from_name(&self.name).unwrap()
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[test]
+fn full_accept_queue_shows_queued_at_least_backlog_via_sock_diag() {
+    if !netdiag_tests::require_root("full_accept_queue_via_sock_diag").unwrap() {
+        return;
+    }
+    let ns = TestNetns::new("klisten");
+    // Effective backlog = min(listen backlog, somaxconn of the netns): std listens with 128,
+    // so somaxconn=1 gives the listener a backlog of 1 (DETECTION.md §2).
+    ns.exec(&["sysctl", "-q", "-w", "net.core.somaxconn=1"]);
+    let netns = ns.netns();
+    let before = netns.run(Snapshot::capture_current).unwrap().unwrap();
+    let addr = SocketAddr::new(LOCAL, 18081);
+    // Listener and clients are created inside the namespace; they stay there afterwards.
+    let (listener, clients) = netns
+        .run(|| {
+            let l = TcpListener::bind(addr).unwrap();
+            let clients: Vec<_> = (0..3)
+                .map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)))
+                .collect();
+            (l, clients)
+        })
+        .unwrap();
+    // backlog + 1 = 2 connections complete, the third SYN is dropped
+    assert!(clients[0].is_ok() && clients[1].is_ok(), "{clients:?}");
+
+    let listeners = netns.run(kernel::tcp_listeners).unwrap().unwrap();
+    let l = listeners
+        .iter()
+        .find(|l| l.port == 18081)
+        .unwrap_or_else(|| panic!("no listener on 18081 in {listeners:?}"));
+    assert_eq!(l.addr, LOCAL);
+    assert_eq!(l.backlog, Some(1), "{l:?}");
+    assert_eq!(l.queued, 2, "{l:?}");
+    assert_eq!(l.is_full(), Some(true));
+
+    // `ss -lnt` shows the same Recv-Q / Send-Q
+    let ss = ns.exec(&["ss", "-lnt", "sport", "= :18081"]);
+    let row: Vec<&str> = ss
+        .lines()
+        .find(|r| r.contains(":18081"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[1], row[2]), ("2", "1"), "ss: {ss}");
+
+    // the snapshot carries the sock_diag listeners, and the overflow is counted
+    let after = netns.run(Snapshot::capture_current).unwrap().unwrap();
+    assert!(after.listeners().iter().any(|x| x == l));
+    let d = after.delta(&before);
+    assert!(d.get("TcpExt.ListenOverflows").unwrap() >= 1, "{d:?}");
+    assert_eq!(after.get("sysctl.net.core.somaxconn"), Some(1));
+    drop((listener, clients));
+}
+
+#[test]
+fn live_snapshot_reads_the_namespace_and_round_trips_the_layout() {
+    if !netdiag_tests::require_root("live_snapshot_round_trips").unwrap() {
+        return;
+    }
+    let ns = TestNetns::new("ksnap");
+    ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_local_port_range=40000 40100",
+    ]);
+    let snap = ns.netns().run(Snapshot::capture_current).unwrap().unwrap();
+    assert_eq!(
+        snap.get("sysctl.net.ipv4.ip_local_port_range.min"),
+        Some(40000)
+    );
+    assert_eq!(
+        snap.get("sysctl.net.ipv4.ip_local_port_range.max"),
+        Some(40100)
+    );
+    // the caller's namespace is untouched and different
+    let here = Snapshot::capture_current().unwrap();
+    assert_ne!(
+        here.get("sysctl.net.ipv4.ip_local_port_range.min"),
+        Some(40000)
+    );
+    for f in [
+        "net/netstat",
+        "net/snmp",
+        "net/snmp6",
+        "net/tcp",
+        "net/tcp6",
+    ] {
+        assert!(snap.raw(f).is_some(), "{f} missing");
+    }
+    assert!(snap.get("TcpExt.ListenOverflows").is_some());
+    assert!(snap.get("Tcp.RetransSegs").is_some());
+    assert!(snap.get("Ip6.InReceives").is_some());
+
+    let dir = std::env::temp_dir().join(format!("ndk-ksnap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    snap.write_dir(&dir).unwrap();
+    let back = Snapshot::read_dir(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(back.unwrap().flat(), snap.flat());
+}
+
+#[test]
+fn links_addresses_routes_and_default_route_interface() {
+    if !netdiag_tests::require_root("links_addresses_routes").unwrap() {
+        return;
+    }
+    let ns = TestNetns::new("kroute");
+    let netns = ns.netns();
+    assert_eq!(
+        netns.run(kernel::default_route_interface).unwrap().unwrap(),
+        None
+    );
+
+    ns.ip(&[
+        "link", "add", "ndk-kr0", "type", "veth", "peer", "name", "ndk-kr1",
+    ]);
+    ns.ip(&["addr", "add", "10.254.7.2/24", "dev", "ndk-kr0"]);
+    ns.ip(&["link", "set", "ndk-kr0", "up"]);
+    ns.ip(&["link", "set", "ndk-kr1", "up"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.254.7.1",
+        "dev",
+        "ndk-kr0",
+    ]);
+
+    let (links, addrs, routes, default) = netns
+        .run(|| {
+            (
+                kernel::links().unwrap(),
+                kernel::addresses().unwrap(),
+                kernel::routes().unwrap(),
+                kernel::default_route_interface().unwrap(),
+            )
+        })
+        .unwrap();
+    let kr0 = links.iter().find(|l| l.name == "ndk-kr0").unwrap();
+    assert_eq!(kr0.kind.as_deref(), Some("veth"));
+    assert!(kr0.up);
+    assert!(links.iter().any(|l| l.name == "lo" && l.loopback));
+    assert!(
+        addrs.iter().any(|a| a.index == kr0.index
+            && a.addr == IpAddr::from([10, 254, 7, 2])
+            && a.prefix_len == 24),
+        "{addrs:?}"
+    );
+    let def = routes
+        .iter()
+        .find(|r| r.prefix_len == 0 && !r.ipv6 && r.table == 254)
+        .unwrap();
+    assert_eq!(def.gateway, Some(IpAddr::from([10, 254, 7, 1])));
+    assert_eq!(def.oif, Some(kr0.index));
+    assert_eq!(default.unwrap().name, "ndk-kr0");
+    // `ip route` agrees
+    assert!(
+        ns.exec(&["ip", "route"])
+            .contains("default via 10.254.7.1 dev ndk-kr0")
+    );
+}
+
+#[test]
+fn conntrack_counters_and_table_summary_by_post_nat_destination() {
+    if !netdiag_tests::require_root("conntrack_counters_and_table").unwrap() {
+        return;
+    }
+    let ns = TestNetns::new("kct");
+    // conntrack for this netns, strict TCP pickup, and a DNAT 127.0.0.1:9100 -> :9101
+    ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.netfilter.nf_conntrack_tcp_loose=0",
+    ]);
+    ns.exec(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "127.0.0.1",
+        "--dport",
+        "9100",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "127.0.0.1:9101",
+    ]);
+    let netns = ns.netns();
+    let before = netns.run(Snapshot::capture_current).unwrap().unwrap();
+    let (listener, mut clients) = netns
+        .run(|| {
+            let l = TcpListener::bind((LOCAL, 9101)).unwrap();
+            let c: Vec<TcpStream> = (0..4)
+                .map(|_| {
+                    TcpStream::connect_timeout(
+                        &SocketAddr::new(LOCAL, 9100),
+                        Duration::from_secs(2),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            (l, c)
+        })
+        .unwrap();
+
+    let entries = netns.run(conntrack::entries).unwrap().unwrap();
+    let ours: Vec<_> = entries
+        .iter()
+        .filter(|e| e.orig.dst_port == Some(9100))
+        .collect();
+    assert_eq!(ours.len(), 4, "{entries:#?}");
+    for e in &ours {
+        assert_eq!(e.orig.proto, Some(6));
+        assert_eq!(
+            e.reply.src_port,
+            Some(9101),
+            "reply comes from the DNAT target"
+        );
+        assert!(e.status & conntrack::IPS_DST_NAT != 0);
+        assert_eq!(
+            e.tcp_state.map(conntrack::tcp_state_name),
+            Some("ESTABLISHED")
+        );
+    }
+    let groups = conntrack::summarize(&entries);
+    let g = groups
+        .iter()
+        .find(|g| g.dst_port == Some(9101))
+        .unwrap_or_else(|| panic!("{groups:#?}"));
+    assert_eq!(
+        (g.entries, g.src_ports, g.dnat, g.snat),
+        (4, 4, 4, 0),
+        "{g:?}"
+    );
+    assert_eq!(g.tcp_states.get("ESTABLISHED"), Some(&4));
+    // `conntrack -L` agrees on the count
+    let listed = ns.exec(&["conntrack", "-L", "-p", "tcp", "--orig-port-dst", "9100"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("dport=9100")).count(),
+        4,
+        "{listed}"
+    );
+
+    // Forget the entries, then send data: with tcp_loose=0 conntrack cannot pick the
+    // connection up mid-stream, so those segments are INVALID.
+    ns.exec(&["conntrack", "-F"]);
+    for c in &mut clients {
+        c.write_all(b"x").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let after = netns.run(Snapshot::capture_current).unwrap().unwrap();
+    let d = after.delta(&before);
+    assert!(d.get("conntrack.invalid").unwrap() >= 4, "{d:?}");
+
+    // Our per-CPU sums equal `conntrack -S` (ctnetlink stats) summed over CPUs.
+    let stats = ns.exec(&["conntrack", "-S"]);
+    let mut sums = std::collections::BTreeMap::<String, u64>::new();
+    for line in stats.lines() {
+        for kv in line.split_whitespace() {
+            if let Some((k, v)) = kv.split_once('=') {
+                if k != "cpu" {
+                    *sums.entry(k.to_owned()).or_default() += v.parse::<u64>().unwrap();
+                }
+            }
+        }
+    }
+    let flat = after.flat();
+    for (ours, theirs) in [
+        ("conntrack.invalid", "invalid"),
+        ("conntrack.insert_failed", "insert_failed"),
+        ("conntrack.drop", "drop"),
+        ("conntrack.early_drop", "early_drop"),
+        ("conntrack.clash_resolve", "clash_resolve"),
+        ("conntrack.icmp_error", "error"),
+        ("conntrack.search_restart", "search_restart"),
+    ] {
+        let theirs_v = sums.get(theirs).copied();
+        assert!(theirs_v.is_some(), "conntrack -S has no {theirs}: {stats}");
+        assert_eq!(
+            flat.get(ours).copied(),
+            theirs_v,
+            "{ours} vs conntrack -S {theirs}"
+        );
+    }
+    drop((listener, clients));
+}
