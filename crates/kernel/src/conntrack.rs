@@ -406,3 +406,98 @@ pub fn parse_entry(payload: &[u8]) -> Result<Entry, Error> {
     }
     Ok(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One `IPCTNL_MSG_CT_NEW` payload (nfgenmsg + attributes) from this project's lab
+    /// kernel (Linux 6.18.44): netns `ndk-ctfix` with
+    /// `iptables -t nat -A OUTPUT -p tcp -d 127.0.0.1 --dport 9100 -j DNAT --to-destination
+    /// 127.0.0.1:9101`, one established connection from port 56116, dumped with a raw
+    /// NETLINK_NETFILTER socket while ESTABLISHED (moments later, with the process gone,
+    /// `conntrack -L` showed the same entry closing: `tcp 6 9 CLOSE src=127.0.0.1
+    /// dst=127.0.0.1 sport=56116 dport=9100 src=127.0.0.1 dst=127.0.0.1 sport=9101
+    /// dport=56116 [ASSURED] mark=0 use=1`).
+    const CT_NEW_DNAT: &str = "020000003400018014000180080001007f000001080002007f0000011c00028005\
+        0001000600000006000200db34000006000300238c00003400028014000180080001007f000001080002007f\
+        0000011c000280050001000600000006000200238d000006000300db34000008000300000001ae0800080000\
+        00000008000c00475bf35a08000b0000000001080007000006977f300004802c000180050001000300000005\
+        0002000a000000050003000a00000006000400230000000600050023000000";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_real_dnat_entry() {
+        let e = parse_entry(&unhex(CT_NEW_DNAT)).unwrap();
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!((e.orig.src, e.orig.dst), (lo, lo));
+        assert_eq!(e.orig.proto, Some(6));
+        assert_eq!(
+            (e.orig.src_port, e.orig.dst_port),
+            (Some(56116), Some(9100))
+        );
+        assert_eq!(
+            (e.reply.src_port, e.reply.dst_port),
+            (Some(9101), Some(56116))
+        );
+        assert_eq!(e.status, 0x1ae);
+        assert!(e.status & IPS_DST_NAT != 0 && e.status & IPS_SRC_NAT == 0);
+        assert_eq!(e.tcp_state.map(tcp_state_name), Some("ESTABLISHED"));
+        assert_eq!(e.timeout, Some(431_999));
+        assert_eq!(e.mark, Some(0));
+        assert_eq!(e.id, Some(0x475b_f35a));
+        // CTA_USE (11) is not decoded: kept, as is the raw protoinfo
+        assert!(
+            e.other
+                .iter()
+                .any(|a| a.kind == 11 && a.value == [0, 0, 0, 1])
+        );
+        assert!(e.other.iter().any(|a| a.kind == cta::PROTOINFO));
+        assert_eq!(
+            e.post_nat_dst(),
+            Some((IpAddr::V4(Ipv4Addr::LOCALHOST), Some(9101)))
+        );
+    }
+
+    #[test]
+    fn truncated_attribute_is_an_error_not_a_panic() {
+        let bytes = unhex(CT_NEW_DNAT);
+        for cut in 0..bytes.len() {
+            // every prefix either parses (cut at an attribute boundary) or errors
+            let _ = parse_entry(&bytes[..cut]);
+        }
+        let err = parse_entry(&bytes[..40]).unwrap_err();
+        assert!(err.to_string().contains("ctnetlink"), "{err}");
+    }
+
+    #[test]
+    fn summary_groups_by_post_nat_source_and_destination() {
+        let base = parse_entry(&unhex(CT_NEW_DNAT)).unwrap();
+        let mut entries = Vec::new();
+        for port in [40000u16, 40001, 40001] {
+            let mut e = base.clone();
+            e.reply.dst_port = Some(port);
+            e.status = IPS_SRC_NAT;
+            entries.push(e);
+        }
+        let mut other = base.clone();
+        other.reply.src_port = Some(53);
+        other.orig.proto = Some(17);
+        other.tcp_state = None;
+        entries.push(other);
+        let g = summarize(&entries);
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            (g[0].entries, g[0].src_ports, g[0].snat, g[0].dnat),
+            (3, 2, 3, 0)
+        );
+        assert_eq!(g[0].unreplied, 3);
+        assert_eq!((g[1].proto, g[1].dst_port, g[1].entries), (17, Some(53), 1));
+    }
+}

@@ -6,11 +6,14 @@
 //! it on a dedicated thread. This crate reports; interpreting the numbers is
 //! `netdiag-analyze`'s job.
 //!
-//! | module / type | what people run today | source |
+//! | module / item | what people run today | source |
 //! |---|---|---|
-//! | [`Snapshot`] ([`Snapshot::flat`]) | `nstat -az`, `conntrack -S`, `sysctl` | `/proc/net/{netstat,snmp,snmp6,stat/nf_conntrack}`, `/proc/sys/…` |
-//! | [`Snapshot::listeners`] | `ss -lnt` (Recv-Q / Send-Q) | `/proc/net/tcp{,6}`; live with backlog: sock_diag |
-//! | [`Snapshot::delta`] | `nstat` (without `-a`) | two snapshots |
+//! | [`Snapshot`], [`Snapshot::flat`] | `nstat -az`, `conntrack -S`, `sysctl` | `/proc/net/{netstat,snmp,snmp6,stat/nf_conntrack}`, `/proc/sys/…` |
+//! | [`Snapshot::delta`] | `nstat` (without `-a`: what rose since last time) | two snapshots |
+//! | [`Snapshot::capture_current`] | all of the above, live, in the calling thread's netns | `/proc/thread-self/net/…`, `/proc/sys/…` |
+//! | [`tcp_listeners`], [`Snapshot::listeners`] | `ss -lnt` (Recv-Q = queued, Send-Q = backlog) | sock_diag `inet_diag`; offline `/proc/net/tcp{,6}` |
+//! | [`links`](mod@links): [`links()`], [`addresses`], [`routes`], [`default_route_interface`] | `ip link`, `ip addr`, `ip route` | rtnetlink |
+//! | [`conntrack`]: [`conntrack::entries`], [`conntrack::summarize`] | `conntrack -L` | ctnetlink |
 //!
 //! Kernel tables are parsed by the names in their headers, never by column position, and
 //! unknown fields are kept (the raw text stays available through [`Snapshot::raw`]).
@@ -27,6 +30,34 @@
 //! for l in snap.listeners() {
 //!     println!("LISTEN {}:{} queued {}", l.addr, l.port, l.queued); // `ss -lnt` Recv-Q
 //! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: a pod's namespace, live (root; `netdiag-netns` does the entering)
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pid = 1;
+//! let ns = netdiag_netns::NetNs::from_pid(pid)?; // ≈ nsenter -t PID -n
+//! let (before, iface) = ns.run(|| {
+//!     Ok::<_, netdiag_kernel::Error>((
+//!         netdiag_kernel::Snapshot::capture_current()?,
+//!         netdiag_kernel::default_route_interface()?, // the pod's eth0
+//!     ))
+//! })??;
+//! // … capture for a while on `iface` …
+//! let after = ns.run(netdiag_kernel::Snapshot::capture_current)??;
+//! for (key, rise) in after.delta(&before).nonzero() {
+//!     println!("{key} +{rise}"); // like `nstat`
+//! }
+//! for l in after.listeners() {
+//!     println!("{}:{} Recv-Q {} Send-Q {:?}", l.addr, l.port, l.queued, l.backlog); // `ss -lnt`
+//! }
+//! let table = ns.run(netdiag_kernel::conntrack::entries)??; // `conntrack -L`
+//! for g in netdiag_kernel::conntrack::summarize(&table) {
+//!     println!("{} -> {}:{:?}: {} entries, {} source ports", g.src, g.dst, g.dst_port, g.entries, g.src_ports);
+//! }
+//! # let _ = iface;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
