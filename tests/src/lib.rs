@@ -3,6 +3,8 @@
 //! `xtask lab …` and the root tests in `tests/tests/` both drive the lab through this
 //! library, so a reproduction is written once.
 
+pub mod node;
+
 /// Where the tcpdump test-suite corpus lives: `$NETDIAG_CORPUS`, else `../shared/corpus/tcpdump-tests`
 /// next to the workspace. Under `CI=true` a missing corpus is an error, elsewhere `None`.
 pub fn corpus_dir() -> anyhow::Result<Option<std::path::PathBuf>> {

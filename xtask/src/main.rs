@@ -8,6 +8,7 @@
 
 mod ci;
 mod deps;
+mod node;
 mod sh;
 
 use anyhow::{Result, bail};
@@ -28,6 +29,7 @@ fn run(args: &[String]) -> Result<()> {
     match cmd {
         "deps" => deps::install(),
         "ci" => ci::run(rest),
+        "node" => node::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -38,4 +40,5 @@ fn run(args: &[String]) -> Result<()> {
 
 const HELP: &str = "usage: cargo xtask <command>
   deps            install the Debian packages the build and tests need (root)
-  ci              deps + fmt + clippy + doc + all tests, root tests included";
+  ci              deps + fmt + clippy + doc + all tests, root tests included
+  node up|down    a real containerd node in a box under /run/ndr-node (root)";
