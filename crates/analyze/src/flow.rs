@@ -343,6 +343,13 @@ impl<V> FlowTable<V> {
         }
     }
 
+    /// Every flow held, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&FlowKey, &V)> {
+        self.index
+            .iter()
+            .filter_map(|(k, &i)| self.slots.get(i as usize).map(|s| (k, &s.value)))
+    }
+
     /// Bytes currently allocated by the slab and the index (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot<V>>()

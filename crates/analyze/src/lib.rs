@@ -221,7 +221,11 @@ pub struct Analyzer {
     packet_no: u64,
     last_expire_ns: u64,
     skipped: FxMap<SkipKind, u64>,
+    stray_scans: u32,
 }
+
+/// Most flow-table scans for the Service variant of conntrack INVALID.
+const MAX_STRAY_SCANS: u32 = 4096;
 
 const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
 
@@ -291,6 +295,7 @@ impl Analyzer {
             packet_no: 0,
             last_expire_ns: 0,
             skipped: FxMap::default(),
+            stray_scans: 0,
             config,
         }
     }
@@ -512,7 +517,42 @@ impl Analyzer {
         if let Some(ev) = out.invalid {
             self.invalid.on_event(key, ev);
         }
+        if let Some(ev) = out.stray_rst {
+            self.match_stray(key, ev);
+        }
         self.close_out();
+    }
+
+    /// A RST answered the first, mid-stream segment of an unknown flow. If the local end
+    /// has a live connection to someone else whose next SEQ is exactly that segment's ACK,
+    /// the segment belonged to that connection but arrived with the backend's address:
+    /// conntrack marked it INVALID and skipped reverse NAT (DETECTION.md §1, Service
+    /// variant). The scan is bounded: this pattern is rare and checked at most
+    /// `MAX_STRAY_SCANS` times.
+    fn match_stray(&mut self, key: FlowKey, ev: tcp::InvalidEvent) {
+        if self.stray_scans >= MAX_STRAY_SCANS {
+            return;
+        }
+        self.stray_scans += 1;
+        let local = key.endpoint(ev.rst_from);
+        let found = self.flows.iter().find_map(|(k, flow)| {
+            if *k == key || k.protocol != 6 || k.source != key.source {
+                return None;
+            }
+            let side = if k.a == local {
+                flow::Side::A
+            } else if k.b == local {
+                flow::Side::B
+            } else {
+                return None;
+            };
+            let h = &flow.tcp.half[side.idx()];
+            (flow.tcp.established && h.seen && h.next_seq == ev.suspect.ack)
+                .then(|| k.endpoint(side.other()))
+        });
+        if let Some(vip) = found {
+            self.invalid.on_unnatted(key, ev, vip);
+        }
     }
 
     /// Hands flows that left the table to the detectors.
@@ -561,6 +601,9 @@ impl Analyzer {
         .flatten()
         .collect();
         findings.sort_by(|a, b| b.confidence.cmp(&a.confidence).then(a.kind.cmp(&b.kind)));
+        for f in &mut findings {
+            f.evidence.packets.sort_by_key(|p| p.packet);
+        }
 
         let mut tcp = self.tcp.clone();
         for (i, name) in ["client", "server", "unknown"].iter().enumerate() {

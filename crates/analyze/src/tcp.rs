@@ -123,12 +123,23 @@ pub(crate) struct TcpConn {
     pub(crate) synack_count: u8,
     pub(crate) synack_first_pkt: u64,
     pub(crate) final_ack_pkt: u64,
+    /// The three-way handshake completed (stays true after a RST).
+    pub(crate) established: bool,
     pub(crate) synack_after_ack: u8,
     pub(crate) synack_after_ack_pkts: [u64; 4],
     pub(crate) synack_after_ack_ns: [u64; 4],
     pub(crate) client_data: u32,
     pub(crate) client_data_pkt: u64,
     pub(crate) server_acked_data: bool,
+    /// The server sent something other than SYN-ACKs after the handshake.
+    pub(crate) server_spoke: bool,
+    /// Client data segments retransmitted after the handshake.
+    pub(crate) client_data_retrans: u32,
+    /// First packet of a flow first seen mid-stream (no SYN): a candidate stray segment
+    /// (e.g. from a backend address that reverse NAT should have rewritten).
+    pub(crate) stray: Option<Suspect>,
+    /// Packets seen in this flow.
+    pub(crate) packets: u32,
     pub(crate) suspect: Option<Suspect>,
     /// A RST was already reported as the answer to the suspect.
     pub(crate) invalid_reported: bool,
@@ -156,6 +167,9 @@ pub(crate) struct TcpOutcome {
     pub(crate) rst: Option<(RstOrigin, SegKind)>,
     /// conntrack INVALID signature completed by this RST.
     pub(crate) invalid: Option<InvalidEvent>,
+    /// A RST answering the first, mid-stream segment of a flow never seen before
+    /// (SEQ = that segment's ACK): the local host has no socket for that 4-tuple.
+    pub(crate) stray_rst: Option<InvalidEvent>,
 }
 
 /// Who sent a RST.
@@ -229,8 +243,20 @@ impl TcpConn {
             .wrapping_add(u32::from(f.syn()))
             .wrapping_add(u32::from(f.fin()));
 
+        let first = self.packets == 0;
+        self.packets = self.packets.saturating_add(1);
         if f.rst() {
             return self.on_rst(from, seg, pkt, ns, out);
+        }
+        if first && !f.syn() && f.ack() {
+            self.stray = Some(Suspect {
+                pkt,
+                ns,
+                from: Some(from),
+                ack: seg.ack,
+                excess: 0,
+                seq_over: true,
+            });
         }
 
         // Handshake.
@@ -286,6 +312,7 @@ impl TcpConn {
             && seg.ack == self.half[to.idx()].isn.wrapping_add(1)
         {
             self.state = TcpState::Established;
+            self.established = true;
             self.final_ack_pkt = pkt;
             out.completed = true;
         }
@@ -306,6 +333,9 @@ impl TcpConn {
         } else if len > 0 && !f.syn() && !seq_after(end, h.next_seq) {
             h.retransmissions = h.retransmissions.saturating_add(1);
             out.retransmission = true;
+            if self.client == Some(from) && self.state == TcpState::Established {
+                self.client_data_retrans = self.client_data_retrans.saturating_add(1);
+            }
         } else if seq_after(end, h.next_seq) {
             h.next_seq = end;
         }
@@ -341,6 +371,9 @@ impl TcpConn {
                 self.client_data_pkt = pkt;
             }
             self.client_data = self.client_data.saturating_add(1);
+        }
+        if self.client == Some(to) && !f.syn() {
+            self.server_spoke = true;
         }
         if self.client == Some(to) && f.ack() {
             let c = &self.half[to.idx()];
@@ -411,6 +444,22 @@ impl TcpConn {
                 self.peer_rst_after_invalid = Some(pkt);
             }
         }
+        if let Some(s) = self.stray {
+            if s.from == Some(to)
+                && seg.seq == s.ack
+                && ns.saturating_sub(s.ns) <= INVALID_RST_WINDOW_NS
+                && self.packets <= 3
+            {
+                answered = SegKind::OutOfWindow;
+                out.stray_rst = Some(InvalidEvent {
+                    suspect: s,
+                    rst_pkt: pkt,
+                    rst_ns: ns,
+                    rst_from: from,
+                });
+            }
+            self.stray = None;
+        }
         out.rst = Some((origin, answered));
         let h = &mut self.half[from.idx()];
         h.seen = true;
@@ -435,9 +484,15 @@ impl TcpConn {
         self.syn_count >= 2 && self.synack_count == 0
     }
 
-    /// Sub-case (b) of accept-queue overflow: the server re-sent its SYN-ACK after the
-    /// client's final ACK, and never acknowledged the client's data.
+    /// Sub-case (b) of accept-queue overflow: the handshake completed on the wire but the
+    /// server has no socket for it — it re-sent its SYN-ACK after the client's final ACK,
+    /// or it stayed silent while the client retransmitted its data — and it never
+    /// acknowledged the client's data. (A slow application still gets its data ACKed by
+    /// the kernel; only a connection dropped from the full accept queue stays silent.)
     pub(crate) fn final_ack_dropped(&self) -> bool {
-        self.synack_after_ack >= 1 && !self.server_acked_data
+        if !self.established || self.server_acked_data {
+            return false;
+        }
+        self.synack_after_ack >= 1 || (self.client_data_retrans >= 2 && !self.server_spoke)
     }
 }

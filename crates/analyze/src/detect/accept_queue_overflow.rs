@@ -70,7 +70,7 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
                 backlog: known.and_then(|l| l.backlog),
             });
             evidence.notes.push(format!(
-                "{}: {} attempt(s) answered, then {} attempt(s) silently dropped, {} final ACK(s) dropped",
+                "{}: {} attempt(s) answered; {} later SYN(s) never answered; {} handshake(s) dropped after completing",
                 endpoint_text(server),
                 d.answered,
                 d.unanswered_after_success,
@@ -123,9 +123,20 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
             "accept queue overflowed {} time(s) in the pod (TcpExt.ListenOverflows), listener {target}",
             d.after - d.before
         ),
-        _ => format!(
-            "listener {target} accept queue full: {silent_drops} connection attempt(s) got no SYN-ACK after earlier ones were accepted, {dropped_acks} final ACK(s) dropped"
-        ),
+        _ => {
+            let mut parts = Vec::new();
+            if silent_drops > 0 {
+                parts.push(format!(
+                    "{silent_drops} connection attempt(s) got no SYN-ACK after earlier ones were accepted"
+                ));
+            }
+            if dropped_acks > 0 {
+                parts.push(format!(
+                    "{dropped_acks} completed handshake(s) dropped (server silent, client data never ACKed)"
+                ));
+            }
+            format!("listener {target} accept queue full: {}", parts.join("; "))
+        }
     };
     Some(Finding {
         kind: Kind::AcceptQueueOverflow,

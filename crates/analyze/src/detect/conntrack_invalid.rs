@@ -11,7 +11,7 @@
 
 use super::{Ctx, EvidenceSink, endpoint_text};
 use crate::NetnsRole;
-use crate::flow::FlowKey;
+use crate::flow::{Endpoint, FlowKey};
 use crate::model::{Confidence, Evidence, Finding, Kind, PacketRef, Timing};
 use crate::tcp::InvalidEvent;
 
@@ -23,10 +23,14 @@ Kernels >= 6.1 no longer treat retransmissions below the window as INVALID.";
 /// Most events kept as evidence.
 const MAX_EVENTS: usize = 32;
 
+/// One recorded event: the flow, the packets, the peer's later RST, and for the Service
+/// variant the address the local end was really talking to (the VIP).
+type Recorded = (FlowKey, InvalidEvent, Option<u64>, Option<Endpoint>);
+
 /// Events recorded while feeding.
 #[derive(Default)]
 pub(crate) struct ConntrackInvalid {
-    events: Vec<(FlowKey, InvalidEvent, Option<u64>)>,
+    events: Vec<Recorded>,
     pub(crate) count: u64,
 }
 
@@ -35,7 +39,16 @@ impl ConntrackInvalid {
     pub(crate) fn on_event(&mut self, key: FlowKey, ev: InvalidEvent) {
         self.count += 1;
         if self.events.len() < MAX_EVENTS {
-            self.events.push((key, ev, None));
+            self.events.push((key, ev, None, None));
+        }
+    }
+
+    /// The Service variant: a segment from a backend address (reverse DNAT skipped)
+    /// answered by the local host's RST, while the local end talks to `vip`.
+    pub(crate) fn on_unnatted(&mut self, key: FlowKey, ev: InvalidEvent, vip: Endpoint) {
+        self.count += 1;
+        if self.events.len() < MAX_EVENTS {
+            self.events.push((key, ev, None, Some(vip)));
         }
     }
 
@@ -60,25 +73,33 @@ impl ConntrackInvalid {
                 total: &mut evidence.packets_total,
                 cap: ctx.max_evidence,
             };
-            for (key, ev, peer) in &self.events {
+            for (key, ev, peer, vip) in &self.events {
                 let from = ev.suspect.from.unwrap_or(ev.rst_from.other());
                 let src = key.endpoint(from);
                 let dst = key.endpoint(ev.rst_from);
                 let source = key.source;
-                let what = if ev.suspect.seq_over {
-                    "SEQ over the upper bound"
-                } else {
-                    "ACK over the upper bound"
+                let role = match vip {
+                    Some(vip) => format!(
+                        "segment from backend {} continuing the connection with {}: conntrack INVALID, reverse NAT skipped",
+                        endpoint_text(src),
+                        endpoint_text(*vip)
+                    ),
+                    None => format!(
+                        "segment {} bytes out of window ({}): conntrack INVALID",
+                        ev.suspect.excess,
+                        if ev.suspect.seq_over {
+                            "SEQ over the upper bound"
+                        } else {
+                            "ACK over the upper bound"
+                        }
+                    ),
                 };
                 sink.push(
                     PacketRef {
                         source,
                         number: ev.suspect.pkt,
                     },
-                    format!(
-                        "segment {} bytes out of window ({what}): conntrack INVALID",
-                        ev.suspect.excess
-                    ),
+                    role,
                 );
                 sink.push(
                     PacketRef {
