@@ -72,6 +72,9 @@ mod error;
 mod read;
 mod write;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::Error;
 pub use read::{Format, Interface, MAX_BLOCK_LEN, MAXIMUM_SNAPLEN, Packet, Reader, max_record_len};
 pub use write::{InterfaceDesc, PacketOut, PcapWriter, PcapngWriter, USER_APPL};

@@ -383,6 +383,12 @@ impl<R: Read> Reader<R> {
         &self.name
     }
 
+    /// Bytes currently reserved by the reused record buffer (it grows only with data
+    /// actually read, never with a length field alone).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Gives back the underlying reader.
     pub fn into_inner(self) -> R {
         self.inner
@@ -599,6 +605,14 @@ impl<R: Read> Reader<R> {
     /// The packet borrows the reader's buffer, which is reused by the next call: no
     /// allocation per packet after the first few.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Error> {
+        Ok(self.next_packet_with_interfaces()?.map(|(p, _)| p))
+    }
+
+    /// Like [`next_packet`](Self::next_packet), also lending the interface list (which the
+    /// packet's block may have just extended), since the packet keeps the reader borrowed.
+    pub fn next_packet_with_interfaces(
+        &mut self,
+    ) -> Result<Option<(Packet<'_>, &[Interface])>, Error> {
         if self.done {
             return Ok(None);
         }
@@ -619,7 +633,7 @@ impl<R: Read> Reader<R> {
                     .interfaces
                     .get(interface as usize)
                     .map_or(0, |i| i.link_type);
-                Ok(Some(Packet {
+                let p = Packet {
                     interface,
                     link_type,
                     timestamp_ns,
@@ -628,7 +642,8 @@ impl<R: Read> Reader<R> {
                     comment: comment
                         .and_then(|(s, e)| self.buf.get(s..e))
                         .and_then(|c| std::str::from_utf8(c).ok()),
-                }))
+                };
+                Ok(Some((p, &self.interfaces[..])))
             }
             Ok(_) => {
                 self.done = true;
