@@ -331,10 +331,10 @@ fn conntrack_counters_and_table_summary_by_post_nat_destination() {
     let mut sums = std::collections::BTreeMap::<String, u64>::new();
     for line in stats.lines() {
         for kv in line.split_whitespace() {
-            if let Some((k, v)) = kv.split_once('=') {
-                if k != "cpu" {
-                    *sums.entry(k.to_owned()).or_default() += v.parse::<u64>().unwrap();
-                }
+            if let Some((k, v)) = kv.split_once('=')
+                && k != "cpu"
+            {
+                *sums.entry(k.to_owned()).or_default() += v.parse::<u64>().unwrap();
             }
         }
     }
@@ -357,4 +357,74 @@ fn conntrack_counters_and_table_summary_by_post_nat_destination() {
         );
     }
     drop((listener, clients));
+}
+
+const CHILD_ENV: &str = "NDK_KERNEL_UNPRIVILEGED_CHILD";
+
+/// Re-runs this test as `nobody` (setpriv, no capabilities) inside a fresh namespace's
+/// process tree: /proc counters and sock_diag need no privilege, the ctnetlink dump needs
+/// CAP_NET_ADMIN and must say so.
+#[test]
+fn unprivileged_reads_counters_but_conntrack_table_names_cap_net_admin() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let snap = Snapshot::capture_current().unwrap();
+        assert!(snap.get("TcpExt.ListenOverflows").is_some());
+        let err = conntrack::entries().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                kernel::Error::PermissionDenied {
+                    capability: "CAP_NET_ADMIN",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("needs CAP_NET_ADMIN"), "{err}");
+        println!("NDK-CHILD-OK");
+        return;
+    }
+    if !netdiag_tests::require_root("unprivileged_conntrack_names_cap_net_admin").unwrap() {
+        return;
+    }
+    let ns = TestNetns::new("kunpriv");
+    // conntrack loaded in the namespace, so the refusal is about privilege, not absence
+    ns.exec(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "INVALID",
+        "-j",
+        "DROP",
+    ]);
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "setpriv"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "unprivileged_reads_counters_but_conntrack_table_names_cap_net_admin",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("NDK-CHILD-OK"),
+        "child as nobody failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

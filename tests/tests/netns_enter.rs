@@ -154,6 +154,34 @@ fn exited_pid_is_a_clear_error() {
     );
 }
 
+/// A process that has exited but was not yet reaped (a zombie) has no namespaces left:
+/// entering it must say so rather than fail obscurely.
+#[test]
+fn zombie_pid_is_a_clear_error() {
+    if !netdiag_tests::require_root("zombie_pid_is_a_clear_error").unwrap() {
+        return;
+    }
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.kill().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stat = format!("/proc/{pid}/stat");
+    while !std::fs::read_to_string(&stat)
+        .unwrap_or_default()
+        .contains(") Z ")
+    {
+        assert!(Instant::now() < deadline, "child did not become a zombie");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let result = NetNs::from_pid(pid).and_then(|ns| ns.run(interfaces));
+    child.wait().unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, Error::ProcessGone { pid: p } if p == pid),
+        "{err:?}"
+    );
+}
+
 /// The pidfd pins the process: once it has exited, entering fails even though the PID
 /// number could now belong to someone else.
 #[test]

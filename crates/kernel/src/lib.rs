@@ -106,6 +106,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The kernel refused a netlink request for lack of privilege.
+    #[error("netlink {what} needs {capability}: run as root on the node")]
+    PermissionDenied {
+        /// Which dump.
+        what: &'static str,
+        /// The capability that would allow it.
+        capability: &'static str,
+    },
     /// A netlink reply could not be decoded.
     #[error("netlink {what}: cannot decode reply: {reason}")]
     NetlinkDecode {

@@ -49,10 +49,15 @@ where
             match msg.payload {
                 NetlinkPayload::Done(_) => return Ok(out),
                 NetlinkPayload::Error(e) if e.code.is_some() => {
-                    return Err(Error::Netlink {
-                        what,
-                        source: e.to_io(),
-                    });
+                    let source = e.to_io();
+                    if source.raw_os_error() == Some(libc::EPERM) {
+                        // ctnetlink dumps need CAP_NET_ADMIN in the namespace's user ns
+                        return Err(Error::PermissionDenied {
+                            what,
+                            capability: "CAP_NET_ADMIN",
+                        });
+                    }
+                    return Err(Error::Netlink { what, source });
                 }
                 NetlinkPayload::InnerMessage(m) => out.push(m),
                 _ => {}
