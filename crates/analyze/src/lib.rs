@@ -7,7 +7,22 @@
 //! we are, which packets and counters show it, and what to do. It reads no clock, no file
 //! and no socket: the same bytes always give the same report.
 //!
-//! DOC_EXAMPLE_PLACEHOLDER
+//! ```
+//! use netdiag_analyze::{Analyzer, Config, Kind};
+//!
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/dns_ndots/pod.pcap");
+//! let mut reader = netdiag_pcapio::Reader::open(path)?;
+//! let mut analyzer = Analyzer::new(Config::default());
+//! while let Some(p) = reader.next_packet()? {
+//!     analyzer.feed(p.timestamp_ns, p.link_type, p.data);
+//! }
+//! let report = analyzer.finish();
+//! for f in &report.findings {
+//!     println!("{} ({}): {}\n  fix: {}", f.kind, f.confidence, f.summary, f.remedy);
+//! }
+//! assert_eq!(report.kinds(), [Kind::DnsNdotsAmplification]);
+//! # Ok::<(), netdiag_pcapio::Error>(())
+//! ```
 //!
 //! # What maps to what
 //!
@@ -90,6 +105,8 @@ mod flow;
 mod model;
 mod resolv;
 mod tcp;
+#[cfg(test)]
+mod testutil;
 
 pub use counters::{Counters, ListenerQueue, Moment, NetnsRole};
 pub use error::Error;

@@ -150,3 +150,103 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
         alternative: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{counters, finding, run};
+    use crate::{Confidence, Counters, Kind, ListenerQueue, Moment, NetnsRole};
+
+    #[test]
+    fn unanswered_syns_to_local_listener_after_accepted_ones_are_likely() {
+        let r = run(&["accept_overflow_syn/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert_eq!(f.listeners[0].port, 8080);
+        assert!(
+            finding(&r, Kind::SnatPortExhaustion).is_none(),
+            "{:?}",
+            r.findings
+        );
+        // SYN retransmissions in ~1 s steps (tcp_syn_linear_timeouts).
+        let gaps = &f.evidence.timings[0].millis;
+        assert!(
+            !gaps.is_empty() && gaps.iter().all(|g| (900.0..2200.0).contains(g)),
+            "{gaps:?}"
+        );
+    }
+
+    #[test]
+    fn listen_overflows_rise_confirms_and_pod_listener_is_named() {
+        let r = run(&["accept_overflow_syn/pod.pcap"], |a| {
+            let mut after = counters(&[("TcpExt.ListenOverflows", 30)]);
+            after.listeners.push(ListenerQueue {
+                addr: "10.244.1.10".parse().expect("addr"),
+                port: 8080,
+                queued: 2,
+                backlog: Some(1),
+            });
+            a.observe_counters(
+                NetnsRole::Pod,
+                Moment::Before,
+                &counters(&[("TcpExt.ListenOverflows", 0)]),
+            );
+            a.observe_counters(NetnsRole::Pod, Moment::After, &after);
+        });
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert_eq!(
+            (f.listeners[0].queued, f.listeners[0].backlog),
+            (Some(2), Some(1))
+        );
+    }
+
+    #[test]
+    fn dropped_final_ack_is_likely_from_packets_alone() {
+        let r = run(&["accept_overflow_ack/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert!(f.summary.contains("dropped"), "{}", f.summary);
+        assert!(
+            f.evidence
+                .packets
+                .iter()
+                .any(|p| p.role.contains("never acknowledged")),
+            "{:?}",
+            f.evidence.packets
+        );
+    }
+
+    #[test]
+    fn counters_alone_confirm_an_overflow() {
+        let mut a = crate::Analyzer::new(crate::Config::default());
+        a.observe_counters(
+            NetnsRole::Pod,
+            Moment::Before,
+            &counters(&[("TcpExt.ListenOverflows", 1)]),
+        );
+        a.observe_counters(
+            NetnsRole::Pod,
+            Moment::After,
+            &Counters {
+                listeners: vec![ListenerQueue {
+                    addr: "0.0.0.0".parse().expect("addr"),
+                    port: 80,
+                    queued: 129,
+                    backlog: Some(128),
+                }],
+                ..counters(&[("TcpExt.ListenOverflows", 9)])
+            },
+        );
+        let r = a.finish();
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert_eq!(f.listeners[0].port, 80);
+    }
+
+    #[test]
+    fn busy_listener_that_accepts_is_healthy() {
+        let r = run(&["healthy_listener/pod.pcap"], |_| {});
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!(r.tcp.handshakes, 12);
+    }
+}

@@ -166,3 +166,107 @@ impl ConntrackInvalid {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{counters, finding, packet, packets, run};
+    use crate::{Confidence, Kind, Moment, NetnsRole};
+    use netdiag_wire::{Frame, LinkType, Transport};
+
+    fn tcp(pkt: &crate::testutil::Pkt) -> netdiag_wire::TcpSegment<'_> {
+        match Frame::parse(LinkType::from_linktype(pkt.1), &pkt.2).transport {
+            Some(Transport::Tcp(t)) => t,
+            other => panic!("evidence packet is not TCP: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn node_capture_out_of_window_segment_answered_by_rst_is_likely() {
+        let file = "conntrack_invalid/node.pcap";
+        let r = run(&[file], |_| {});
+        let f = finding(&r, Kind::ConntrackInvalid).expect("conntrack_invalid found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        // The evidence is the injected segment and the node's RST, in that order: the
+        // RST's SEQ is the segment's ACK and the segment lies ~2^30 beyond the window.
+        let pkts = packets(file);
+        let ev = &f.evidence.packets;
+        assert!(ev.len() >= 2, "{ev:?}");
+        let bogus = tcp(packet(&pkts, ev[0].packet.number));
+        let rst = tcp(packet(&pkts, ev[1].packet.number));
+        assert!(rst.flags.rst() && !bogus.flags.rst());
+        assert_eq!(rst.seq, bogus.ack);
+        assert!(bogus.payload_len > 0);
+        assert!(ev[0].role.contains("out of window"), "{}", ev[0].role);
+        // The peer's RST that killed the connection afterwards is listed too.
+        assert!(ev.iter().any(|p| p.role.contains("peer resets")), "{ev:?}");
+    }
+
+    #[test]
+    fn node_invalid_counter_rise_confirms() {
+        let r = run(&["conntrack_invalid/node.pcap"], |a| {
+            a.observe_counters(
+                NetnsRole::Node,
+                Moment::Before,
+                &counters(&[("conntrack.invalid", 3)]),
+            );
+            a.observe_counters(
+                NetnsRole::Node,
+                Moment::After,
+                &counters(&[("conntrack.invalid", 5)]),
+            );
+        });
+        let f = finding(&r, Kind::ConntrackInvalid).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert_eq!(f.evidence.counters[0].key, "conntrack.invalid");
+        assert_eq!(
+            (f.evidence.counters[0].before, f.evidence.counters[0].after),
+            (3, 5)
+        );
+    }
+
+    #[test]
+    fn service_variant_in_pod_capture_names_backend_and_vip() {
+        let file = "conntrack_invalid_service/pod.pcap";
+        let r = run(&[file], |_| {});
+        let f = finding(&r, Kind::ConntrackInvalid).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        let first = &f.evidence.packets[0];
+        assert!(
+            first.role.contains("backend 172.31.0.2:9000"),
+            "{}",
+            first.role
+        );
+        assert!(first.role.contains("10.96.0.10:80"), "{}", first.role);
+        let pkts = packets(file);
+        let stray = tcp(packet(&pkts, first.packet.number));
+        let rst = tcp(packet(&pkts, f.evidence.packets[1].packet.number));
+        assert_eq!(rst.seq, stray.ack);
+    }
+
+    #[test]
+    fn healthy_connections_and_closes_are_not_invalid() {
+        for file in [
+            "healthy_http/pod.pcap",
+            "healthy_listener/pod.pcap",
+            "healthy_snat/node.pcap",
+        ] {
+            let r = run(&[file], |_| {});
+            assert!(
+                finding(&r, Kind::ConntrackInvalid).is_none(),
+                "{file}: {:?}",
+                r.findings
+            );
+        }
+    }
+
+    #[test]
+    fn pod_side_alone_of_the_snat_case_is_not_claimed() {
+        // The pod only sees its next data reset by the peer: that could be any abort.
+        let r = run(&["conntrack_invalid/pod.pcap"], |_| {});
+        assert!(
+            finding(&r, Kind::ConntrackInvalid).is_none(),
+            "{:?}",
+            r.findings
+        );
+    }
+}

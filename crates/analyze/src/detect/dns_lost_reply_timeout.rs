@@ -150,3 +150,62 @@ pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Optio
         alternative,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{counters, finding, run};
+    use crate::{Confidence, Kind, Moment, NetnsRole};
+
+    #[test]
+    fn lost_aaaa_reply_and_same_id_retry_after_5s_is_likely() {
+        let r = run(&["dns_lost_reply/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::DnsLostReplyTimeout).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert_eq!(f.names, vec!["api.example.test"]);
+        let gap = f.evidence.timings[0].millis[0];
+        assert!((4900.0..5100.0).contains(&gap), "{gap}");
+        let roles: Vec<&str> = f.evidence.packets.iter().map(|p| p.role.as_str()).collect();
+        assert!(
+            roles
+                .iter()
+                .any(|r| r.starts_with("AAAA") && r.contains("never arrived")),
+            "{roles:?}"
+        );
+        assert!(
+            roles
+                .iter()
+                .any(|r| r.starts_with("A ") && r.contains("answered")),
+            "{roles:?}"
+        );
+        assert!(finding(&r, Kind::DnsNdotsAmplification).is_none());
+    }
+
+    #[test]
+    fn node_insert_failed_confirms_the_race() {
+        let r = run(&["dns_lost_reply/pod.pcap"], |a| {
+            a.observe_counters(
+                NetnsRole::Node,
+                Moment::Before,
+                &counters(&[("conntrack.insert_failed", 0)]),
+            );
+            a.observe_counters(
+                NetnsRole::Node,
+                Moment::After,
+                &counters(&[("conntrack.insert_failed", 1)]),
+            );
+        });
+        assert_eq!(
+            finding(&r, Kind::DnsLostReplyTimeout).map(|f| f.confidence),
+            Some(Confidence::Confirmed)
+        );
+    }
+
+    #[test]
+    fn prompt_answers_are_healthy() {
+        for file in ["healthy_dns/pod.pcap", "dns_ndots/pod.pcap"] {
+            let r = run(&[file], |_| {});
+            assert!(finding(&r, Kind::DnsLostReplyTimeout).is_none(), "{file}");
+            assert_eq!(r.dns.retries, 0, "{file}");
+        }
+    }
+}

@@ -121,3 +121,70 @@ pub(crate) fn finish(
         alternative: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{finding, run, testdata};
+    use crate::{Confidence, Kind};
+
+    #[test]
+    fn search_expansions_are_one_lookup_with_inferred_suffixes() {
+        let r = run(&["dns_ndots/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::DnsNdotsAmplification).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert_eq!(f.names, vec!["api.example.test"]);
+        assert_eq!(r.dns.logical_lookups, 1);
+        assert_eq!(r.dns.queries_sent, 8);
+        assert!(
+            (r.dns.amplification_factor - 4.0).abs() < 1e-9,
+            "{}",
+            r.dns.amplification_factor
+        );
+        let mut sfx = r.dns.search_suffixes.clone();
+        sfx.sort();
+        assert_eq!(
+            sfx,
+            vec![
+                "cluster.local",
+                "default.svc.cluster.local",
+                "svc.cluster.local"
+            ]
+        );
+        assert!(!r.dns.search_from_resolv_conf);
+        assert!(
+            f.evidence.notes.iter().any(|n| n.contains("inferred")),
+            "{:?}",
+            f.evidence.notes
+        );
+    }
+
+    #[test]
+    fn resolv_conf_states_ndots_and_confirms() {
+        let rc = std::fs::read_to_string(testdata("dns_ndots/resolv.conf")).expect("resolv.conf");
+        let r = run(&["dns_ndots/pod.pcap"], |a| a.set_resolv_conf(&rc));
+        let f = finding(&r, Kind::DnsNdotsAmplification).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert!(f.summary.contains("ndots:5"), "{}", f.summary);
+        assert!(
+            f.evidence
+                .notes
+                .iter()
+                .any(|n| n.contains("ndots:5 search default.svc.cluster.local")),
+            "{:?}",
+            f.evidence.notes
+        );
+        assert!(r.dns.search_from_resolv_conf);
+    }
+
+    #[test]
+    fn fully_qualified_names_are_not_amplified() {
+        let r = run(&["healthy_dns/pod.pcap"], |_| {});
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert!(r.dns.logical_lookups >= 2);
+        assert!(
+            (r.dns.amplification_factor - 1.0).abs() < 1e-9,
+            "{}",
+            r.dns.amplification_factor
+        );
+    }
+}

@@ -137,3 +137,66 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
         alternative,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{counters, finding, run};
+    use crate::{Confidence, Kind, Moment, NetnsRole};
+
+    #[test]
+    fn pod_side_unanswered_syns_are_possible_and_name_the_alternative() {
+        let r = run(&["snat_exhaustion/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::SnatPortExhaustion).expect("found");
+        assert_eq!(f.confidence, Confidence::Possible);
+        let alt = f.alternative.as_deref().expect("alternative named");
+        assert!(alt.contains("accept queue"), "{alt}");
+        assert!(alt.contains("insert_failed"), "{alt}");
+        assert!(
+            f.flows.iter().all(|fl| fl.ends_with("172.31.0.2:80/tcp")),
+            "{:?}",
+            f.flows
+        );
+        assert!(finding(&r, Kind::AcceptQueueOverflow).is_none());
+    }
+
+    #[test]
+    fn node_insert_failed_rise_confirms() {
+        let r = run(&["snat_exhaustion/pod.pcap"], |a| {
+            let before = counters(&[("conntrack.insert_failed", 0), ("conntrack.drop", 0)]);
+            let after = counters(&[("conntrack.insert_failed", 16), ("conntrack.drop", 16)]);
+            a.observe_counters(NetnsRole::Node, Moment::Before, &before);
+            a.observe_counters(NetnsRole::Node, Moment::After, &after);
+        });
+        let f = finding(&r, Kind::SnatPortExhaustion).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert!(f.alternative.is_none());
+        let keys: Vec<&str> = f.evidence.counters.iter().map(|c| c.key.as_str()).collect();
+        assert!(keys.contains(&"conntrack.insert_failed"), "{keys:?}");
+    }
+
+    #[test]
+    fn flat_node_counters_keep_it_possible_and_point_at_the_listener() {
+        let r = run(&["snat_exhaustion/pod.pcap"], |a| {
+            let same = counters(&[("conntrack.insert_failed", 4), ("conntrack.drop", 4)]);
+            a.observe_counters(NetnsRole::Node, Moment::Before, &same);
+            a.observe_counters(NetnsRole::Node, Moment::After, &same);
+        });
+        let f = finding(&r, Kind::SnatPortExhaustion).expect("found");
+        assert_eq!(f.confidence, Confidence::Possible);
+        assert!(
+            f.alternative
+                .as_deref()
+                .is_some_and(|a| a.contains("did not rise"))
+        );
+    }
+
+    #[test]
+    fn all_connections_succeeding_is_healthy() {
+        let r = run(&["healthy_snat/pod.pcap", "healthy_snat/node.pcap"], |_| {});
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!(
+            r.tcp.handshakes, 40,
+            "20 connects seen at both capture points"
+        );
+    }
+}
