@@ -500,4 +500,21 @@ mod tests {
         assert_eq!(g[0].unreplied, 3);
         assert_eq!((g[1].proto, g[1].dst_port, g[1].entries), (17, Some(53), 1));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_entry(&bytes);
+        }
+
+        #[test]
+        fn mutated_real_entry_never_panics(pos in 0usize..196, byte in proptest::num::u8::ANY) {
+            let mut bytes = unhex(CT_NEW_DNAT);
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            if let Ok(e) = parse_entry(&bytes) {
+                let _ = summarize(&[e]);
+            }
+        }
+    }
 }

@@ -475,4 +475,22 @@ mod tests {
             vec![("conntrack.invalid", 2)]
         );
     }
+
+    proptest::proptest! {
+        /// Any text in any known table gives a snapshot or an error naming the file,
+        /// never a panic; and when it parses, listeners() and delta() are total.
+        #[test]
+        fn arbitrary_table_text_never_panics(
+            file in proptest::sample::select(SNAPSHOT_FILES.to_vec()),
+            text in "[ -~\\n\\t]{0,300}",
+        ) {
+            match Snapshot::from_files([(file, text)]) {
+                Ok(s) => {
+                    let _ = s.listeners();
+                    let _ = s.delta(&fixture());
+                }
+                Err(e) => proptest::prop_assert!(e.to_string().contains(file), "{}", e),
+            }
+        }
+    }
 }

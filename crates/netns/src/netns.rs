@@ -132,6 +132,20 @@ impl NetNs {
         NetNs::from_path("/proc/thread-self/ns/net")
     }
 
+    /// Another handle on the same namespace (the descriptor is duplicated), e.g. to hand
+    /// one to a capture thread and keep one for counters.
+    pub fn try_clone(&self) -> Result<NetNs, Error> {
+        let fd = self.fd.try_clone().map_err(|e| Error::Syscall {
+            target: self.target.to_string(),
+            syscall: "dup",
+            source: e,
+        })?;
+        Ok(NetNs {
+            fd,
+            target: self.target.clone(),
+        })
+    }
+
     /// What this handle refers to.
     pub fn target(&self) -> &Target {
         &self.target
