@@ -3,6 +3,8 @@
 //! `xtask lab …` and the root tests in `tests/tests/` both drive the lab through this
 //! library, so a reproduction is written once.
 
+pub mod lab;
+
 pub mod node;
 
 /// Where the tcpdump test-suite corpus lives: `$NETDIAG_CORPUS`, else `../shared/corpus/tcpdump-tests`
@@ -21,7 +23,10 @@ pub fn corpus_dir() -> anyhow::Result<Option<std::path::PathBuf>> {
             dir.display()
         );
     }
-    eprintln!("corpus not found at {}: skipping (set NETDIAG_CORPUS)", dir.display());
+    eprintln!(
+        "corpus not found at {}: skipping (set NETDIAG_CORPUS)",
+        dir.display()
+    );
     Ok(None)
 }
 
@@ -83,7 +88,9 @@ pub fn require_root(test: &str) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if is_ci() {
-        anyhow::bail!("{test} needs root and CI=true forbids skipping: run `cargo xtask ci` as root");
+        anyhow::bail!(
+            "{test} needs root and CI=true forbids skipping: run `cargo xtask ci` as root"
+        );
     }
     eprintln!("{test}: skipped, needs root (run `cargo xtask ci` as root)");
     Ok(false)

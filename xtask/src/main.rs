@@ -8,6 +8,7 @@
 
 mod ci;
 mod deps;
+mod lab;
 mod node;
 mod sh;
 
@@ -29,6 +30,7 @@ fn run(args: &[String]) -> Result<()> {
     match cmd {
         "deps" => deps::install(),
         "ci" => ci::run(rest),
+        "lab" => lab::run(rest),
         "node" => node::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
@@ -41,4 +43,5 @@ fn run(args: &[String]) -> Result<()> {
 const HELP: &str = "usage: cargo xtask <command>
   deps            install the Debian packages the build and tests need (root)
   ci              deps + fmt + clippy + doc + all tests, root tests included
+  lab …           real-kernel reproductions of the five failures; record testdata (root)
   node up|down    a real containerd node in a box under /run/ndr-node (root)";

@@ -1,0 +1,161 @@
+//! Counter snapshots of one netns, as raw kernel text (the `counters/…` layout of
+//! `testdata/README.md`), plus just enough parsing to assert on them in the lab tests.
+//!
+//! Reading happens on a thread inside the netns: `/proc/thread-self/net/…` and
+//! `/proc/sys/net/…` then show that namespace (`/proc/self/net` would show the
+//! namespace of the process's main thread).
+
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The files of a snapshot, relative to `/proc` (the layout of `testdata/<s>/counters/<role>/<when>/`).
+pub const FILES: [&str; 13] = [
+    "net/netstat",
+    "net/snmp",
+    "net/snmp6",
+    "net/stat/nf_conntrack",
+    "net/tcp",
+    "net/tcp6",
+    "sys/net/netfilter/nf_conntrack_count",
+    "sys/net/netfilter/nf_conntrack_max",
+    "sys/net/netfilter/nf_conntrack_tcp_be_liberal",
+    "sys/net/core/somaxconn",
+    "sys/net/ipv4/ip_local_port_range",
+    "sys/net/ipv4/tcp_abort_on_overflow",
+    "sys/net/ipv4/tcp_syn_linear_timeouts",
+];
+
+/// Raw counter files of one netns at one instant; a file the kernel did not offer is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Path relative to `/proc` → the file's text exactly as read.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Reads the snapshot from inside the netns `netns` (`ndl-<tag>-<role>`).
+    pub fn take(netns: &str) -> Result<Snapshot> {
+        super::in_netns(netns, Snapshot::read_current)
+            .with_context(|| format!("counter snapshot of {netns}"))
+    }
+
+    /// Reads the snapshot of the calling thread's netns.
+    pub fn read_current() -> Result<Snapshot> {
+        let mut files = BTreeMap::new();
+        for rel in FILES {
+            let path = match rel.strip_prefix("net/") {
+                Some(r) => format!("/proc/thread-self/net/{r}"),
+                None => format!("/proc/{rel}"),
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    files.insert(rel.to_owned(), text);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("read {path}")),
+            }
+        }
+        Ok(Snapshot { files })
+    }
+
+    /// Writes every file under `dir` (`dir/net/netstat`, …).
+    pub fn write_to(&self, dir: &Path) -> Result<()> {
+        for (rel, text) in &self.files {
+            let p = dir.join(rel);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("create {}", parent.display()))?;
+            }
+            std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a snapshot written by [`Snapshot::write_to`].
+    pub fn read_from(dir: &Path) -> Result<Snapshot> {
+        let mut files = BTreeMap::new();
+        for rel in FILES {
+            let p = dir.join(rel);
+            if p.is_file() {
+                let text =
+                    std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
+                files.insert(rel.to_owned(), text);
+            }
+        }
+        Ok(Snapshot { files })
+    }
+
+    /// The flat counter keys of `testdata/README.md` (`TcpExt.ListenOverflows`,
+    /// `conntrack.invalid`, …) that the lab asserts on. Tables are parsed by header name.
+    pub fn flat(&self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for file in ["net/netstat", "net/snmp"] {
+            if let Some(text) = self.files.get(file) {
+                let lines: Vec<&str> = text.lines().collect();
+                for pair in lines.chunks(2) {
+                    let [head, vals] = pair else { continue };
+                    let (Some((p1, names)), Some((p2, values))) =
+                        (head.split_once(':'), vals.split_once(':'))
+                    else {
+                        continue;
+                    };
+                    if p1 != p2 {
+                        continue;
+                    }
+                    for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+                        if let Ok(v) = v.parse::<i64>() {
+                            out.insert(format!("{p1}.{n}"), v);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(text) = self.files.get("net/stat/nf_conntrack") {
+            let mut lines = text.lines();
+            if let Some(head) = lines.next() {
+                let names: Vec<&str> = head.split_whitespace().collect();
+                for row in lines {
+                    for (n, v) in names.iter().zip(row.split_whitespace()) {
+                        let Ok(v) = i64::from_str_radix(v, 16) else {
+                            continue;
+                        };
+                        let name = if *n == "clashres" { "clash_resolve" } else { n };
+                        let key = format!("conntrack.{name}");
+                        if *n == "entries" {
+                            out.insert(key, v);
+                        } else {
+                            *out.entry(key).or_insert(0) += v;
+                        }
+                    }
+                }
+            }
+        }
+        for (rel, text) in &self.files {
+            if let Some(s) = rel.strip_prefix("sys/") {
+                let key = format!("sysctl.{}", s.replace('/', "."));
+                let vals: Vec<i64> = text
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                match vals.as_slice() {
+                    [v] => {
+                        out.insert(key, *v);
+                    }
+                    [a, b] => {
+                        out.insert(format!("{key}.min"), *a);
+                        out.insert(format!("{key}.max"), *b);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// `after[key] - self[key]` (a missing key counts as 0).
+    pub fn delta(&self, after: &Snapshot, key: &str) -> i64 {
+        let get = |s: &Snapshot| s.flat().get(key).copied().unwrap_or(0);
+        get(after) - get(self)
+    }
+}
