@@ -7,6 +7,7 @@
 //! - `cargo xtask bench …` criterion benches and the whole-process comparison
 
 mod ci;
+mod completions;
 mod deps;
 mod lab;
 mod node;
@@ -32,6 +33,7 @@ fn run(args: &[String]) -> Result<()> {
         "ci" => ci::run(rest),
         "lab" => lab::run(rest),
         "node" => node::run(rest),
+        "completions" => completions::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -44,4 +46,5 @@ const HELP: &str = "usage: cargo xtask <command>
   deps            install the Debian packages the build and tests need (root)
   ci              deps + fmt + clippy + doc + all tests, root tests included
   lab …           real-kernel reproductions of the five failures; record testdata (root)
-  node up|down    a real containerd node in a box under /run/ndr-node (root)";
+  node up|down    a real containerd node in a box under /run/ndr-node (root)
+  completions     bash/zsh/fish completions and man pages into target/dist";

@@ -5,12 +5,13 @@
 
 mod analyze;
 mod capture;
+mod completions;
 mod counters;
 mod diagnose;
 mod exit;
 mod pods;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Diagnose Kubernetes pod networking on the node where the pod runs.
@@ -36,6 +37,12 @@ enum Command {
     Counters(counters::CountersArgs),
     /// List the pods running on this node.
     Pods(pods::PodsArgs),
+    /// Print shell completions (used by `cargo xtask completions`).
+    #[command(hide = true)]
+    Completions(completions::CompletionsArgs),
+    /// Print the man pages (used by `cargo xtask completions`).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +54,8 @@ fn main() -> ExitCode {
         Command::Diagnose(a) => diagnose::run(a),
         Command::Counters(a) => counters::run(a),
         Command::Pods(a) => pods::run(a),
+        Command::Completions(a) => completions::completions(a, Cli::command()),
+        Command::Man(a) => completions::man(a, Cli::command()),
     };
     exit::finish(result)
 }
