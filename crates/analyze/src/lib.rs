@@ -129,8 +129,9 @@ use tcp::{RstOrigin, SegKind, TcpConn};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Most flows (TCP + UDP) held at once. Default 262 144 (≈ 80 MiB at
-    /// [`Config::bytes_per_flow`]).
+    /// Most flows (TCP + UDP) held at once. Default 131 072: about 65 MiB at
+    /// [`Config::bytes_per_flow`] (≈ 520 bytes: the slot with the full TCP state of both
+    /// directions, SYN timings and evidence packet numbers, plus its index entry).
     pub max_flows: usize,
     /// A flow with no packet for this long (packet time) is closed. Default 300 s.
     pub flow_idle_timeout_ns: u64,
@@ -147,7 +148,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_flows: 262_144,
+            max_flows: 131_072,
             flow_idle_timeout_ns: 300_000_000_000,
             max_dns_transactions: 65_536,
             max_dns_clients: 4_096,
