@@ -144,12 +144,14 @@ fn exited_pid_is_a_clear_error() {
     child.wait().unwrap();
     let err = NetNs::from_pid(pid).unwrap_err();
     assert!(
-        matches!(err, Error::ProcessGone { pid: p } if p == pid),
+        matches!(err, Error::ProcessGone { pid: p, .. } if p == pid),
         "{err:?}"
     );
     let msg = err.to_string();
     assert!(
-        msg.contains(&pid.to_string()) && msg.contains("no such process"),
+        msg.contains(&pid.to_string())
+            && msg.contains("pidfd_open")
+            && msg.contains("no such process"),
         "{msg}"
     );
 }
@@ -177,7 +179,7 @@ fn zombie_pid_is_a_clear_error() {
     child.wait().unwrap();
     let err = result.unwrap_err();
     assert!(
-        matches!(err, Error::ProcessGone { pid: p } if p == pid),
+        matches!(err, Error::ProcessGone { pid: p, .. } if p == pid),
         "{err:?}"
     );
 }
@@ -197,9 +199,10 @@ fn pid_that_exits_after_open_is_never_entered() {
     sleeper.0.wait().unwrap();
     let err = handle.run(interfaces).unwrap_err();
     assert!(
-        matches!(err, Error::ProcessGone { pid: p } if p == pid),
+        matches!(err, Error::ProcessGone { pid: p, .. } if p == pid),
         "{err:?}"
     );
+    assert!(err.to_string().contains("setns"), "{err}");
 }
 
 #[test]

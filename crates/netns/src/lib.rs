@@ -63,10 +63,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The process has exited (or never existed); its namespace is gone.
-    #[error("PID {pid}: no such process (it has exited, or never existed)")]
+    #[error("PID {pid}: {syscall}: no such process (it has exited, or never existed)")]
     ProcessGone {
         /// The PID asked for.
         pid: i32,
+        /// The syscall that found it gone (`pidfd_open`, `setns`, …).
+        syscall: &'static str,
     },
     /// The namespace path does not exist.
     #[error("{}: no such network namespace (try `ip netns list`)", path.display())]

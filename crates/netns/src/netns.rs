@@ -52,10 +52,16 @@ impl NetNs {
     /// [`Error::ProcessGone`] instead of entering the newcomer's namespace.
     pub fn from_pid(pid: i32) -> Result<NetNs, Error> {
         if pid <= 0 {
-            return Err(Error::ProcessGone { pid });
+            return Err(Error::ProcessGone {
+                pid,
+                syscall: "pidfd_open",
+            });
         }
         let fd = sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Error::ProcessGone { pid },
+            Some(libc::ESRCH) => Error::ProcessGone {
+                pid,
+                syscall: "pidfd_open",
+            },
             _ => Error::Syscall {
                 target: Target::Pid(pid).to_string(),
                 syscall: "pidfd_open",
@@ -273,7 +279,10 @@ fn enter(fd: &OwnedFd, target: &Target) -> Result<(), Error> {
             capability: "CAP_SYS_ADMIN",
         },
         nix::errno::Errno::ESRCH => match target {
-            Target::Pid(pid) => Error::ProcessGone { pid: *pid },
+            Target::Pid(pid) => Error::ProcessGone {
+                pid: *pid,
+                syscall: "setns",
+            },
             Target::Path(_) => Error::Syscall {
                 target: target.to_string(),
                 syscall: "setns",

@@ -30,10 +30,16 @@ impl ContainerRoot {
     /// that inherited the PID in between.
     pub fn from_pid(pid: i32) -> Result<ContainerRoot, Error> {
         if pid <= 0 {
-            return Err(Error::ProcessGone { pid });
+            return Err(Error::ProcessGone {
+                pid,
+                syscall: "pidfd_open",
+            });
         }
         let pidfd = sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Error::ProcessGone { pid },
+            Some(libc::ESRCH) => Error::ProcessGone {
+                pid,
+                syscall: "pidfd_open",
+            },
             _ => Error::Syscall {
                 target: format!("PID {pid}"),
                 syscall: "pidfd_open",
@@ -48,7 +54,10 @@ impl ContainerRoot {
         let desc = PathBuf::from(format!("/proc/{pid}/root"));
         let dir = open_dir(&desc).map_err(|e| match e {
             Error::Syscall { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
-                Error::ProcessGone { pid }
+                Error::ProcessGone {
+                    pid,
+                    syscall: "open /proc/PID/root",
+                }
             }
             other => other,
         })?;
@@ -58,7 +67,10 @@ impl ContainerRoot {
             source: e,
         })?;
         if !alive {
-            return Err(Error::ProcessGone { pid });
+            return Err(Error::ProcessGone {
+                pid,
+                syscall: "pidfd_send_signal",
+            });
         }
         Ok(ContainerRoot { dir, desc })
     }
