@@ -295,3 +295,40 @@ fn render_finding(r: &Report, f: &Finding, st: &Style, out: &mut dyn Write) -> i
     writeln!(out, "  {:<12}{}", st.bold("remedy:"), f.remedy)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netdiag::analyze::{Analyzer, Config};
+
+    /// The human report of a lab recording, as a user sees it without colour.
+    fn human(scenario: &str) -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata")
+            .join(scenario);
+        let mut a = Analyzer::new(Config::default());
+        let rc = std::fs::read_to_string(dir.join("resolv.conf")).expect("resolv.conf");
+        a.set_resolv_conf(&rc);
+        // A stable source name: the snapshot must not depend on the checkout path.
+        a.begin_source(format!("{scenario}/pod.pcap"));
+        let mut r = netdiag::pcapio::Reader::open(dir.join("pod.pcap")).expect("pod.pcap");
+        while let Some(p) = r.next_packet().expect("well-formed") {
+            a.feed(p.timestamp_ns, p.link_type, p.data);
+        }
+        let mut out = Vec::new();
+        render(&a.finish(), OutputFormat::Human, false, &mut out).expect("render");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn human_report_dns_ndots() {
+        insta::assert_snapshot!(human("dns_ndots"));
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let plain = human("accept_overflow_syn");
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.contains("LIKELY"));
+    }
+}

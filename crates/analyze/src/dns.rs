@@ -119,7 +119,7 @@ pub(crate) struct ExpandedLookup {
     pub(crate) negative: u32,
     pub(crate) wasted_ns: u64,
     pub(crate) latency_ns: Option<u64>,
-    pub(crate) packets: Vec<PacketRef>,
+    pub(crate) packets: Vec<(PacketRef, &'static str)>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,7 +134,7 @@ struct Lookup {
     wasted_ns: u64,
     positive_ns: Option<u64>,
     last_answer_ns: Option<u64>,
-    packets: Vec<PacketRef>,
+    packets: Vec<(PacketRef, &'static str)>,
 }
 
 #[derive(Default)]
@@ -427,7 +427,12 @@ impl DnsTracker {
                 l.wasted_ns = l.wasted_ns.saturating_add(latency);
             }
             if l.packets.len() < PKTS_PER_LOOKUP {
-                l.packets.push(pref);
+                let role = if negative {
+                    "negative answer (NXDOMAIN/NODATA): a wasted round trip"
+                } else {
+                    "answer"
+                };
+                l.packets.push((pref, role));
             }
         }
     }
@@ -444,7 +449,7 @@ impl DnsTracker {
         if let Some(l) = self.find_lookup(source, client, serial) {
             l.last_ns = l.last_ns.max(ns);
             if l.packets.len() < PKTS_PER_LOOKUP {
-                l.packets.push(p);
+                l.packets.push((p, "query re-sent"));
             }
         }
     }
@@ -553,7 +558,12 @@ impl DnsTracker {
                 }
                 l.last_ns = l.last_ns.max(ns);
                 if l.packets.len() < PKTS_PER_LOOKUP {
-                    l.packets.push(pref);
+                    let role = if l.base.as_deref() == Some(name) {
+                        "query for the name as written, after the search list"
+                    } else {
+                        "query for a search-list expansion"
+                    };
+                    l.packets.push((pref, role));
                 }
             }
             None => {
@@ -575,7 +585,7 @@ impl DnsTracker {
                     wasted_ns: 0,
                     positive_ns: None,
                     last_answer_ns: None,
-                    packets: vec![pref],
+                    packets: vec![(pref, "query for a search-list expansion")],
                 });
                 if let Some(l) = evicted {
                     self.close_lookup(l);

@@ -36,11 +36,8 @@ pub(crate) fn finish(
                 names.push(l.base.clone());
             }
             wasted.push(l.wasted_ns as f64 / 1e6);
-            for p in &l.packets {
-                sink.push(
-                    *p,
-                    format!("lookup of {} expanded through the search list", l.base),
-                );
+            for (p, role) in &l.packets {
+                sink.push(*p, format!("{}: {role}", l.base));
             }
         }
     }
