@@ -6,6 +6,7 @@
 //! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
 //! - `cargo xtask bench …` criterion benches and the whole-process comparison
 
+mod bench;
 mod ci;
 mod completions;
 mod deps;
@@ -34,6 +35,7 @@ fn run(args: &[String]) -> Result<()> {
         "lab" => lab::run(rest),
         "node" => node::run(rest),
         "completions" => completions::run(rest),
+        "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -47,4 +49,5 @@ const HELP: &str = "usage: cargo xtask <command>
   ci              deps + fmt + clippy + doc + all tests, root tests included
   lab …           real-kernel reproductions of the five failures; record testdata (root)
   node up|down    a real containerd node in a box under /run/ndr-node (root)
-  completions     bash/zsh/fish completions and man pages into target/dist";
+  completions     bash/zsh/fish completions and man pages into target/dist
+  bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark";

@@ -1,0 +1,177 @@
+//! `cargo xtask bench wire|analyze|compare`.
+//!
+//! - `wire`, `analyze`: the criterion benches of `benches/` (header slicing vs etherparse;
+//!   the whole analyzer beside raw parsing).
+//! - `compare [PACKETS]`: the user's view (BENCH.md "Whole process"): one generated pcap
+//!   (default 2 000 000 packets, 100 000 flows), page-cached, then one after another
+//!   `kubectl-netdiag analyze`, `tcpdump -n -r … -w /dev/null` (the read floor) and
+//!   `tshark -n -r … -q -z expert`, each under `/usr/bin/time -v`; prints packets per
+//!   wall-second and per CPU-second, max RSS, and the ratios to ours.
+
+use crate::sh;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("wire") => criterion("wire"),
+        Some("analyze") => criterion("analyze"),
+        Some("compare") => {
+            let packets = match args.get(1) {
+                Some(n) => n.parse().with_context(|| format!("PACKETS {n:?}"))?,
+                None => 2_000_000,
+            };
+            compare(packets)
+        }
+        _ => bail!("usage: cargo xtask bench wire|analyze|compare [PACKETS]"),
+    }
+}
+
+fn criterion(bench: &str) -> Result<()> {
+    sh::run(sh::cargo().args(["bench", "-p", "netdiag-benches", "--bench", bench]))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// One measured run.
+struct Measure {
+    tool: &'static str,
+    wall_s: f64,
+    cpu_s: f64,
+    max_rss_kib: u64,
+}
+
+/// Runs `cmd` under `/usr/bin/time -v`; `ok` says which exit codes are success.
+fn timed(tool: &'static str, cmd: &[&str], ok: &[i32]) -> Result<Measure> {
+    let mut c = Command::new("/usr/bin/time");
+    c.arg("-v").args(cmd);
+    eprintln!("xtask: $ {}", sh::display(&c));
+    let out = c
+        .output()
+        .with_context(|| format!("running /usr/bin/time -v {}", cmd.join(" ")))?;
+    let code = out.status.code().unwrap_or(-1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !ok.contains(&code) {
+        bail!("{tool} exited {code}:\n{stderr}");
+    }
+    let field = |name: &str| -> Option<&str> {
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(str::trim))
+    };
+    let secs = |name: &str| -> Result<f64> {
+        field(name)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{tool}: no {name:?} in time -v output"))
+    };
+    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")
+        .map(parse_clock)
+        .with_context(|| format!("{tool}: no wall clock in time -v output"))??;
+    Ok(Measure {
+        tool,
+        wall_s: wall,
+        cpu_s: secs("User time (seconds):")? + secs("System time (seconds):")?,
+        max_rss_kib: field("Maximum resident set size (kbytes):")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// `h:mm:ss` or `m:ss.ss` → seconds.
+fn parse_clock(s: &str) -> Result<f64> {
+    let mut total = 0.0;
+    for part in s.split(':') {
+        total = total * 60.0
+            + part
+                .parse::<f64>()
+                .with_context(|| format!("clock {s:?}"))?;
+    }
+    Ok(total)
+}
+
+fn compare(packets: usize) -> Result<()> {
+    let root = workspace_root();
+    sh::run(sh::cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "kubectl-netdiag",
+        "-p",
+        "netdiag-benches",
+        "--example",
+        "gen_pcap",
+    ]))?;
+    let release = root.join("target/release");
+    let dir = root.join("target/bench-compare");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pcap = dir.join(format!("big-{packets}.pcap"));
+    if !pcap.is_file() {
+        sh::run(
+            Command::new(release.join("examples/gen_pcap"))
+                .arg(&pcap)
+                .arg(packets.to_string())
+                .arg("100000"),
+        )?;
+    }
+    // Page-cache the file so every tool reads from memory.
+    std::fs::read(&pcap).with_context(|| format!("reading {}", pcap.display()))?;
+    let p = pcap.to_str().context("non-UTF-8 path")?;
+    let ours_bin = release.join("kubectl-netdiag");
+    let ours_bin = ours_bin.to_str().context("non-UTF-8 path")?;
+    let runs = [
+        timed(
+            "kubectl-netdiag analyze",
+            &[ours_bin, "analyze", "--output", "json", p],
+            &[0, 1],
+        )?,
+        timed(
+            "tcpdump -w /dev/null",
+            &["tcpdump", "-n", "-r", p, "-w", "/dev/null"],
+            &[0],
+        )?,
+        timed(
+            "tshark -z expert",
+            &["tshark", "-n", "-r", p, "-q", "-z", "expert"],
+            &[0],
+        )?,
+    ];
+    let n = packets as f64;
+    let ours = &runs[0];
+    println!();
+    println!(
+        "whole process, {packets} packets (100000 flows), {}",
+        pcap.display()
+    );
+    println!(
+        "{:<26} {:>9} {:>9} {:>13} {:>13} {:>10} {:>12} {:>12}",
+        "tool",
+        "wall s",
+        "CPU s",
+        "pkt/wall-s",
+        "pkt/CPU-s",
+        "RSS MiB",
+        "wall vs ours",
+        "CPU vs ours"
+    );
+    for m in &runs {
+        println!(
+            "{:<26} {:>9.2} {:>9.2} {:>13.0} {:>13.0} {:>10.1} {:>11.2}x {:>11.2}x",
+            m.tool,
+            m.wall_s,
+            m.cpu_s,
+            n / m.wall_s.max(1e-9),
+            n / m.cpu_s.max(1e-9),
+            m.max_rss_kib as f64 / 1024.0,
+            m.wall_s / ours.wall_s.max(1e-9),
+            m.cpu_s / ours.cpu_s.max(1e-9),
+        );
+    }
+    println!("(ratios > 1: the tool takes longer than kubectl-netdiag analyze)");
+    Ok(())
+}
