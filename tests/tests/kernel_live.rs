@@ -307,6 +307,8 @@ fn conntrack_counters_and_table_summary_by_post_nat_destination() {
         "{g:?}"
     );
     assert_eq!(g.tcp_states.get("ESTABLISHED"), Some(&4));
+    // the streamed summary (no table held) is the same
+    assert_eq!(netns.run(conntrack::summary).unwrap().unwrap(), groups);
     // `conntrack -L` agrees on the count
     let listed = ns.exec(&["conntrack", "-L", "-p", "tcp", "--orig-port-dst", "9100"]);
     assert_eq!(

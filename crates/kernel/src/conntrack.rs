@@ -14,7 +14,7 @@ use netlink_packet_core::{NetlinkDeserializable, NetlinkHeader, NetlinkSerializa
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use crate::Error;
-use crate::netlink::dump;
+use crate::netlink::dump_each;
 
 // <linux/netfilter/nfnetlink.h>, <linux/netfilter/nfnetlink_conntrack.h>
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -161,81 +161,129 @@ pub struct Group {
     pub tcp_states: BTreeMap<String, u32>,
 }
 
-/// Group entries by (protocol, post-NAT source address, post-NAT destination address:port),
-/// largest groups first.
-pub fn summarize(entries: &[Entry]) -> Vec<Group> {
-    type Key = (u8, IpAddr, IpAddr, Option<u16>);
-    let mut groups: BTreeMap<Key, (Group, BTreeSet<Option<u16>>)> = BTreeMap::new();
-    for e in entries {
+type GroupKey = (u8, IpAddr, IpAddr, Option<u16>);
+
+/// Builds the [`Group`] summary one entry at a time, so a large table need not be held.
+#[derive(Debug, Default)]
+pub struct Summarizer {
+    groups: BTreeMap<GroupKey, (Group, BTreeSet<Option<u16>>)>,
+}
+
+impl Summarizer {
+    /// An empty summary.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Count one entry. Entries without both tuples or a protocol are skipped.
+    pub fn add(&mut self, e: &Entry) {
         let (Some((src, sport)), Some((dst, dport)), Some(proto)) =
             (e.post_nat_src(), e.post_nat_dst(), e.orig.proto)
         else {
-            continue;
+            return;
         };
-        let (g, ports) = groups.entry((proto, src, dst, dport)).or_insert_with(|| {
-            (
-                Group {
-                    proto,
-                    src,
-                    dst,
-                    dst_port: dport,
-                    entries: 0,
-                    src_ports: 0,
-                    snat: 0,
-                    dnat: 0,
-                    unreplied: 0,
-                    tcp_states: BTreeMap::new(),
-                },
-                BTreeSet::new(),
-            )
-        });
-        g.entries += 1;
+        let (g, ports) = self
+            .groups
+            .entry((proto, src, dst, dport))
+            .or_insert_with(|| {
+                (
+                    Group {
+                        proto,
+                        src,
+                        dst,
+                        dst_port: dport,
+                        entries: 0,
+                        src_ports: 0,
+                        snat: 0,
+                        dnat: 0,
+                        unreplied: 0,
+                        tcp_states: BTreeMap::new(),
+                    },
+                    BTreeSet::new(),
+                )
+            });
+        g.entries = g.entries.saturating_add(1);
         ports.insert(sport);
         if e.status & IPS_SRC_NAT != 0 {
-            g.snat += 1;
+            g.snat = g.snat.saturating_add(1);
         }
         if e.status & IPS_DST_NAT != 0 {
-            g.dnat += 1;
+            g.dnat = g.dnat.saturating_add(1);
         }
         if e.status & IPS_SEEN_REPLY == 0 {
-            g.unreplied += 1;
+            g.unreplied = g.unreplied.saturating_add(1);
         }
         if let Some(s) = e.tcp_state {
-            *g.tcp_states
+            let n = g
+                .tcp_states
                 .entry(tcp_state_name(s).to_owned())
-                .or_insert(0) += 1;
+                .or_insert(0);
+            *n = n.saturating_add(1);
         }
     }
-    let mut out: Vec<Group> = groups
-        .into_values()
-        .map(|(mut g, ports)| {
-            g.src_ports = u32::try_from(ports.len()).unwrap_or(u32::MAX);
-            g
-        })
-        .collect();
-    out.sort_by_key(|g| std::cmp::Reverse(g.entries));
-    out
+
+    /// The groups, largest first.
+    pub fn finish(self) -> Vec<Group> {
+        let mut out: Vec<Group> = self
+            .groups
+            .into_values()
+            .map(|(mut g, ports)| {
+                g.src_ports = u32::try_from(ports.len()).unwrap_or(u32::MAX);
+                g
+            })
+            .collect();
+        out.sort_by_key(|g| std::cmp::Reverse(g.entries));
+        out
+    }
 }
 
-/// Dump the conntrack table of the calling thread's namespace (IPv4 and IPv6).
-/// Fails with `ENOENT`-like netlink errors when conntrack is not loaded for it.
+/// Group entries by (protocol, post-NAT source address, post-NAT destination address:port),
+/// largest groups first.
+pub fn summarize(entries: &[Entry]) -> Vec<Group> {
+    let mut s = Summarizer::new();
+    for e in entries {
+        s.add(e);
+    }
+    s.finish()
+}
+
+fn request() -> CtMessage {
+    CtMessage {
+        message_type: (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+        payload: vec![
+            0u8, /* AF_UNSPEC: all families */
+            0,   /* NFNETLINK_V0 */
+            0, 0,
+        ],
+    }
+}
+
+/// Dump the conntrack table of the calling thread's namespace (IPv4 and IPv6), ≈
+/// `conntrack -L`. Needs CAP_NET_ADMIN ([`Error::PermissionDenied`] otherwise).
+///
+/// The kernel walks the table while it changes: on a busy node the dump is a consistent
+/// picture of each entry, not of the table at one instant.
 pub fn entries() -> Result<Vec<Entry>, Error> {
-    let msgs = dump(
-        NETLINK_NETFILTER,
-        "ctnetlink",
-        CtMessage {
-            message_type: (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
-            payload: vec![
-                0u8, /* AF_UNSPEC: all families */
-                0,   /* NFNETLINK_V0 */
-                0, 0,
-            ],
-        },
-    )?;
-    msgs.into_iter()
-        .filter(|m| m.message_type == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW)
-        .map(|m| parse_entry(&m.payload))
-        .collect()
+    let mut out = Vec::new();
+    for_each_entry(|e| out.push(e))?;
+    Ok(out)
+}
+
+/// Like [`entries`], one entry at a time, without holding the table.
+pub fn for_each_entry(mut f: impl FnMut(Entry)) -> Result<(), Error> {
+    dump_each(NETLINK_NETFILTER, "ctnetlink", request(), |m: CtMessage| {
+        if m.message_type == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW {
+            f(parse_entry(&m.payload)?);
+        }
+        Ok(())
+    })
+}
+
+/// The table summary, streamed: [`summarize`] of [`entries`] without holding them.
+pub fn summary() -> Result<Vec<Group>, Error> {
+    let mut s = Summarizer::new();
+    for_each_entry(|e| s.add(&e))?;
+    Ok(s.finish())
 }
 
 /// A ctnetlink message: the type and the payload after the netlink header

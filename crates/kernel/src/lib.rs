@@ -13,7 +13,7 @@
 //! | [`Snapshot::capture_current`] | all of the above, live, in the calling thread's netns | `/proc/thread-self/net/…`, `/proc/sys/…` |
 //! | [`tcp_listeners`], [`Snapshot::listeners`] | `ss -lnt` (Recv-Q = queued, Send-Q = backlog) | sock_diag `inet_diag`; offline `/proc/net/tcp{,6}` |
 //! | [`links`](mod@links): [`links()`], [`addresses`], [`routes`], [`default_route_interface`] | `ip link`, `ip addr`, `ip route` | rtnetlink |
-//! | [`conntrack`]: [`conntrack::entries`], [`conntrack::summarize`] | `conntrack -L` | ctnetlink |
+//! | [`conntrack`]: [`conntrack::entries`], [`conntrack::summary`] (streamed), [`conntrack::summarize`] | `conntrack -L` | ctnetlink |
 //!
 //! Kernel tables are parsed by the names in their headers, never by column position, and
 //! unknown fields are kept (the raw text stays available through [`Snapshot::raw`]).
@@ -53,8 +53,8 @@
 //! for l in after.listeners() {
 //!     println!("{}:{} Recv-Q {} Send-Q {:?}", l.addr, l.port, l.queued, l.backlog); // `ss -lnt`
 //! }
-//! let table = ns.run(netdiag_kernel::conntrack::entries)??; // `conntrack -L`
-//! for g in netdiag_kernel::conntrack::summarize(&table) {
+//! // `conntrack -L`, grouped by post-NAT source and destination, streamed
+//! for g in ns.run(netdiag_kernel::conntrack::summary)?? {
 //!     println!("{} -> {}:{:?}: {} entries, {} source ports", g.src, g.dst, g.dst_port, g.entries, g.src_ports);
 //! }
 //! # let _ = iface;

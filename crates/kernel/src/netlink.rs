@@ -20,6 +20,26 @@ pub(crate) fn dump<M>(protocol: isize, what: &'static str, request: M) -> Result
 where
     M: NetlinkSerializable + NetlinkDeserializable,
 {
+    let mut out = Vec::new();
+    dump_each(protocol, what, request, |m| {
+        out.push(m);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Like [`dump`], handing each inner message to `f` as it arrives instead of collecting
+/// them (a node's conntrack table can hold hundreds of thousands of entries).
+pub(crate) fn dump_each<M, F>(
+    protocol: isize,
+    what: &'static str,
+    request: M,
+    mut f: F,
+) -> Result<(), Error>
+where
+    M: NetlinkSerializable + NetlinkDeserializable,
+    F: FnMut(M) -> Result<(), Error>,
+{
     let err = |source: std::io::Error| Error::Netlink { what, source };
     let mut socket = Socket::new(protocol).map_err(err)?;
     socket.bind_auto().map_err(err)?;
@@ -34,7 +54,6 @@ where
     packet.serialize(&mut buf);
     socket.send(&buf, 0).map_err(err)?;
 
-    let mut out = Vec::new();
     for _ in 0..MAX_DATAGRAMS {
         let (data, _) = socket.recv_from_full().map_err(err)?;
         let mut offset = 0;
@@ -47,7 +66,7 @@ where
                 })?;
             let len = msg.header.length as usize;
             match msg.payload {
-                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) if e.code.is_some() => {
                     let source = e.to_io();
                     if source.raw_os_error() == Some(libc::EPERM) {
@@ -59,7 +78,7 @@ where
                     }
                     return Err(Error::Netlink { what, source });
                 }
-                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::InnerMessage(m) => f(m)?,
                 _ => {}
             }
             if len == 0 {
