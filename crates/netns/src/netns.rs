@@ -159,6 +159,10 @@ impl NetNs {
 
     /// Run `f` on a new thread inside the namespace and return its result; the thread ends
     /// afterwards. `f` may borrow from the caller. A panic in `f` is propagated.
+    ///
+    /// The calling thread itself never changes namespace, but it blocks until `f` returns:
+    /// from async code, call this through the runtime's blocking pool (e.g. tokio's
+    /// `spawn_blocking`), or use [`NetNs::spawn`].
     pub fn run<F, T>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce() -> T + Send,
