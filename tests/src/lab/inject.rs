@@ -66,10 +66,10 @@ impl Sniffer {
                 Err(nix::errno::Errno::EAGAIN) => break,
                 Err(e) => return Err(e).context("recv on AF_PACKET socket"),
             };
-            if let Some(seg) = parse_segment(&buf[..n]) {
-                if seg.src == src {
-                    last = Some(seg);
-                }
+            if let Some(seg) = parse_segment(&buf[..n])
+                && seg.src == src
+            {
+                last = Some(seg);
             }
         }
         Ok(last)

@@ -436,6 +436,9 @@ impl Lab {
     /// namespaces, `/etc/netns/<name>/` and the scratch directory. Idempotent.
     pub fn down(tag: &str) -> Result<()> {
         check_tag(tag)?;
+        // A Ctrl-C handler and a dropping Lab may tear down the same tag at once.
+        static DOWN: Mutex<()> = Mutex::new(());
+        let _serial = DOWN.lock().unwrap_or_else(|p| p.into_inner());
         let existing = run(Command::new("ip").args(["netns", "list"]))?;
         let mut errors = Vec::new();
         for role in Role::ALL {
@@ -456,15 +459,17 @@ impl Lab {
                         );
                     }
                 }
-                if let Err(e) = run(Command::new("ip").args(["netns", "del", &ns])) {
+                if let Err(e) = run(Command::new("ip").args(["netns", "del", &ns]))
+                    && PathBuf::from("/run/netns").join(&ns).exists()
+                {
                     errors.push(format!("{e:#}"));
                 }
             }
             let etc = PathBuf::from("/etc/netns").join(&ns);
-            if etc.exists() {
-                if let Err(e) = std::fs::remove_dir_all(&etc) {
-                    errors.push(format!("remove {}: {e}", etc.display()));
-                }
+            if etc.exists()
+                && let Err(e) = std::fs::remove_dir_all(&etc)
+            {
+                errors.push(format!("remove {}: {e}", etc.display()));
             }
         }
         let scratch = std::env::temp_dir().join(format!("{PREFIX}{tag}"));

@@ -92,7 +92,8 @@ pub struct Structure {
     pub dns_queries: Vec<String>,
     /// DNS responses, by rcode name (`NOERROR`, `NXDOMAIN`, …).
     pub dns_responses: BTreeMap<String, usize>,
-    /// Queries re-sent (same source port, ID and type), with the gap in whole seconds.
+    /// Queries re-sent (same source port, ID and type): the gap, rounded to whole seconds
+    /// (the first query of a fresh netns leaves late, after ARP, so the gap is a few ms short).
     pub dns_resent_after_s: Vec<u64>,
 }
 
@@ -204,7 +205,8 @@ pub fn structure(packets: &[Packet]) -> Structure {
     s.dns_queries.sort();
     for times in queries.values() {
         for w in times.windows(2) {
-            s.dns_resent_after_s.push((w[1] - w[0]) / 1_000_000);
+            s.dns_resent_after_s
+                .push((w[1] - w[0]).saturating_add(500_000) / 1_000_000);
         }
     }
     s.dns_resent_after_s.sort_unstable();
