@@ -65,29 +65,51 @@ fn run(cmd: &str, args: &[&str]) -> String {
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-#[test]
-fn full_accept_queue_shows_queued_at_least_backlog_via_sock_diag() {
-    if !netdiag_tests::require_root("full_accept_queue_via_sock_diag").unwrap() {
-        return;
-    }
-    let ns = TestNetns::new("klisten");
-    // Effective backlog = min(listen backlog, somaxconn of the netns): std listens with 128,
-    // so somaxconn=1 gives the listener a backlog of 1 (DETECTION.md §2).
-    ns.exec(&["sysctl", "-q", "-w", "net.core.somaxconn=1"]);
+/// A listener with an explicit `listen(2)` backlog (std always asks for 128).
+fn listen_with_backlog(addr: SocketAddr, backlog: i32) -> TcpListener {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4)).unwrap();
+    socket::listen(&fd, Backlog::new(backlog).unwrap()).unwrap();
+    TcpListener::from(fd)
+}
+
+/// In a fresh `ndk-<name>` namespace: a listener that never accepts, with the given
+/// `listen(2)` backlog and the namespace's `somaxconn`, and 3 connects. The effective
+/// backlog is min(backlog, somaxconn) = 1, so 2 connections queue (backlog + 1) and the
+/// third SYN is dropped. sock_diag must report queued 2 >= backlog 1, exactly as
+/// `ss -lnt`, and TcpExt.ListenOverflows must rise.
+fn check_full_accept_queue(name: &str, listen_backlog: i32, somaxconn: u32) {
+    let ns = TestNetns::new(name);
+    ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        &format!("net.core.somaxconn={somaxconn}"),
+    ]);
     let netns = ns.netns();
     let before = netns.run(Snapshot::capture_current).unwrap().unwrap();
     let addr = SocketAddr::new(LOCAL, 18081);
     // Listener and clients are created inside the namespace; they stay there afterwards.
     let (listener, clients) = netns
         .run(|| {
-            let l = TcpListener::bind(addr).unwrap();
+            let l = listen_with_backlog(addr, listen_backlog);
             let clients: Vec<_> = (0..3)
                 .map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)))
                 .collect();
             (l, clients)
         })
         .unwrap();
-    // backlog + 1 = 2 connections complete, the third SYN is dropped
     assert!(clients[0].is_ok() && clients[1].is_ok(), "{clients:?}");
 
     let listeners = netns.run(kernel::tcp_listeners).unwrap().unwrap();
@@ -115,8 +137,28 @@ fn full_accept_queue_shows_queued_at_least_backlog_via_sock_diag() {
     assert!(after.listeners().iter().any(|x| x == l));
     let d = after.delta(&before);
     assert!(d.get("TcpExt.ListenOverflows").unwrap() >= 1, "{d:?}");
-    assert_eq!(after.get("sysctl.net.core.somaxconn"), Some(1));
+    assert_eq!(
+        after.get("sysctl.net.core.somaxconn"),
+        Some(u64::from(somaxconn))
+    );
     drop((listener, clients));
+}
+
+#[test]
+fn listen_backlog_1_full_queue_shows_queued_at_least_backlog_via_sock_diag() {
+    if !netdiag_tests::require_root("listen_backlog_1_full_queue").unwrap() {
+        return;
+    }
+    check_full_accept_queue("klisten", 1, 4096);
+}
+
+#[test]
+fn somaxconn_1_clamps_the_backlog_and_sock_diag_shows_it() {
+    if !netdiag_tests::require_root("somaxconn_1_clamps_the_backlog").unwrap() {
+        return;
+    }
+    // DETECTION.md §2: accept queue = min(listen backlog, the pod netns' somaxconn)
+    check_full_accept_queue("ksomax", 128, 1);
 }
 
 #[test]
