@@ -70,6 +70,7 @@ mod netlink;
 mod parse;
 pub mod snapshot;
 
+pub use conntrack::OtherAttr;
 pub use links::{Address, Link, Route, addresses, default_route_interface, links, routes};
 pub use live::tcp_listeners;
 pub use snapshot::{Backwards, Delta, Listener, SNAPSHOT_FILES, Snapshot};

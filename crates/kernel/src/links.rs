@@ -10,8 +10,21 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, Rou
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::protocols::NETLINK_ROUTE;
 
+use netlink_packet_core::{DefaultNla, Nla};
+
 use crate::Error;
+use crate::conntrack::OtherAttr;
 use crate::netlink::dump;
+
+/// An attribute netlink-packet-route could not decode, kept verbatim.
+fn other(nla: &DefaultNla) -> OtherAttr {
+    let mut value = vec![0u8; nla.value_len()];
+    nla.emit_value(&mut value);
+    OtherAttr {
+        kind: nla.kind(),
+        value,
+    }
+}
 
 /// A network interface (`ip link`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,6 +50,8 @@ pub struct Link {
     pub mac: Option<Vec<u8>>,
     /// Index of the peer/parent link (`veth0@if7`: 7), possibly in another namespace.
     pub parent_index: Option<u32>,
+    /// Attributes unknown to netlink-packet-route (a newer kernel's), kept verbatim.
+    pub other: Vec<OtherAttr>,
 }
 
 /// An interface address (`ip addr`).
@@ -51,6 +66,8 @@ pub struct Address {
     pub prefix_len: u8,
     /// Label (`eth0`, `eth0:1`), IPv4 only.
     pub label: Option<String>,
+    /// Attributes unknown to netlink-packet-route, kept verbatim.
+    pub other: Vec<OtherAttr>,
 }
 
 /// A route (`ip route`, all tables).
@@ -71,6 +88,8 @@ pub struct Route {
     pub table: u32,
     /// Metric.
     pub priority: Option<u32>,
+    /// Attributes unknown to netlink-packet-route, kept verbatim.
+    pub other: Vec<OtherAttr>,
 }
 
 /// All links of the calling thread's namespace (`ip link`).
@@ -101,6 +120,7 @@ fn link(m: LinkMessage) -> Link {
         kind: None,
         mac: None,
         parent_index: None,
+        other: Vec::new(),
     };
     for a in m.attributes {
         match a {
@@ -109,6 +129,7 @@ fn link(m: LinkMessage) -> Link {
             LinkAttribute::OperState(s) => l.oper_state = Some(s.to_string().to_uppercase()),
             LinkAttribute::Address(mac) => l.mac = Some(mac),
             LinkAttribute::Link(i) => l.parent_index = Some(i),
+            LinkAttribute::Other(nla) => l.other.push(other(&nla)),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {
@@ -137,8 +158,10 @@ pub fn addresses() -> Result<Vec<Address>, Error> {
         let mut local = None;
         let mut address = None;
         let mut label = None;
+        let mut unknown = Vec::new();
         for attr in a.attributes {
             match attr {
+                AddressAttribute::Other(nla) => unknown.push(other(&nla)),
                 AddressAttribute::Local(ip) => local = Some(ip),
                 AddressAttribute::Address(ip) => address = Some(ip),
                 AddressAttribute::Label(l) => label = Some(l),
@@ -151,6 +174,7 @@ pub fn addresses() -> Result<Vec<Address>, Error> {
                 addr,
                 prefix_len: a.header.prefix_len,
                 label,
+                other: unknown,
             });
         }
     }
@@ -195,6 +219,7 @@ fn route(m: RouteMessage) -> Route {
         oif: None,
         table: u32::from(m.header.table),
         priority: None,
+        other: Vec::new(),
     };
     for a in m.attributes {
         match a {
@@ -203,6 +228,7 @@ fn route(m: RouteMessage) -> Route {
             RouteAttribute::Oif(i) => r.oif = Some(i),
             RouteAttribute::Table(t) => r.table = t,
             RouteAttribute::Priority(p) => r.priority = Some(p),
+            RouteAttribute::Other(nla) => r.other.push(other(&nla)),
             _ => {}
         }
     }
