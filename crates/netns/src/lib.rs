@@ -46,6 +46,23 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Example: read a file as a container would see it (runs anywhere)
+//!
+//! ```
+//! # fn main() -> Result<(), netdiag_netns::Error> {
+//! use netdiag_netns::{ContainerRoot, Error};
+//! // Any directory can serve as the root; live, use `ContainerRoot::from_pid(pid)`.
+//! let root = ContainerRoot::from_dir("/")?;
+//! let ostype = root.read_to_string("/proc/sys/kernel/ostype", 64)?;
+//! assert_eq!(ostype.trim(), "Linux");
+//! // `/proc/self/root` is a magic link to *our* root: refused, whatever the container says.
+//! assert!(matches!(
+//!     root.read("/proc/self/root/etc/hostname", 4096),
+//!     Err(Error::ReadInRoot { .. })
+//! ));
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
