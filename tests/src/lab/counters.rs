@@ -159,3 +159,56 @@ impl Snapshot {
         get(after) - get(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-CPU rows of `/proc/net/stat/nf_conntrack` from the node netns of the
+    /// `snat_exhaustion` recording (kernel 6.18): hex, summed per header name, except
+    /// `entries`, which is global.
+    const NF_CONNTRACK: &str = "\
+entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
+00000004  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000  00000000 00000000 00000000 00000000
+00000004  00000001 00000000 00000000 00000002 00000000 00000000 00000000 00000000 00000030 00000030 00000000 00000000  00000000 00000000 00000000 00000000
+";
+
+    #[test]
+    fn conntrack_rows_are_summed_by_header_name_and_entries_is_not() {
+        let mut files = BTreeMap::new();
+        files.insert("net/stat/nf_conntrack".to_owned(), NF_CONNTRACK.to_owned());
+        files.insert(
+            "sys/net/ipv4/ip_local_port_range".to_owned(),
+            "32768\t60999\n".to_owned(),
+        );
+        let flat = Snapshot { files }.flat();
+        assert_eq!(flat.get("conntrack.entries"), Some(&4));
+        assert_eq!(flat.get("conntrack.insert_failed"), Some(&0x30));
+        assert_eq!(flat.get("conntrack.drop"), Some(&0x30));
+        assert_eq!(flat.get("conntrack.invalid"), Some(&2));
+        assert_eq!(flat.get("conntrack.clash_resolve"), Some(&1));
+        assert_eq!(
+            flat.get("sysctl.net.ipv4.ip_local_port_range.min"),
+            Some(&32768)
+        );
+        assert_eq!(
+            flat.get("sysctl.net.ipv4.ip_local_port_range.max"),
+            Some(&60999)
+        );
+    }
+
+    #[test]
+    fn netstat_pairs_are_matched_by_header_name() {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "net/netstat".to_owned(),
+            "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 24 24\nIpExt: InNoRoutes\nIpExt: 3\n"
+                .to_owned(),
+        );
+        let before = Snapshot::default();
+        let after = Snapshot { files };
+        assert_eq!(before.delta(&after, "TcpExt.ListenOverflows"), 24);
+        assert_eq!(before.delta(&after, "IpExt.InNoRoutes"), 3);
+        assert_eq!(before.delta(&after, "TcpExt.Missing"), 0);
+    }
+}

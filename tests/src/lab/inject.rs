@@ -137,3 +137,42 @@ pub fn send_ipv4(packet: &[u8], dst: Ipv4Addr) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_segment_jumps_the_window_and_keeps_the_ack() {
+        // The last segment ext sent in the conntrack_invalid recording: "world\n" from
+        // 172.31.0.2:9000 to the node's NAT address.
+        let last = Segment {
+            src: SocketAddrV4::new(Ipv4Addr::new(172, 31, 0, 2), 9000),
+            dst: SocketAddrV4::new(Ipv4Addr::new(172, 31, 0, 1), 51148),
+            seq: 14_393_736,
+            ack: 2_662_917_998,
+            ack_flag: true,
+            payload_len: 6,
+            syn_or_fin: false,
+            window: 64,
+        };
+        let pkt = out_of_window_segment(&last, last.dst, b"x").expect("build");
+        let p = etherparse::SlicedPacket::from_ip(&pkt).expect("parse back");
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!("not TCP");
+        };
+        assert_eq!(tcp.sequence_number(), 14_393_742 + SEQ_JUMP);
+        assert_eq!(tcp.acknowledgment_number(), last.ack);
+        assert!(tcp.psh() && tcp.ack() && !tcp.syn() && !tcp.rst());
+        assert_eq!(tcp.payload(), b"x");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+            panic!("not IPv4");
+        };
+        // The TCP checksum must be right, or the node would drop it before conntrack.
+        let header = tcp.to_header();
+        let sum = header
+            .calc_checksum_ipv4(&ip.header().to_header(), tcp.payload())
+            .expect("checksum");
+        assert_eq!(sum, tcp.checksum());
+    }
+}
