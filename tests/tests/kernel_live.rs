@@ -174,6 +174,7 @@ fn live_snapshot_reads_the_namespace_and_round_trips_the_layout() {
         "net.ipv4.ip_local_port_range=40000 40100",
     ]);
     let snap = ns.netns().run(Snapshot::capture_current).unwrap().unwrap();
+    assert_eq!(snap.sock_diag_error(), None);
     assert_eq!(
         snap.get("sysctl.net.ipv4.ip_local_port_range.min"),
         Some(40000)

@@ -27,6 +27,8 @@ fn live_path(rel: &str) -> PathBuf {
 impl Snapshot {
     /// Read the snapshot files of the calling thread's network namespace, plus its TCP
     /// listeners from sock_diag (with backlog). Run it inside `NetNs::run` to read a pod.
+    /// If sock_diag fails, the snapshot keeps the `/proc/net/tcp` listeners (backlog
+    /// unknown) and [`Snapshot::sock_diag_error`] says why.
     ///
     /// A file the kernel does not offer (conntrack not loaded, sysctl absent) is missing
     /// from the snapshot, as in the testdata layout; any other read error is an error.
@@ -46,7 +48,13 @@ impl Snapshot {
             }
         }
         let mut snap = Snapshot::from_files(files)?;
-        snap.set_sock_diag_listeners(tcp_listeners()?);
+        // Without sock_diag (inet_diag not available) the /proc listeners remain, minus
+        // the backlog: worse evidence, not a reason to lose every counter. The failure
+        // is kept for the report (`Snapshot::sock_diag_error`).
+        match tcp_listeners() {
+            Ok(l) => snap.set_sock_diag_listeners(l),
+            Err(e) => snap.set_sock_diag_error(e.to_string()),
+        }
         Ok(snap)
     }
 }

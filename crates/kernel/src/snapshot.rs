@@ -77,6 +77,8 @@ pub struct Snapshot {
     flat: BTreeMap<String, u64>,
     /// Listening sockets from sock_diag, when captured live (they carry the backlog).
     sock_diag_listeners: Option<Vec<Listener>>,
+    /// Why sock_diag could not be read live, if it could not.
+    sock_diag_error: Option<String>,
 }
 
 impl Snapshot {
@@ -111,6 +113,7 @@ impl Snapshot {
             files,
             flat,
             sock_diag_listeners: None,
+            sock_diag_error: None,
         })
     }
 
@@ -193,6 +196,18 @@ impl Snapshot {
     /// returns them from now on.
     pub fn set_sock_diag_listeners(&mut self, listeners: Vec<Listener>) {
         self.sock_diag_listeners = Some(listeners);
+        self.sock_diag_error = None;
+    }
+
+    /// Record why live sock_diag listeners are missing (see [`Snapshot::capture_current`]).
+    pub fn set_sock_diag_error(&mut self, error: String) {
+        self.sock_diag_error = Some(error);
+    }
+
+    /// Why the live listeners (with backlog) are missing, when a live capture could not
+    /// read sock_diag. `None` for snapshots read from disk or captured successfully.
+    pub fn sock_diag_error(&self) -> Option<&str> {
+        self.sock_diag_error.as_deref()
     }
 
     /// What changed since `earlier`: per key, `self − earlier`, saturating at 0. Keys whose
