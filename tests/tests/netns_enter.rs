@@ -115,6 +115,13 @@ fn enter_by_pid_sees_its_interfaces() {
     // /proc/PID/ns/net is a path too
     let by_proc = NetNs::from_path(format!("/proc/{}/ns/net", sleeper.pid())).unwrap();
     assert!(by_proc.run(interfaces).unwrap().contains("ndk-pid0"));
+    // same namespace by PID, by /proc path and by name; not the caller's
+    let id = by_pid.id().unwrap();
+    assert_eq!(id, by_proc.id().unwrap());
+    assert_eq!(id, NetNs::from_name("ndk-pid").unwrap().id().unwrap());
+    assert_ne!(id, NetNs::current().unwrap().id().unwrap());
+    let ino = std::fs::metadata(ns.path()).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    assert_eq!(id.ino, ino.unwrap(), "{id}");
     assert!(!interfaces().contains("ndk-pid0"));
 }
 

@@ -70,7 +70,7 @@ mod netns;
 mod root;
 mod sys;
 
-pub use netns::{NetNs, NetNsThread, Target};
+pub use netns::{NetNs, NetNsId, NetNsThread, Target};
 pub use root::{ContainerRoot, read_in_root};
 
 use std::path::PathBuf;

@@ -152,6 +152,24 @@ impl NetNs {
         })
     }
 
+    /// The namespace's identity (device and inode of its nsfs file, as `ls -iL
+    /// /proc/PID/ns/net` and `lsns -t net` show): equal ids mean the same namespace, e.g.
+    /// a `hostNetwork` pod shares the node's. Found from inside, so it costs one thread.
+    pub fn id(&self) -> Result<NetNsId, Error> {
+        let path = "/proc/thread-self/ns/net";
+        let meta = self.run(|| std::fs::metadata(path))?;
+        let meta = meta.map_err(|e| Error::Syscall {
+            target: self.target.to_string(),
+            syscall: "stat /proc/thread-self/ns/net",
+            source: e,
+        })?;
+        use std::os::unix::fs::MetadataExt;
+        Ok(NetNsId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
     /// What this handle refers to.
     pub fn target(&self) -> &Target {
         &self.target
@@ -233,6 +251,21 @@ impl NetNs {
                 Err(panic) => std::panic::resume_unwind(panic),
             },
         }
+    }
+}
+
+/// Identity of a network namespace (see [`NetNs::id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetNsId {
+    /// Device of the nsfs file.
+    pub dev: u64,
+    /// Inode of the nsfs file (the number in `net:[4026531840]`).
+    pub ino: u64,
+}
+
+impl fmt::Display for NetNsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "net:[{}]", self.ino)
     }
 }
 
