@@ -54,7 +54,8 @@ fn reproduce(s: Scenario, test: &str) -> Option<Reproduced> {
     if !netdiag_tests::require_root(test).expect("root check") {
         return None;
     }
-    let tag = format!("t-{}", s.name());
+    // The PID keeps two concurrent runs of this suite (two engineers, two checkouts) apart.
+    let tag = format!("t{}-{}", std::process::id(), s.name());
     let dir = TempDir(std::env::temp_dir().join(format!(
         "{}test-{}-{}",
         lab::PREFIX,
@@ -333,7 +334,7 @@ fn lab_up_down_is_idempotent_and_exposes_the_pod() {
     if !netdiag_tests::require_root("lab_up_down").expect("root check") {
         return;
     }
-    let tag = "t-updown";
+    let tag = &format!("t{}-updown", std::process::id());
     Lab::down(tag).expect("down before anything exists");
     let lab = Lab::up(tag).expect("up");
     // The pod process lives in the pod netns.
