@@ -173,8 +173,31 @@ fn live_snapshot_reads_the_namespace_and_round_trips_the_layout() {
         "-w",
         "net.ipv4.ip_local_port_range=40000 40100",
     ]);
-    let snap = ns.netns().run(Snapshot::capture_current).unwrap().unwrap();
+    // an IPv6 listener with one queued connection: sock_diag's AF_INET6 dump and
+    // /proc/net/tcp6 must both see it
+    let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 18086);
+    let (snap, _v6_listener, _v6_client) = ns
+        .netns()
+        .run(|| {
+            let l = TcpListener::bind(v6).unwrap();
+            let c = TcpStream::connect_timeout(&v6, Duration::from_secs(2)).unwrap();
+            (Snapshot::capture_current(), l, c)
+        })
+        .unwrap();
+    let snap = snap.unwrap();
     assert_eq!(snap.sock_diag_error(), None);
+    let live = snap.listeners();
+    let l6 = live.iter().find(|l| l.port == 18086).unwrap();
+    assert_eq!((l6.addr, l6.queued, l6.backlog), (v6.ip(), 1, Some(128)));
+    let from_proc = Snapshot::from_files(
+        snap.paths()
+            .map(|p| (p.to_owned(), snap.raw(p).unwrap().to_owned())),
+    )
+    .unwrap()
+    .listeners();
+    let p6 = from_proc.iter().find(|l| l.port == 18086).unwrap();
+    assert_eq!((p6.addr, p6.queued, p6.backlog), (v6.ip(), 1, None));
+    assert_eq!(p6.inode, l6.inode, "same socket by both routes");
     assert_eq!(
         snap.get("sysctl.net.ipv4.ip_local_port_range.min"),
         Some(40000)
@@ -302,9 +325,21 @@ fn conntrack_counters_and_table_summary_by_post_nat_destination() {
         "--to-destination",
         "127.0.0.1:9101",
     ]);
+    // and IPv6 conntrack too
+    ns.exec(&[
+        "ip6tables",
+        "-A",
+        "INPUT",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "INVALID",
+        "-j",
+        "ACCEPT",
+    ]);
     let netns = ns.netns();
     let before = netns.run(Snapshot::capture_current).unwrap().unwrap();
-    let (listener, mut clients) = netns
+    let (listener, mut clients, v6_pair) = netns
         .run(|| {
             let l = TcpListener::bind((LOCAL, 9101)).unwrap();
             let c: Vec<TcpStream> = (0..4)
@@ -316,11 +351,21 @@ fn conntrack_counters_and_table_summary_by_post_nat_destination() {
                     .unwrap()
                 })
                 .collect();
-            (l, c)
+            let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 9102);
+            let l6 = TcpListener::bind(v6).unwrap();
+            let c6 = TcpStream::connect_timeout(&v6, Duration::from_secs(2)).unwrap();
+            (l, c, (l6, c6))
         })
         .unwrap();
 
     let entries = netns.run(conntrack::entries).unwrap().unwrap();
+    let v6: Vec<_> = entries
+        .iter()
+        .filter(|e| e.orig.dst_port == Some(9102))
+        .collect();
+    assert_eq!(v6.len(), 1, "{entries:#?}");
+    assert_eq!(v6[0].orig.src, Some("::1".parse().unwrap()));
+    assert_eq!(v6[0].reply.dst, Some("::1".parse().unwrap()));
     let ours: Vec<_> = entries
         .iter()
         .filter(|e| e.orig.dst_port == Some(9100))
@@ -401,7 +446,7 @@ fn conntrack_counters_and_table_summary_by_post_nat_destination() {
             "{ours} vs conntrack -S {theirs}"
         );
     }
-    drop((listener, clients));
+    drop((listener, clients, v6_pair));
 }
 
 const CHILD_ENV: &str = "NDK_KERNEL_UNPRIVILEGED_CHILD";
