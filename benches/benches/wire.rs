@@ -40,6 +40,10 @@ fn wire(c: &mut Criterion) {
         ] {
             let mut g = c.benchmark_group(format!("wire/{name}{suffix}"));
             g.throughput(throughput);
+            // Large corpora take ~0.1-0.4 s per pass: fewer samples keep the run short.
+            if packets.len() > 50_000 {
+                g.sample_size(20);
+            }
             for (contender, f) in CONTENDERS {
                 g.bench_function(contender, |b| b.iter(|| f(&packets)));
             }
