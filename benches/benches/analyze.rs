@@ -38,7 +38,9 @@ fn analyze(c: &mut Criterion) {
         g.throughput(Throughput::Elements(packets.len() as u64));
         g.sample_size(10);
         g.measurement_time(Duration::from_secs(8));
-        g.bench_function("wire-parse", |b| b.iter(|| digest_ours(black_box(&packets))));
+        g.bench_function("wire-parse", |b| {
+            b.iter(|| digest_ours(black_box(&packets)))
+        });
         g.bench_function("analyze", |b| b.iter(|| analyze_all(black_box(&packets))));
         g.finish();
     }

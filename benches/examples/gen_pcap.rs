@@ -5,7 +5,9 @@ use std::io::BufWriter;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let out = args.next().ok_or("usage: gen_pcap OUT.pcap PACKETS FLOWS")?;
+    let out = args
+        .next()
+        .ok_or("usage: gen_pcap OUT.pcap PACKETS FLOWS")?;
     let packets: usize = args.next().unwrap_or_else(|| "1000000".into()).parse()?;
     let flows: usize = args.next().unwrap_or_else(|| "100000".into()).parse()?;
     let mix = netdiag_benches::generate_mix(flows, packets, 7);

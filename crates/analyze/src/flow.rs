@@ -81,8 +81,8 @@ impl FlowKey {
     }
 }
 
-/// A small, fast, non-cryptographic hasher (the FxHash mix used by rustc) for the flow
-/// index. Keys come from untrusted captures, but the table is bounded, so a crafted
+/// A small, fast, non-cryptographic hasher (the FxHash mix used by rustc, plus a final
+/// avalanche) for the flow index. Keys come from untrusted captures, but the table is bounded, so a crafted
 /// collision pattern costs time, never memory.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FxHasher {
@@ -134,9 +134,18 @@ impl Hasher for FxHasher {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    /// The multiply only carries entropy upwards, and hashbrown picks buckets with the
+    /// low bits: without a final mix, keys that differ only in their high bytes (IPv4
+    /// addresses `10.x.y.z` hashed little-endian) all land in a few buckets. The
+    /// murmur3 finalizer spreads every input bit over the whole word.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 

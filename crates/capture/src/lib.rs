@@ -144,9 +144,8 @@ impl InterfaceChoice {
     }
 }
 
-/// How to open a capture.
+/// How to open a capture. Build it with struct update syntax from `Default::default()`.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct CaptureConfig {
     /// Which interface.
     pub interface: InterfaceChoice,
