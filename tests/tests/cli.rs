@@ -6,7 +6,9 @@ fn path_with_bin() -> std::ffi::OsString {
     let bin = netdiag_tests::netdiag_bin().expect("kubectl-netdiag built");
     let dir = bin.parent().expect("bin dir").to_path_buf();
     let mut paths = vec![dir];
-    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(paths).expect("PATH")
 }
 
@@ -31,7 +33,10 @@ fn version_names_the_crate_version() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.trim(), format!("kubectl-netdiag {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text.trim(),
+        format!("kubectl-netdiag {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -40,7 +45,10 @@ fn kubectl_runs_the_plugin_from_path() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(kubectl) = kubectl else {
-        assert!(!netdiag_tests::is_ci(), "kubectl is not installed and CI=true forbids skipping");
+        assert!(
+            !netdiag_tests::is_ci(),
+            "kubectl is not installed and CI=true forbids skipping"
+        );
         eprintln!("kubectl not installed: skipping");
         return;
     };
@@ -52,7 +60,10 @@ fn kubectl_runs_the_plugin_from_path() {
         .env("KUBECONFIG", "/dev/null")
         .output()
         .unwrap();
-    assert!(out.status.success(), "kubectl netdiag --help failed: {out:?}");
+    assert!(
+        out.status.success(),
+        "kubectl netdiag --help failed: {out:?}"
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Usage: kubectl-netdiag"), "{text}");
     let list = Command::new(kubectl)
@@ -61,7 +72,10 @@ fn kubectl_runs_the_plugin_from_path() {
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&list.stdout);
-    assert!(listed.contains("kubectl-netdiag"), "kubectl plugin list: {listed}");
+    assert!(
+        listed.contains("kubectl-netdiag"),
+        "kubectl plugin list: {listed}"
+    );
 }
 
 #[test]

@@ -41,7 +41,8 @@ fn man_pages_are_written_per_command() {
         .arg(&dir)
         .output()
         .unwrap();
-    let result = (|| {
+    // Remove the directory before asserting, so a failure leaves nothing behind.
+    let check = || {
         assert!(
             out.status.success(),
             "{}",
@@ -59,7 +60,10 @@ fn man_pages_are_written_per_command() {
             !dir.join("kubectl-netdiag-man.1").exists(),
             "hidden command got a page"
         );
-    })();
+    };
+    let outcome = std::panic::catch_unwind(check);
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
 }

@@ -109,3 +109,57 @@ fn exited_process_root_is_a_clear_error() {
     let err = ContainerRoot::from_pid(pid).unwrap_err();
     assert!(matches!(err, Error::ProcessGone { .. }), "{err:?}");
 }
+
+/// Runtimes bind-mount `/etc/resolv.conf` into the container's own mount namespace. The
+/// read must see the container's view (the bind mount), not the file underneath that the
+/// host sees at the same path.
+#[test]
+fn reads_the_containers_mount_namespace_view() {
+    if !netdiag_tests::require_root("reads_the_containers_mount_namespace_view").unwrap() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ndk-root-mnt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = Tree(dir.clone());
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    std::fs::write(dir.join("etc/resolv.conf"), "underneath\n").unwrap();
+    let source = std::env::temp_dir().join(format!("ndk-resolv-{}", std::process::id()));
+    std::fs::write(&source, "nameserver 10.96.0.10\noptions ndots:5\n").unwrap();
+    let script = format!(
+        "mount --bind {} {}/etc/resolv.conf && exec chroot {} /bin/busybox sleep 30",
+        source.display(),
+        dir.display(),
+        dir.display()
+    );
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let jailed = Jailed(child);
+    let pid = jailed.0.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        != "busybox"
+    {
+        assert!(Instant::now() < deadline, "unshare+chroot did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let got = ContainerRoot::from_pid(pid as i32)
+        .unwrap()
+        .read_to_string("/etc/resolv.conf", 4096);
+    let host_view = std::fs::read_to_string(dir.join("etc/resolv.conf"));
+    drop(jailed);
+    let _ = std::fs::remove_file(&source);
+    drop(tree);
+    assert_eq!(
+        host_view.unwrap(),
+        "underneath\n",
+        "the bind mount leaked to the host"
+    );
+    assert_eq!(got.unwrap(), "nameserver 10.96.0.10\noptions ndots:5\n");
+}

@@ -14,7 +14,7 @@
 //!   stays 0). It runs in ~10 ms, so it reads *every* original and every copy; its output
 //!   (well-formed pcapng written by wiretap) is what we compare, packet by packet.
 //! - `tshark -r F -T fields -e frame.len -e frame.cap_len` is run on a deterministic
-//!   sample (every pcapng file and every 16th file, original and both copies): the
+//!   sample (every pcapng file and every 32nd file, original and both copies): the
 //!   per-frame lengths it prints and whether it reports an error must agree too. This
 //!   shows that tshark itself, not only editcap, reads our output as it reads the original.
 //!
@@ -258,15 +258,39 @@ fn copy(src: &Path, scratch: &Path) -> Option<Copies> {
     })
 }
 
+/// What happened to one file, for the summary.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    /// Packets wiretap read from the original.
+    packets: usize,
+    /// wiretap reported an error on the original after reading some packets.
+    wiretap_error: bool,
+    /// wiretap read no packet from the original and reported an error.
+    wiretap_unreadable: bool,
+    /// Our reader ended with an error.
+    pcapio_error: bool,
+    /// Our reader rejected the file outright.
+    pcapio_rejected: bool,
+    /// No pcap copy could be written (several link types, time after 2106).
+    no_pcap: bool,
+    /// tshark itself read the original and the copies.
+    tshark: bool,
+}
+
 /// Checks one corpus file; returns a description of every disagreement.
-fn check(src: &Path, scratch: &Path, with_tshark: bool) -> Vec<String> {
+fn check(src: &Path, scratch: &Path, with_tshark: bool, out: &mut Outcome) -> Vec<String> {
     let mut bad = Vec::new();
     let name = src
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let orig = wiretap_read(src, scratch);
+    out.packets = orig.frames.len();
+    out.wiretap_unreadable = orig.frames.is_empty() && orig.error.is_some();
+    out.wiretap_error = !out.wiretap_unreadable && orig.error.is_some();
+    out.tshark = with_tshark;
     let Some(copies) = copy(src, scratch) else {
+        out.pcapio_rejected = true;
         // We read nothing: wiretap must not read any packet cleanly either.
         if orig.error.is_none() {
             bad.push(format!(
@@ -276,6 +300,8 @@ fn check(src: &Path, scratch: &Path, with_tshark: bool) -> Vec<String> {
         }
         return bad;
     };
+    out.pcapio_error = copies.error.is_some();
+    out.no_pcap = copies.pcap.is_none();
     let mut targets = vec![("pcapng", copies.pcapng.clone())];
     if let Some(p) = &copies.pcap {
         targets.push(("pcap", p.clone()));
@@ -378,17 +404,21 @@ fn corpus_round_trip_reads_identically_in_wireshark() {
 
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
+    let outcomes = Mutex::new(Vec::new());
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         for worker in 0..2 {
-            let (files, next, failures, tmp) = (&files, &next, &failures, &tmp.0);
+            let (files, next, failures, outcomes, tmp) =
+                (&files, &next, &failures, &outcomes, &tmp.0);
             s.spawn(move || {
                 let scratch = tmp.join(format!("w{worker}"));
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
                     let is_ng = f.extension().is_some_and(|e| e == "pcapng");
-                    let bad = check(f, &scratch, is_ng || i % 16 == 0);
+                    let mut outcome = Outcome::default();
+                    let bad = check(f, &scratch, is_ng || i % 32 == 0, &mut outcome);
+                    outcomes.lock().expect("lock").push(outcome);
                     if !bad.is_empty() {
                         failures.lock().expect("lock").extend(bad);
                     }
@@ -397,6 +427,21 @@ fn corpus_round_trip_reads_identically_in_wireshark() {
         }
     });
     let failures = failures.into_inner().expect("lock");
+    let outcomes = outcomes.into_inner().expect("lock");
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    eprintln!(
+        "{} packets; wiretap: {} originals read with an error after some packets, {} unreadable \
+         (checked through libpcap); pcapio: {} ended with an error, {} rejected; {} without a \
+         pcap copy; {} also read by tshark itself",
+        outcomes.iter().map(|o| o.packets).sum::<usize>(),
+        count(|o| o.wiretap_error),
+        count(|o| o.wiretap_unreadable),
+        count(|o| o.pcapio_error),
+        count(|o| o.pcapio_rejected),
+        count(|o| o.no_pcap),
+        count(|o| o.tshark),
+    );
+    assert_eq!(outcomes.len(), files.len());
     eprintln!(
         "round trip of {} corpus files in {:.1} s, {} disagreements",
         files.len(),
