@@ -568,9 +568,7 @@ fn our_containerd(config: &NodeConfig) -> Result<Option<u32>> {
     let wanted = config.config_path().display().to_string();
     let mut found = None;
     for (pid, cmdline) in processes() {
-        if cmdline.first().is_some_and(|a| a.ends_with("containerd"))
-            && cmdline.contains(&wanted)
-        {
+        if cmdline.first().is_some_and(|a| a.ends_with("containerd")) && cmdline.contains(&wanted) {
             found = Some(pid);
         }
     }
@@ -650,6 +648,11 @@ pub fn down(config: &NodeConfig) -> Result<()> {
     for (pid, args) in &procs {
         let is_shim = args.first().is_some_and(|a| a.contains("containerd-shim"));
         if is_shim && args.iter().any(|a| *a == socket || a.starts_with(&dir)) {
+            roots.insert(*pid);
+        }
+        // The lab's DNS server (`cargo xtask demo`), recognised by its files under our dir.
+        let is_dnsmasq = args.first().is_some_and(|a| a.ends_with("dnsmasq"));
+        if is_dnsmasq && args.iter().any(|a| a.contains(&dir)) {
             roots.insert(*pid);
         }
     }
@@ -774,6 +777,24 @@ pub fn build_image_tar(out: &Path) -> Result<()> {
         tar_entry(&mut layer, d, b'5', 0o755, b"", "")?;
     }
     tar_entry(&mut layer, "bin/busybox", b'0', 0o755, &busybox, "")?;
+    // glibc's resolver, as most application images have it: busybox-static's own lookups
+    // ignore the search list (nslookup) or crash without NSS (wget), so the DNS scenarios
+    // use `getent ahosts`, which goes through glibc's getaddrinfo with its ndots logic.
+    let mut dirs = BTreeSet::new();
+    for path in glibc_getent_files()? {
+        let rel = path.trim_start_matches('/');
+        let mut prefix = String::new();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            prefix.push_str(part);
+            prefix.push('/');
+            if dirs.insert(prefix.clone()) && !["bin/", "etc/"].contains(&prefix.as_str()) {
+                tar_entry(&mut layer, &prefix, b'5', 0o755, b"", "")?;
+            }
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {path}"))?;
+        tar_entry(&mut layer, rel, b'0', 0o755, &bytes, "")?;
+    }
     for applet in [
         "sh", "sleep", "nc", "wget", "nslookup", "ip", "ping", "cat", "ls", "timeout",
     ] {
@@ -865,6 +886,33 @@ pub fn build_image_tar(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `/usr/bin/getent` and the shared objects `ldd` says it loads (libc, the dynamic loader).
+fn glibc_getent_files() -> Result<Vec<String>> {
+    let out = Command::new("ldd")
+        .arg("/usr/bin/getent")
+        .output()
+        .context("running ldd /usr/bin/getent (Debian packages libc-bin)")?;
+    if !out.status.success() {
+        bail!(
+            "ldd /usr/bin/getent failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut files = vec!["/usr/bin/getent".to_string()];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            files.push(p.to_string());
+        }
+    }
+    Ok(files)
+}
+
 /// Appends one ustar entry (`kind`: b'0' file, b'2' symlink, b'5' directory).
 fn tar_entry(
     out: &mut Vec<u8>,
@@ -930,4 +978,38 @@ fn sha256(data: &[u8]) -> Result<String> {
         bail!("sha256sum printed {text:?}");
     }
     Ok(hex.to_string())
+}
+
+/// Opens a TCP listener inside the network namespace of `pid` with an explicit accept
+/// `backlog` and never accepts on it: the accept-queue-overflow reproduction of
+/// DETECTION.md, inside a real pod. The socket stays in the pod's namespace for as long as
+/// the returned listener lives (dropping it closes the socket).
+pub fn hold_listener_in_netns(pid: u32, port: u16, backlog: i32) -> Result<std::net::TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
+        sockopt,
+    };
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .with_context(|| format!("opening /proc/{pid}/ns/net"))?;
+    // setns on a throwaway thread: the calling thread stays in the node's namespace.
+    let fd = std::thread::spawn(move || -> Result<std::os::fd::OwnedFd> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("setns into the pod's netns")?;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn::new(0, 0, 0, 0, port),
+        )?;
+        listen(&fd, Backlog::new(backlog)?)?;
+        Ok(fd)
+    })
+    .join()
+    .map_err(|_| anyhow!("listener thread panicked"))??;
+    Ok(std::net::TcpListener::from(fd))
 }
