@@ -9,6 +9,7 @@
 mod bench;
 mod ci;
 mod completions;
+mod demo;
 mod deps;
 mod lab;
 mod node;
@@ -36,6 +37,7 @@ fn run(args: &[String]) -> Result<()> {
         "node" => node::run(rest),
         "completions" => completions::run(rest),
         "bench" => bench::run(rest),
+        "demo" => demo::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -50,4 +52,5 @@ const HELP: &str = "usage: cargo xtask <command>
   lab …           real-kernel reproductions of the five failures; record testdata (root)
   node up|down    a real containerd node in a box under /run/ndr-node (root)
   completions     bash/zsh/fish completions and man pages into target/dist
-  bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark";
+  bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
+  demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)";

@@ -9,7 +9,10 @@ mod completions;
 mod counters;
 mod diagnose;
 mod exit;
+mod live;
 mod pods;
+mod signals;
+mod target;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,7 +22,13 @@ use std::process::ExitCode;
 /// Finds conntrack INVALID resets, accept-queue overflow, SNAT port exhaustion,
 /// DNS ndots amplification and the 5-second DNS delay, with evidence and a remedy.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-netdiag", bin_name = "kubectl-netdiag", version, about, long_about)]
+#[command(
+    name = "kubectl-netdiag",
+    bin_name = "kubectl-netdiag",
+    version,
+    about,
+    long_about
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
