@@ -172,6 +172,8 @@ fn dns_names_and_rcodes_agree_with_tshark() {
     capture_files(&netdiag_tests::testdata_dir(), &mut files);
     files.retain(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"));
     files.sort();
+    /// tshark's view of one file, or why it could not be had.
+    type TsharkResult = Result<BTreeMap<u64, Theirs>, String>;
     let work: Vec<(PathBuf, BTreeMap<u64, Ours>)> = files
         .into_iter()
         .map(|f| (our_dns(&f), f))
@@ -182,8 +184,7 @@ fn dns_names_and_rcodes_agree_with_tshark() {
 
     // Two tshark processes at a time (the machine has two cores).
     let queue = Mutex::new(work.iter());
-    let results: Mutex<Vec<(&PathBuf, Result<BTreeMap<u64, Theirs>, String>)>> =
-        Mutex::new(Vec::new());
+    let results: Mutex<Vec<(&PathBuf, TsharkResult)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {

@@ -146,7 +146,7 @@ fn feed_file(analyzer: &mut Analyzer, file: &Path) -> Result<()> {
 }
 
 /// Writes every input packet to a pcapng file, commenting the evidence packets.
-fn annotate(files: &[PathBuf], report: &Report, out: &Path) -> Result<()> {
+pub(crate) fn annotate(files: &[PathBuf], report: &Report, out: &Path) -> Result<()> {
     let mut comments: HashMap<(u16, u64), Vec<String>> = HashMap::new();
     for f in &report.findings {
         for p in &f.evidence.packets {

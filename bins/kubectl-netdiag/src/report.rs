@@ -51,8 +51,11 @@ pub(crate) fn render(
 ) -> io::Result<()> {
     match format {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, report).map_err(io::Error::other)?;
-            writeln!(out)
+            // Serialise first, then write: an EPIPE from the reader then stays an
+            // io::Error of kind BrokenPipe (a quiet exit), not a serde error.
+            let mut text = serde_json::to_vec_pretty(report).map_err(io::Error::other)?;
+            text.push(b'\n');
+            out.write_all(&text)
         }
         OutputFormat::Human => render_human(report, color, out),
     }

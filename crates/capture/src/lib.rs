@@ -198,7 +198,8 @@ pub struct Packet<'a> {
 pub enum Event<'a> {
     /// A packet arrived.
     Packet(Packet<'a>),
-    /// No packet during [`CaptureConfig::idle_interval`].
+    /// No packet is ready: none arrived within [`CaptureConfig::idle_interval`], or the
+    /// kernel's ring was just drained. Check deadlines and call again.
     Idle,
 }
 
@@ -253,6 +254,10 @@ pub struct LiveCapture {
     link_type: u32,
     snaplen: u32,
     stop: StopHandle,
+    /// How long one wait for the socket lasts before [`Event::Idle`].
+    idle: nix::poll::PollTimeout,
+    /// The last read found the ring empty: wait on the socket before reading again.
+    need_poll: bool,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -303,7 +308,12 @@ impl LiveCapture {
         }
         let mut cap = inactive
             .open()
-            .map_err(|e| ctx.classify("pcap_activate", e))?;
+            .map_err(|e| ctx.classify("pcap_activate", e))?
+            // libpcap's read timeout may never expire on Linux while no packet arrives
+            // (pcap_set_timeout(3PCAP)), so a quiet interface would block a --duration
+            // forever. Non-blocking reads plus our own poll bound every wait.
+            .setnonblock()
+            .map_err(|e| ctx.classify("pcap_setnonblock", e))?;
         if config.sll2 {
             cap.set_datalink(pcap::Linktype(LINKTYPE_LINUX_SLL2 as i32))
                 .map_err(|e| ctx.classify("pcap_set_datalink(LINUX_SLL2)", e))?;
@@ -328,6 +338,9 @@ impl LiveCapture {
             link_type,
             snaplen,
             stop,
+            idle: nix::poll::PollTimeout::try_from(config.idle_interval)
+                .unwrap_or(nix::poll::PollTimeout::MAX),
+            need_poll: true,
         })
     }
 
@@ -366,13 +379,36 @@ impl LiveCapture {
             interface,
             netns,
             stop,
+            idle,
+            need_poll,
             ..
         } = self;
         if stop.is_stopped() {
             return Ok(None);
         }
+        if *need_poll {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&*cap),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, *idle) {
+                Ok(0) => return Ok(Some(Event::Idle)),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    if stop.is_stopped() {
+                        return Ok(None);
+                    }
+                    return Err(self_ctx(interface, netns)
+                        .classify("poll", pcap::Error::IoError(std::io::Error::from(e).kind())));
+                }
+            }
+            if stop.is_stopped() {
+                return Ok(None);
+            }
+        }
         match cap.next_packet() {
             Ok(p) => {
+                *need_poll = false;
                 let ts = &p.header.ts;
                 // Precision::Nano: tv_usec carries nanoseconds.
                 let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
@@ -383,7 +419,11 @@ impl LiveCapture {
                     original_len: p.header.len,
                 })))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(Some(Event::Idle)),
+            // Non-blocking: the ring is empty right now. Wait on the socket next time.
+            Err(pcap::Error::TimeoutExpired) => {
+                *need_poll = true;
+                Ok(Some(Event::Idle))
+            }
             // pcap_breakloop makes pcap_next_ex return PCAP_ERROR_BREAK, which the crate
             // reports as "no more packets".
             Err(pcap::Error::NoMorePackets) => {
