@@ -11,7 +11,7 @@ pub(crate) mod report;
 
 use crate::exit::Outcome;
 use anyhow::{Context, Result};
-use netdiag::analyze::{Analyzer, Config, Counters, ListenerQueue, Moment, NetnsRole, Report};
+use netdiag::analyze::{Analyzer, Config, Counters, Moment, NetnsRole, Report};
 use netdiag::pcapio::{InterfaceDesc, PacketOut, PcapngWriter, Reader};
 use report::{FailOn, OutputFormat};
 use std::collections::HashMap;
@@ -57,19 +57,7 @@ pub(crate) struct AnalyzeArgs {
 pub(crate) fn read_counters(dir: &Path) -> Result<Counters> {
     let snap = netdiag::kernel::Snapshot::read_dir(dir)
         .with_context(|| format!("reading counter snapshot {}", dir.display()))?;
-    Ok(Counters {
-        values: snap.flat(),
-        listeners: snap
-            .listeners()
-            .into_iter()
-            .map(|l| ListenerQueue {
-                addr: l.addr,
-                port: l.port,
-                queued: l.queued,
-                backlog: l.backlog,
-            })
-            .collect(),
-    })
+    Ok(netdiag::counters(&snap))
 }
 
 /// Runs `kubectl-netdiag analyze`.
