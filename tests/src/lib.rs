@@ -7,13 +7,20 @@ pub mod lab;
 
 pub mod node;
 
-/// Where the tcpdump test-suite corpus lives: `$NETDIAG_CORPUS`, else `../shared/corpus/tcpdump-tests`
-/// next to the workspace. Under `CI=true` a missing corpus is an error, elsewhere `None`.
+/// Where the tcpdump test-suite corpus lives: `$NETDIAG_CORPUS`, else `../shared/corpus`
+/// next to the workspace. Either may name the corpus root (holding `tcpdump-tests/`) or the
+/// `tcpdump-tests` directory itself. Under `CI=true` a missing corpus is an error,
+/// elsewhere `None`.
 pub fn corpus_dir() -> anyhow::Result<Option<std::path::PathBuf>> {
-    let dir = match std::env::var_os("NETDIAG_CORPUS") {
+    let mut dir = match std::env::var_os("NETDIAG_CORPUS") {
         Some(p) => std::path::PathBuf::from(p),
-        None => workspace_root().join("../shared/corpus/tcpdump-tests"),
+        None => workspace_root().join("../shared/corpus"),
     };
+    // The corpus root holds a README next to the captures: without this, a test that lists
+    // one directory would see no capture at all and prove nothing.
+    if dir.join("tcpdump-tests").is_dir() {
+        dir.push("tcpdump-tests");
+    }
     if dir.is_dir() {
         return Ok(Some(dir));
     }
