@@ -37,6 +37,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -220,6 +222,9 @@ pub struct Stats {
 pub struct StopHandle {
     flag: Arc<AtomicBool>,
     breakloop: Arc<pcap::BreakLoop>,
+    /// Write end of the wake-up pair: [`LiveCapture::next_event`] polls the read end next
+    /// to the packet socket. (`pcap_breakloop` only wakes libpcap's own poll, not ours.)
+    wake: Arc<UnixStream>,
 }
 
 impl std::fmt::Debug for StopHandle {
@@ -235,8 +240,11 @@ impl StopHandle {
     /// (not from inside a signal handler: use a flag or a signal thread there).
     pub fn stop(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        // Wakes a blocked poll at once; the flag covers the window before the poll starts,
-        // and the idle interval bounds the wait even if the wake-up were missed.
+        // Wakes a blocked poll at once: the byte stays readable, so a poll that starts
+        // later returns at once too. The socket is non-blocking: when its buffer is already
+        // full of earlier wake-ups, the write fails harmlessly (the read end is readable).
+        let _ = (&*self.wake).write(&[1]);
+        // A pcap_next_ex in progress returns PCAP_ERROR_BREAK.
         self.breakloop.breakloop();
     }
 
@@ -254,6 +262,8 @@ pub struct LiveCapture {
     link_type: u32,
     snaplen: u32,
     stop: StopHandle,
+    /// Read end of the stop handle's wake-up pair, polled next to the packet socket.
+    woken: UnixStream,
     /// How long one wait for the socket lasts before [`Event::Idle`].
     idle: nix::poll::PollTimeout,
     /// The last read found the ring empty: wait on the socket before reading again.
@@ -327,9 +337,13 @@ impl LiveCapture {
             })?;
         }
         let link_type = u32::try_from(cap.get_datalink().0).unwrap_or(0);
+        let (woken, wake) = UnixStream::pair()
+            .and_then(|(r, w)| w.set_nonblocking(true).map(|()| (r, w)))
+            .map_err(|e| ctx.classify("socketpair", pcap::Error::IoError(e.kind())))?;
         let stop = StopHandle {
             flag: Arc::new(AtomicBool::new(false)),
             breakloop: Arc::new(cap.breakloop_handle()),
+            wake: Arc::new(wake),
         };
         Ok(LiveCapture {
             cap,
@@ -338,6 +352,7 @@ impl LiveCapture {
             link_type,
             snaplen,
             stop,
+            woken,
             idle: nix::poll::PollTimeout::try_from(config.idle_interval)
                 .unwrap_or(nix::poll::PollTimeout::MAX),
             need_poll: true,
@@ -379,6 +394,7 @@ impl LiveCapture {
             interface,
             netns,
             stop,
+            woken,
             idle,
             need_poll,
             ..
@@ -387,10 +403,16 @@ impl LiveCapture {
             return Ok(None);
         }
         if *need_poll {
-            let mut fds = [nix::poll::PollFd::new(
-                std::os::fd::AsFd::as_fd(&*cap),
-                nix::poll::PollFlags::POLLIN,
-            )];
+            let mut fds = [
+                nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(&*cap),
+                    nix::poll::PollFlags::POLLIN,
+                ),
+                nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(&*woken),
+                    nix::poll::PollFlags::POLLIN,
+                ),
+            ];
             match nix::poll::poll(&mut fds, *idle) {
                 Ok(0) => return Ok(Some(Event::Idle)),
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
