@@ -530,6 +530,12 @@ impl Analyzer {
             self.rst_answer[seg_kind_idx(answered)] += 1;
             if out.invalid.is_none() && flow.tcp.peer_rst_after_invalid == Some(pkt) {
                 self.invalid.on_peer_rst(key, pkt);
+            } else if out.invalid.is_none()
+                && answered == SegKind::Data
+                && flow.tcp.established
+                && flow.tcp.resets == 1
+            {
+                self.invalid.on_reset_of_data(key, pkt, side);
             }
         }
         if let Some(ev) = out.invalid {

@@ -8,6 +8,11 @@
 //! matches. A normal TCP stack answers an out-of-window segment with a duplicate ACK,
 //! never a RST, so the pair is `likely`; a rise of conntrack `invalid` (node, or pod)
 //! makes it `confirmed`.
+//!
+//! Seen from the pod alone, the SNAT case shows only its aftermath: the pod's next data on
+//! an established connection is answered by a RST from the peer. Any abort looks like
+//! that, so without counters it is not claimed; with a rise of the node's conntrack
+//! `invalid` during the capture it is reported as `possible`, naming the alternative.
 
 use super::{Ctx, EvidenceSink, endpoint_text};
 use crate::NetnsRole;
@@ -27,11 +32,17 @@ const MAX_EVENTS: usize = 32;
 /// variant the address the local end was really talking to (the VIP).
 type Recorded = (FlowKey, InvalidEvent, Option<u64>, Option<Endpoint>);
 
+/// A RST answering data mid-connection: (flow, RST packet, who sent it).
+type Aftermath = (FlowKey, u64, crate::flow::Side);
+
 /// Events recorded while feeding.
 #[derive(Default)]
 pub(crate) struct ConntrackInvalid {
     events: Vec<Recorded>,
     pub(crate) count: u64,
+    /// RSTs answering data on established connections, with no INVALID signature.
+    aftermath: Vec<Aftermath>,
+    aftermath_count: u64,
 }
 
 impl ConntrackInvalid {
@@ -59,10 +70,82 @@ impl ConntrackInvalid {
         }
     }
 
+    /// A RST from `from` answering data on an established connection: what the pod
+    /// sees after the node dropped reverse NAT for an INVALID segment (SNAT case).
+    pub(crate) fn on_reset_of_data(&mut self, key: FlowKey, pkt: u64, from: crate::flow::Side) {
+        self.aftermath_count += 1;
+        if self.aftermath.len() < MAX_EVENTS {
+            self.aftermath.push((key, pkt, from));
+        }
+    }
+
+    /// Only the aftermath was seen (the node's side of the NAT was not captured): a
+    /// `possible` finding when the node's conntrack counted INVALID packets meanwhile.
+    fn finish_aftermath(&self, ctx: &Ctx<'_>) -> Option<Finding> {
+        let rise = ctx.counters.rise(NetnsRole::Node, "conntrack.invalid")?;
+        if self.aftermath.is_empty() {
+            return None;
+        }
+        let mut evidence = Evidence::default();
+        let mut flows = Vec::new();
+        {
+            let mut sink = EvidenceSink {
+                out: &mut evidence.packets,
+                total: &mut evidence.packets_total,
+                cap: ctx.max_evidence,
+            };
+            for (key, pkt, from) in &self.aftermath {
+                let src = key.endpoint(*from);
+                let dst = key.endpoint(from.other());
+                sink.push(
+                    PacketRef {
+                        source: key.source,
+                        number: *pkt,
+                    },
+                    format!(
+                        "RST from {} answering data on an established connection",
+                        endpoint_text(src)
+                    ),
+                );
+                let f = format!("{} -> {}/tcp", endpoint_text(dst), endpoint_text(src));
+                if !flows.contains(&f) {
+                    flows.push(f);
+                }
+            }
+        }
+        evidence.counters.push(rise);
+        evidence.notes.push(
+            "the out-of-window segment and the node's RST are on the node's side of the NAT, \
+             outside this capture: capture the node's uplink to confirm"
+                .to_string(),
+        );
+        let summary = format!(
+            "{} established connection(s) reset in answer to data ({}) while the node's conntrack counted INVALID packets: \
+             consistent with an out-of-window segment whose reverse NAT was skipped",
+            self.aftermath_count,
+            flows.first().map(String::as_str).unwrap_or("?"),
+        );
+        Some(Finding {
+            kind: Kind::ConntrackInvalid,
+            confidence: Confidence::Possible,
+            summary,
+            flows,
+            listeners: Vec::new(),
+            names: Vec::new(),
+            evidence,
+            remedy: REMEDY.to_string(),
+            alternative: Some(
+                "the peer aborted the connection itself (application reset, closed socket with \
+                 unread data), and the node's INVALID count comes from other traffic"
+                    .to_string(),
+            ),
+        })
+    }
+
     /// The finding, if any.
     pub(crate) fn finish(&self, ctx: &Ctx<'_>) -> Option<Finding> {
         if self.events.is_empty() {
-            return None;
+            return self.finish_aftermath(ctx);
         }
         let mut evidence = Evidence::default();
         let mut flows = Vec::new();
@@ -257,6 +340,42 @@ mod tests {
                 r.findings
             );
         }
+    }
+
+    #[test]
+    fn pod_side_of_the_snat_case_with_node_invalid_rise_is_possible() {
+        let file = "conntrack_invalid/pod.pcap";
+        let r = run(&[file], |a| {
+            a.observe_counters(
+                NetnsRole::Node,
+                Moment::Before,
+                &counters(&[("conntrack.invalid", 0)]),
+            );
+            a.observe_counters(
+                NetnsRole::Node,
+                Moment::After,
+                &counters(&[("conntrack.invalid", 2)]),
+            );
+        });
+        let f = finding(&r, Kind::ConntrackInvalid).expect("found");
+        assert_eq!(f.confidence, Confidence::Possible);
+        assert!(f.alternative.is_some());
+        assert_eq!(f.evidence.counters[0].key, "conntrack.invalid");
+        // The evidence is the peer's RST, answering the pod's data.
+        let pkts = packets(file);
+        let rst = tcp(packet(&pkts, f.evidence.packets[0].packet.number));
+        assert!(rst.flags.rst());
+        // Without a rise, nothing.
+        let r = run(&[file], |a| {
+            for m in [Moment::Before, Moment::After] {
+                a.observe_counters(NetnsRole::Node, m, &counters(&[("conntrack.invalid", 2)]));
+            }
+        });
+        assert!(
+            finding(&r, Kind::ConntrackInvalid).is_none(),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]
