@@ -1,0 +1,923 @@
+//! The real `kubectl-netdiag` binary against the lab, live (root):
+//! - `diagnose` runs *during* each reproduction (started first, the scenario's traffic
+//!   driven once it says "diagnosing") and reports the expected finding, confirmed by the
+//!   kernel counters where the scenario moves them; the healthy baselines report nothing;
+//! - `capture -w - | tshark -r -` (pcap and pcapng) shows every datagram the lab sent;
+//! - SIGINT/SIGTERM during `capture -w FILE` leave a complete file, exit 0, print stats;
+//!   a reader that goes away ends the capture quietly;
+//! - errors exit 2 and say why (exited PID, missing netns, no CAP_SYS_ADMIN, no CAP_NET_RAW,
+//!   binary data to a terminal);
+//! - `counters` shows a listener's Recv-Q/Send-Q as `ss -lnt` does.
+//!
+//! Needs `cargo build -p kubectl-netdiag` first. Not root: skipped with a message, or a
+//! failure under `CI=true`. Every lab is torn down by `Drop`, every child killed by `Drop`.
+
+use netdiag_tests::lab::scenario::{DNS_NAME, Evidence, Scenario};
+use netdiag_tests::lab::{self, Lab, Role};
+use serde_json::Value;
+use std::io::Read;
+use std::net::{SocketAddrV4, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A lab for one test (tag with the PID, so concurrent runs never collide), or `None`
+/// when not root outside CI.
+fn lab_for(test: &str, short: &str) -> Option<Lab> {
+    if !netdiag_tests::require_root(test).expect("root check") {
+        return None;
+    }
+    let tag = format!("lc{}-{short}", std::process::id());
+    Some(Lab::up(&tag).unwrap_or_else(|e| panic!("{test}: {e:#}")))
+}
+
+fn bin() -> PathBuf {
+    netdiag_tests::netdiag_bin().expect("kubectl-netdiag binary")
+}
+
+/// A child process whose stderr (and stdout, when piped) is collected by threads, killed
+/// and reaped on drop.
+struct Proc {
+    child: Child,
+    what: String,
+    stderr: Arc<Mutex<String>>,
+    threads: Vec<JoinHandle<()>>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stderr piped; stdout is whatever the caller set (piped: collected).
+    fn spawn(cmd: Command, what: &str) -> Proc {
+        Proc::spawn_inner(cmd, what, false).0
+    }
+
+    /// Spawns `cmd` with stdout piped and handed back, to feed another process.
+    fn spawn_piped(mut cmd: Command, what: &str) -> (Proc, std::process::ChildStdout) {
+        cmd.stdout(Stdio::piped());
+        let (p, out) = Proc::spawn_inner(cmd, what, true);
+        (p, out.expect("piped stdout"))
+    }
+
+    fn spawn_inner(
+        mut cmd: Command,
+        what: &str,
+        hand_back_stdout: bool,
+    ) -> (Proc, Option<std::process::ChildStdout>) {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        let handed = if hand_back_stdout {
+            child.stdout.take()
+        } else {
+            None
+        };
+        if let Some(mut err) = child.stderr.take() {
+            let buf = Arc::clone(&stderr);
+            threads.push(std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = err.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            }));
+        }
+        if let Some(mut out) = child.stdout.take() {
+            let buf = Arc::clone(&stdout);
+            threads.push(std::thread::spawn(move || {
+                let mut chunk = [0u8; 65536];
+                while let Ok(n) = out.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend_from_slice(&chunk[..n]);
+                }
+            }));
+        }
+        let p = Proc {
+            child,
+            what: what.to_owned(),
+            stderr,
+            threads,
+            stdout,
+            status: None,
+        };
+        (p, handed)
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status.is_none()
+    }
+
+    /// Waits (bounded) until stderr contains `needle`; panics with the stderr otherwise.
+    fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            assert!(
+                self.running(),
+                "{} exited ({:?}) before printing {needle:?}; stderr:\n{}",
+                self.what,
+                self.status,
+                self.stderr()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print {needle:?} within {timeout:?}; stderr:\n{}",
+                self.what,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, sig).expect("kill");
+    }
+
+    /// Waits (bounded; kills it after `timeout`) and returns exit status, stdout, stderr.
+    fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<u8>, String) {
+        let deadline = Instant::now() + timeout;
+        while self.running() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} still running after {timeout:?}; stderr:\n{}",
+                    self.what,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let status = self.status.expect("exited");
+        let out = std::mem::take(&mut *self.stdout.lock().unwrap_or_else(|p| p.into_inner()));
+        (status, out, self.stderr())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// diagnose during each reproduction
+
+/// How diagnose names the pod.
+#[derive(Clone, Copy)]
+enum By {
+    /// `--pid <pod process>`: the resolv.conf is read inside the process's root.
+    Pid,
+    /// `--netns /run/netns/NAME`: the resolv.conf is `/etc/netns/NAME/resolv.conf`.
+    Netns,
+}
+
+struct Diagnosed {
+    code: i32,
+    report: Value,
+    stderr: String,
+    ev: Evidence,
+}
+
+impl Diagnosed {
+    fn findings(&self) -> &[Value] {
+        self.report["findings"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_else(|| panic!("no findings[] in the report:\n{:#}", self.report))
+    }
+
+    fn kinds(&self) -> Vec<&str> {
+        self.findings()
+            .iter()
+            .map(|f| f["kind"].as_str().expect("finding kind"))
+            .collect()
+    }
+
+    fn finding(&self, kind: &str) -> &Value {
+        self.findings()
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} finding; {self}"))
+    }
+}
+
+impl std::fmt::Display for Diagnosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}; {}\nstderr:\n{}\nreport:\n{:#}",
+            self.code, self.ev, self.stderr, self.report
+        )
+    }
+}
+
+/// Sets the scenario up, starts `diagnose` for `duration`, drives the traffic once it
+/// says "diagnosing", and returns its exit code, JSON report and the lab's evidence.
+fn diagnose_during(s: Scenario, short: &str, by: By, duration: Duration) -> Option<Diagnosed> {
+    let test = format!("live_diagnose_{}", s.name());
+    let lab = lab_for(&test, short)?;
+    s.setup(&lab)
+        .unwrap_or_else(|e| panic!("{test}: setup: {e:#}"));
+    let mut cmd = Command::new(bin());
+    cmd.arg("diagnose");
+    match by {
+        By::Pid => cmd.arg("--pid").arg(lab.pod_pid().to_string()),
+        By::Netns => cmd.arg("--netns").arg(lab.netns_path(Role::Pod)),
+    };
+    cmd.arg("--node-netns")
+        .arg(lab.netns_path(Role::Node))
+        .arg("--duration")
+        .arg(format!("{}ms", duration.as_millis()))
+        .args(["--output", "json"])
+        .stdout(Stdio::piped());
+    let mut p = Proc::spawn(cmd, &format!("diagnose ({test})"));
+    p.wait_for_stderr("diagnosing", Duration::from_secs(20));
+    let ev = s
+        .trigger(&lab)
+        .unwrap_or_else(|e| panic!("{test}: trigger: {e:#}"));
+    assert!(
+        p.running(),
+        "{test}: diagnose ended before the scenario's traffic did: --duration {duration:?} too short\n{ev}\nstderr:\n{}",
+        p.stderr()
+    );
+    let (status, out, stderr) = p.finish(duration + Duration::from_secs(30));
+    let code = status.code().unwrap_or(-1);
+    let report: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "{test}: stdout is not JSON ({e}), exit {code}:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    drop(lab);
+    let d = Diagnosed {
+        code,
+        report,
+        stderr,
+        ev,
+    };
+    eprintln!("{test}: {d}");
+    Some(d)
+}
+
+/// The expected finding is present with `confidence` (if given), no other kind is, and the
+/// exit code agrees with the default `--fail-on likely`.
+fn check_failure(d: &Diagnosed, s: Scenario, confidence: Option<&str>) {
+    let kind = s.expect()[0];
+    let f = d.finding(kind);
+    if let Some(c) = confidence {
+        assert_eq!(f["confidence"], c, "{kind} confidence; {d}");
+    }
+    for k in s.forbid() {
+        assert!(!d.kinds().contains(&k), "unexpected {k} finding; {d}");
+    }
+    let fails = d
+        .findings()
+        .iter()
+        .any(|f| f["confidence"] == "likely" || f["confidence"] == "confirmed");
+    assert_eq!(d.code, if fails { 1 } else { 0 }, "exit code; {d}");
+    assert!(
+        !d.stderr.contains("error"),
+        "diagnose printed an error; {d}"
+    );
+}
+
+fn check_healthy(d: &Diagnosed) {
+    assert!(
+        d.findings().is_empty(),
+        "healthy baseline has findings; {d}"
+    );
+    assert_eq!(d.code, 0, "healthy baseline exit code; {d}");
+    assert!(
+        d.report["capture"]["packets"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "healthy baseline captured nothing; {d}"
+    );
+}
+
+const SHORT: Duration = Duration::from_secs(4);
+const TCP_HELD: Duration = Duration::from_secs(7);
+
+#[test]
+fn live_diagnose_accept_overflow_syn_confirmed_by_listen_overflows() {
+    let s = Scenario::AcceptOverflowSyn;
+    let Some(d) = diagnose_during(s, "acc-syn", By::Pid, TCP_HELD) else {
+        return;
+    };
+    assert!(d.ev.pod_delta("TcpExt.ListenOverflows") > 0, "{d}");
+    check_failure(&d, s, Some("confirmed"));
+}
+
+#[test]
+fn live_diagnose_accept_overflow_ack_confirmed_by_listen_overflows() {
+    let s = Scenario::AcceptOverflowAck;
+    let Some(d) = diagnose_during(s, "acc-ack", By::Pid, TCP_HELD) else {
+        return;
+    };
+    assert!(d.ev.pod_delta("TcpExt.ListenOverflows") > 0, "{d}");
+    check_failure(&d, s, Some("confirmed"));
+}
+
+#[test]
+fn live_diagnose_snat_exhaustion_confirmed_by_node_insert_failed() {
+    let s = Scenario::SnatExhaustion;
+    let Some(d) = diagnose_during(s, "snat", By::Pid, TCP_HELD) else {
+        return;
+    };
+    assert!(
+        d.ev.node_delta("conntrack.insert_failed") + d.ev.node_delta("conntrack.drop") > 0,
+        "{d}"
+    );
+    check_failure(&d, s, Some("confirmed"));
+}
+
+/// The SNAT case seen from the pod: the out-of-window segment and the node's RST never
+/// reach the pod (they stay on the node's uplink), only the aftermath does — the pod's next
+/// data answered by a RST. With the node's `invalid` rise that is reported as `possible`
+/// (with the alternative named), not `confirmed`: no packet ties the count to this flow.
+#[test]
+fn live_diagnose_conntrack_invalid_nat_is_possible_from_pod_side_with_node_invalid() {
+    let s = Scenario::ConntrackInvalid;
+    let Some(d) = diagnose_during(s, "inv-nat", By::Pid, SHORT) else {
+        return;
+    };
+    assert!(d.ev.node_delta("conntrack.invalid") > 0, "{d}");
+    assert_eq!(d.ev.connection_died, Some(true), "{d}");
+    check_failure(&d, s, Some("possible"));
+    let f = d.finding("conntrack_invalid");
+    assert!(f["alternative"].is_string(), "{d}");
+    let counters = f["evidence"]["counters"].to_string();
+    assert!(
+        counters.contains("conntrack.invalid") && counters.contains("node"),
+        "the node's invalid rise is not in the evidence; {d}"
+    );
+}
+
+#[test]
+fn live_diagnose_conntrack_invalid_service_confirmed_by_node_invalid() {
+    let s = Scenario::ConntrackInvalidService;
+    let Some(d) = diagnose_during(s, "inv-svc", By::Pid, SHORT) else {
+        return;
+    };
+    assert!(d.ev.node_delta("conntrack.invalid") > 0, "{d}");
+    check_failure(&d, s, Some("confirmed"));
+}
+
+#[test]
+fn live_diagnose_dns_ndots_states_ndots_and_search_list() {
+    let s = Scenario::DnsNdots;
+    let Some(d) = diagnose_during(s, "ndots", By::Netns, SHORT) else {
+        return;
+    };
+    check_failure(&d, s, None);
+    // The resolver configuration comes from the pod's resolv.conf, not from inference.
+    let want = format!(
+        "resolv.conf: ndots:5 search {}",
+        lab::SEARCH_DOMAINS.join(" ")
+    );
+    let notes = &d.finding("dns_ndots_amplification")["evidence"]["notes"];
+    assert!(
+        notes
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n.as_str() == Some(want.as_str()))),
+        "the finding does not state {want:?}; {d}"
+    );
+    assert_eq!(d.report["dns"]["search_from_resolv_conf"], true, "{d}");
+    assert_eq!(
+        d.report["dns"]["search_suffixes"],
+        serde_json::json!(lab::SEARCH_DOMAINS),
+        "{d}"
+    );
+}
+
+#[test]
+fn live_diagnose_dns_lost_reply_5s_timeout() {
+    let s = Scenario::DnsLostReply;
+    let Some(d) = diagnose_during(s, "lost", By::Pid, Duration::from_secs(9)) else {
+        return;
+    };
+    let took = d.ev.lookup_elapsed.expect("lookup time");
+    assert!(took >= Duration::from_secs(4), "lookup took {took:?}; {d}");
+    check_failure(&d, s, None);
+    let f = d.finding("dns_lost_reply_timeout");
+    assert_eq!(f["names"], serde_json::json!([DNS_NAME]), "{d}");
+    let waited = f["evidence"]["timings"][0]["millis"][0]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no query-to-retry timing; {d}"));
+    assert!(
+        (4500.0..6500.0).contains(&waited),
+        "retry after {waited} ms, not glibc's 5 s timeout; {d}"
+    );
+    // --pid: the resolv.conf was read inside the pod process's root (its mount namespace).
+    assert_eq!(d.report["dns"]["search_from_resolv_conf"], true, "{d}");
+}
+
+#[test]
+fn live_diagnose_healthy_listener_no_finding() {
+    if let Some(d) = diagnose_during(Scenario::HealthyListener, "ok-lis", By::Pid, SHORT) {
+        check_healthy(&d);
+    }
+}
+
+#[test]
+fn live_diagnose_healthy_snat_no_finding() {
+    if let Some(d) = diagnose_during(Scenario::HealthySnat, "ok-snat", By::Pid, TCP_HELD) {
+        check_healthy(&d);
+    }
+}
+
+#[test]
+fn live_diagnose_healthy_http_no_finding() {
+    if let Some(d) = diagnose_during(Scenario::HealthyHttp, "ok-http", By::Pid, SHORT) {
+        check_healthy(&d);
+    }
+}
+
+#[test]
+fn live_diagnose_healthy_dns_no_finding() {
+    if let Some(d) = diagnose_during(Scenario::HealthyDns, "ok-dns", By::Netns, SHORT) {
+        check_healthy(&d);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// capture
+
+/// UDP port the capture tests send to (nothing listens: the pod answers ICMP, filtered out).
+const UDP_PORT: u16 = 40999;
+
+/// Sends `n` datagrams from ext to the pod, 5 ms apart; returns how many were sent.
+fn send_datagrams(lab: &Lab, n: usize) -> usize {
+    lab.in_ns(Role::Ext, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(lab::EXT_IP, 0))?;
+        let dst = SocketAddrV4::new(lab::POD_IP, UDP_PORT);
+        let mut sent = 0;
+        for i in 0..n {
+            s.send_to(format!("netdiag live test datagram {i}").as_bytes(), dst)?;
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(sent)
+    })
+    .expect("send datagrams")
+}
+
+fn capture_cmd(lab: &Lab, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("capture")
+        .arg("--netns")
+        .arg(lab.netns_path(Role::Pod))
+        .args(args);
+    cmd
+}
+
+/// tshark's stderr without its "Running as user root" banner.
+fn tshark_complaints(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("Running as user"))
+        .collect()
+}
+
+/// `tshark -r FILE`: frame numbers of UDP datagrams to [`UDP_PORT`], and its complaints.
+fn tshark_count_file(path: &Path) -> (usize, String) {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(path)
+        .args(["-T", "fields", "-e", "udp.dstport"])
+        .output()
+        .expect("run tshark");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "tshark -r {}: {stderr}",
+        path.display()
+    );
+    let port = UDP_PORT.to_string();
+    let n = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim() == port)
+        .count();
+    (n, stderr)
+}
+
+fn capture_to_tshark(format: &str, short: &str) {
+    let test = format!("live_capture_stdout_{format}");
+    let Some(lab) = lab_for(&test, short) else {
+        return;
+    };
+    const N: usize = 25;
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let cap = capture_cmd(
+        &lab,
+        &[
+            "-w",
+            "-",
+            "--format",
+            format,
+            "-c",
+            &N.to_string(),
+            "--duration",
+            "20s",
+            &filter,
+        ],
+    );
+    let (mut cap, pipe) = Proc::spawn_piped(cap, &format!("capture ({test})"));
+    let mut tshark = Command::new("tshark");
+    tshark
+        .args(["-n", "-r", "-", "-T", "fields", "-e", "udp.dstport"])
+        .stdout(Stdio::piped());
+    // Proc::spawn sets stdin to null: build tshark by hand with the pipe as stdin.
+    let mut ts = tshark
+        .stdin(Stdio::from(pipe))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tshark");
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    let sent = send_datagrams(&lab, N);
+    let (status, _, cap_err) = cap.finish(Duration::from_secs(30));
+    let ts_deadline = Instant::now() + Duration::from_secs(30);
+    while ts.try_wait().expect("tshark try_wait").is_none() {
+        if Instant::now() > ts_deadline {
+            let _ = ts.kill();
+            let _ = ts.wait();
+            panic!("{test}: tshark did not end after the capture did");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ts_out = ts.wait_with_output().expect("tshark output");
+    let ts_err = String::from_utf8_lossy(&ts_out.stderr).into_owned();
+    let port = UDP_PORT.to_string();
+    let seen = String::from_utf8_lossy(&ts_out.stdout)
+        .lines()
+        .filter(|l| l.trim() == port)
+        .count();
+    eprintln!("{test}: sent {sent}, tshark saw {seen}\ncapture stderr:\n{cap_err}");
+    assert_eq!(status.code(), Some(0), "{test}: capture exit; {cap_err}");
+    assert!(ts_out.status.success(), "{test}: tshark failed: {ts_err}");
+    assert_eq!(seen, sent, "{test}: tshark saw {seen} of {sent} datagrams");
+    assert!(
+        tshark_complaints(&ts_err).is_empty(),
+        "{test}: tshark complained: {ts_err}"
+    );
+    assert!(
+        cap_err.contains(&format!("{sent} packets captured")),
+        "{test}: capture stats; {cap_err}"
+    );
+}
+
+#[test]
+fn live_capture_stdout_pcap_to_tshark_sees_every_datagram() {
+    capture_to_tshark("pcap", "cap-pcap");
+}
+
+#[test]
+fn live_capture_stdout_pcapng_to_tshark_sees_every_datagram() {
+    capture_to_tshark("pcapng", "cap-ng");
+}
+
+/// Removes a file on drop (success or failure).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn capture_until_signal(sig: nix::sys::signal::Signal, format: &str, short: &str) {
+    let test = format!("live_capture_{sig:?}_{format}");
+    let Some(lab) = lab_for(&test, short) else {
+        return;
+    };
+    let file = TempFile(lab.scratch().join(format!("signal.{format}")));
+    let path = file.0.to_str().expect("utf-8 path").to_owned();
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let mut cmd = capture_cmd(
+        &lab,
+        &[
+            "-w",
+            &path,
+            "--format",
+            format,
+            "--duration",
+            "60s",
+            &filter,
+        ],
+    );
+    cmd.stdout(Stdio::null());
+    let mut cap = Proc::spawn(cmd, &format!("capture ({test})"));
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    let sent = send_datagrams(&lab, 20);
+    // Let the last datagram through the veths before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    cap.signal(sig);
+    let (status, _, stderr) = cap.finish(Duration::from_secs(10));
+    eprintln!("{test}: sent {sent}\nstderr:\n{stderr}");
+    assert_eq!(status.code(), Some(0), "{test}: exit; {stderr}");
+    assert!(
+        stderr.contains("packets captured") && stderr.contains("packets dropped by kernel"),
+        "{test}: no stats; {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("ended: {}", sig.as_str())),
+        "{test}: end reason; {stderr}"
+    );
+    let (seen, ts_err) = tshark_count_file(&file.0);
+    assert!(seen >= sent, "{test}: the file holds {seen} of {sent}");
+    assert!(
+        tshark_complaints(&ts_err).is_empty(),
+        "{test}: tshark complained: {ts_err}"
+    );
+    drop(lab);
+}
+
+#[test]
+fn live_capture_sigint_leaves_a_complete_pcap() {
+    capture_until_signal(nix::sys::signal::Signal::SIGINT, "pcap", "sigint");
+}
+
+#[test]
+fn live_capture_sigterm_leaves_a_complete_pcapng() {
+    capture_until_signal(nix::sys::signal::Signal::SIGTERM, "pcapng", "sigterm");
+}
+
+#[test]
+fn live_capture_reader_gone_exits_quietly() {
+    let test = "live_capture_reader_gone";
+    let Some(lab) = lab_for(test, "headc") else {
+        return;
+    };
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let cmd = capture_cmd(&lab, &["-w", "-", "--duration", "60s", &filter]);
+    let (mut cap, pipe) = Proc::spawn_piped(cmd, "capture | head -c 100");
+    let head = Command::new("head")
+        .args(["-c", "100"])
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start head");
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    // Keep sending (bounded) until the capture notices the closed pipe.
+    let mut sent = 0;
+    while cap.running() && sent < 400 {
+        sent += send_datagrams(&lab, 10);
+    }
+    let (status, _, stderr) = cap.finish(Duration::from_secs(10));
+    let head_out = head.wait_with_output().expect("head");
+    eprintln!("{test}: sent {sent}, stderr:\n{stderr}");
+    assert_eq!(head_out.stdout.len(), 100, "head read less than 100 bytes");
+    assert_eq!(status.code(), Some(0), "{test}: exit; {stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("error") && !stderr.contains("panicked"),
+        "{test}: not quiet: {stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// errors
+
+/// Runs the binary (bounded) and returns its exit code and stderr.
+fn run_bin(mut cmd: Command, what: &str) -> (Option<i32>, String) {
+    cmd.stdout(Stdio::null());
+    let (status, _, stderr) = Proc::spawn(cmd, what).finish(Duration::from_secs(30));
+    eprintln!("{what}: {status} {stderr}");
+    (status.code(), stderr)
+}
+
+#[test]
+fn live_errors_exit_2_and_say_why() {
+    let test = "live_errors";
+    let Some(lab) = lab_for(test, "errors") else {
+        return;
+    };
+    let pod = lab.netns_path(Role::Pod);
+
+    // A PID that has exited.
+    let mut t = Command::new("true").spawn().expect("spawn true");
+    let gone = t.id();
+    t.wait().expect("wait true");
+    for sub in ["capture", "diagnose", "counters"] {
+        let mut cmd = Command::new(bin());
+        cmd.args([sub, "--pid", &gone.to_string()]);
+        if sub == "capture" {
+            cmd.args(["-c", "1"]);
+        }
+        let (code, err) = run_bin(cmd, &format!("{sub} --pid <exited>"));
+        assert_eq!(code, Some(2), "{sub}: {err}");
+        assert!(
+            err.contains(&gone.to_string()) && err.contains("exited"),
+            "{sub}: {err}"
+        );
+    }
+
+    // A netns path that does not exist.
+    let missing = format!("/run/netns/ndl-missing-{}", std::process::id());
+    let mut cmd = Command::new(bin());
+    cmd.args(["capture", "--netns", &missing, "-c", "1"]);
+    let (code, err) = run_bin(cmd, "capture --netns <missing>");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&missing) && err.contains("no such network namespace"),
+        "{err}"
+    );
+
+    // Unprivileged: setns needs CAP_SYS_ADMIN.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .args(["capture", "--netns"])
+        .arg(&pod)
+        .args(["-c", "1"]);
+    let (code, err) = run_bin(cmd, "capture as nobody");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("CAP_SYS_ADMIN") && err.contains("setns"),
+        "{err}"
+    );
+
+    // Root without CAP_NET_RAW: first check that setpriv really drops it…
+    const NO_NET_RAW: &[&str] = &["--bounding-set=-net_raw", "--inh-caps=-net_raw"];
+    let out = Command::new("setpriv")
+        .args(NO_NET_RAW)
+        .args(["cat", "/proc/self/status"])
+        .output()
+        .expect("setpriv cat");
+    let status = String::from_utf8_lossy(&out.stdout);
+    const CAP_NET_RAW_BIT: u64 = 1 << 13;
+    const CAP_SYS_ADMIN_BIT: u64 = 1 << 21;
+    let cap = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex caps"))
+            .unwrap_or_else(|| panic!("{name} missing in {status}"))
+    };
+    assert_eq!(cap("CapEff:") & CAP_NET_RAW_BIT, 0, "{status}");
+    assert_ne!(cap("CapEff:") & CAP_SYS_ADMIN_BIT, 0, "{status}");
+    // …then the capture names CAP_NET_RAW (setns still works: CAP_SYS_ADMIN is kept).
+    let mut cmd = Command::new("setpriv");
+    cmd.args(NO_NET_RAW)
+        .arg(bin())
+        .args(["capture", "--netns"])
+        .arg(&pod)
+        .args(["-c", "1", "--duration", "5s"]);
+    let (code, err) = run_bin(cmd, "capture without CAP_NET_RAW");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("CAP_NET_RAW") && err.contains("eth0"), "{err}");
+    drop(lab);
+}
+
+#[test]
+fn live_capture_refuses_binary_to_a_terminal() {
+    let test = "live_capture_tty";
+    let Some(lab) = lab_for(test, "tty") else {
+        return;
+    };
+    let line = format!(
+        "{} capture --netns {} -w - -c 1 --duration 5s",
+        bin().display(),
+        lab.netns_path(Role::Pod).display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .stdout(Stdio::piped());
+    let (status, out, err) =
+        Proc::spawn(cmd, "script capture -w -").finish(Duration::from_secs(30));
+    let text = format!("{}{err}", String::from_utf8_lossy(&out));
+    eprintln!("{test}: {status}: {text}");
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("refusing to write binary capture data to a terminal"),
+        "{text}"
+    );
+    drop(lab);
+}
+
+// ---------------------------------------------------------------------------------------
+// counters
+
+/// `ss -lnt` in the pod for `port`: (Recv-Q, Send-Q).
+fn ss_queues(lab: &Lab, port: u16) -> (u32, u32) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.netns(Role::Pod), "ss", "-lntH"])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("ss shows no listener on {port}: {text}"))
+        .split_whitespace()
+        .collect();
+    (f[1].parse().expect("Recv-Q"), f[2].parse().expect("Send-Q"))
+}
+
+#[test]
+fn live_counters_shows_listener_queues_like_ss() {
+    let test = "live_counters";
+    let Some(lab) = lab_for(test, "counters") else {
+        return;
+    };
+    // A backlog-1 listener that never accepts, with two completed connections queued.
+    Scenario::AcceptOverflowSyn
+        .setup(&lab)
+        .unwrap_or_else(|e| panic!("{test}: setup: {e:#}"));
+    const PORT: u16 = 8080;
+    let held = lab
+        .in_ns(Role::Ext, || {
+            let dst = SocketAddrV4::new(lab::POD_IP, PORT);
+            let mut v = Vec::new();
+            for _ in 0..2 {
+                v.push(TcpStream::connect_timeout(
+                    &dst.into(),
+                    Duration::from_secs(2),
+                )?);
+            }
+            Ok(v)
+        })
+        .unwrap_or_else(|e| panic!("{test}: connect: {e:#}"));
+    std::thread::sleep(Duration::from_millis(200));
+    let (recv_q, send_q) = ss_queues(&lab, PORT);
+    assert_eq!((recv_q, send_q), (2, 1), "ss -lnt in the pod");
+    let pod = lab.netns_path(Role::Pod);
+
+    let mut cmd = Command::new(bin());
+    cmd.args(["counters", "--netns"])
+        .arg(&pod)
+        .stdout(Stdio::piped());
+    let (status, out, err) = Proc::spawn(cmd, "counters").finish(Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out);
+    eprintln!("{test}: {text}\n{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(text.contains("Recv-Q") && text.contains("Send-Q"), "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:{PORT} ", lab::POD_IP)))
+        .unwrap_or_else(|| panic!("no row for the listener: {text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..], [recv_q.to_string(), send_q.to_string()], "{text}");
+
+    let mut cmd = Command::new(bin());
+    cmd.args(["counters", "--netns"])
+        .arg(&pod)
+        .args(["--output", "json"])
+        .stdout(Stdio::piped());
+    let (status, out, err) =
+        Proc::spawn(cmd, "counters --output json").finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{err}");
+    let doc: Value = serde_json::from_slice(&out).expect("counters JSON");
+    let l = doc["listeners"]
+        .as_array()
+        .expect("listeners[]")
+        .iter()
+        .find(|l| l["port"] == PORT && l["addr"] == lab::POD_IP.to_string())
+        .unwrap_or_else(|| panic!("no listener in {doc:#}"));
+    assert_eq!(l["queued"], recv_q, "{doc:#}");
+    assert_eq!(l["backlog"], send_q, "{doc:#}");
+    assert!(
+        doc["counters"]
+            .as_object()
+            .and_then(|c| c.get("Tcp.PassiveOpens"))
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n >= 2),
+        "{doc:#}"
+    );
+    assert_eq!(doc["default_route_interface"], "eth0", "{doc:#}");
+    drop(held);
+    drop(lab);
+}
