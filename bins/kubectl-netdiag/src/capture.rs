@@ -52,11 +52,9 @@ pub(crate) struct CaptureArgs {
     #[arg(long)]
     pub(crate) sll2: bool,
     /// `[POD] [FILTER…]`: the pod (unless --pid/--netns), then a BPF filter as for tcpdump.
-    #[arg(
-        value_name = "POD] [FILTER",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// Options may come after POD (`capture web -w - | tshark -r -`); a filter word that
+    /// starts with `-` goes after `--`.
+    #[arg(value_name = "POD] [FILTER")]
     pub(crate) words: Vec<String>,
 }
 
