@@ -481,12 +481,49 @@ pub fn shared_test_node() -> Result<&'static Mutex<Node>> {
         if rc != 0 {
             return Err("atexit failed: the node would not be torn down".into());
         }
+        // Test binaries share the one test node's paths, bridge and subnet: a second binary
+        // waits for the first to exit (the lock is released when the process ends, after the
+        // teardown above ran) instead of tearing its node down from under it.
+        lock_test_node().map_err(|e| format!("{e:#}"))?;
         up(&NodeConfig::test())
             .map(Mutex::new)
             .map_err(|e| format!("{e:#}"))
     });
     r.as_ref()
         .map_err(|e| anyhow!("bringing the test node up failed: {e}"))
+}
+
+/// Takes the machine-wide lock on the test node for the rest of this process (flock on
+/// `/run/ndr-node-test.lock`), waiting at most 10 minutes for another test binary.
+fn lock_test_node() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = "/run/ndr-node-test.lock";
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {path}"))?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut said = false;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("another test binary held {path} for 10 minutes");
+        }
+        if !said {
+            eprintln!("waiting for another test binary's node to go down ({path})");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Held until the process exits.
+    std::mem::forget(file);
+    Ok(())
 }
 
 // ---- containerd process ----
@@ -612,14 +649,27 @@ fn kill_pid(pid: u32, what: &str) -> Result<()> {
         .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}")).exists() {
-        // A zombie child of ours: reap it.
+        // A zombie child of ours: reap it. Anyone else's zombie is dead already (its
+        // parent, also being killed, or init reaps it): nothing of it is left to remove.
         reap(pid);
+        if is_zombie(pid) {
+            break;
+        }
         if Instant::now() > deadline {
             bail!("{what} (pid {pid}) survived SIGKILL for 10 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Whether `pid` is a zombie (state `Z` in /proc/PID/stat; `X` = being reaped).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
 }
 
 fn reap(pid: u32) {
@@ -667,6 +717,14 @@ pub fn down(config: &NodeConfig) -> Result<()> {
         if victims.len() == before {
             break;
         }
+    }
+    // SIGKILL everything first, then wait for each: killing one by one in PID order would
+    // wait on a child whose parent (a later PID after wrap-around) is still alive.
+    for pid in &victims {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
     }
     for pid in &victims {
         kill_pid(*pid, "node process")?;
@@ -796,7 +854,8 @@ pub fn build_image_tar(out: &Path) -> Result<()> {
         tar_entry(&mut layer, rel, b'0', 0o755, &bytes, "")?;
     }
     for applet in [
-        "sh", "sleep", "nc", "wget", "nslookup", "ip", "ping", "cat", "ls", "timeout",
+        "sh", "sleep", "nc", "wget", "nslookup", "ip", "ping", "cat", "ls", "timeout", "date",
+        "seq", "httpd",
     ] {
         tar_entry(
             &mut layer,
@@ -819,7 +878,7 @@ pub fn build_image_tar(out: &Path) -> Result<()> {
         "os": "linux",
         "config": {
             "Entrypoint": ["/bin/busybox", "sleep", "2147483647"],
-            "Env": ["PATH=/bin"],
+            "Env": ["PATH=/bin:/usr/bin"],
         },
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
     })
