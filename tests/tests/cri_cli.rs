@@ -1,0 +1,471 @@
+//! Root tests of the `kubectl-netdiag` CLI against pods of a real containerd (Debian 1.6,
+//! CRI plugin, CNI bridge) brought up by `netdiag_tests::node`: pods by name end to end.
+//! One node per test binary, shared by all tests through a lock and torn down at process
+//! exit even when tests fail.
+//!
+//! Not root: skipped with a message, or a failure under `CI=true`.
+
+use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec};
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+/// Kubernetes namespace of this binary's pods.
+const NS: &str = "ndr-cli";
+
+/// The shared node, locked for the whole test.
+fn node(test: &str) -> Option<MutexGuard<'static, Node>> {
+    if !netdiag_tests::require_root(test).expect("root check") {
+        return None;
+    }
+    let m = node::shared_test_node().expect("test node up");
+    Some(m.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn endpoint() -> String {
+    NodeConfig::test().endpoint()
+}
+
+fn bin() -> PathBuf {
+    netdiag_tests::netdiag_bin().expect("kubectl-netdiag built")
+}
+
+/// `kubectl-netdiag ARGS` against the test node, stdin closed.
+fn cli(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubectl-netdiag")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Removes the pods a test created however the test ends.
+struct Pods<'a> {
+    node: &'a Node,
+    ids: Vec<String>,
+}
+
+impl<'a> Pods<'a> {
+    fn new(node: &'a Node) -> Pods<'a> {
+        Pods {
+            node,
+            ids: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, spec: &PodSpec) -> Pod {
+        let pod = self.node.run_pod(spec).expect("run pod");
+        self.ids.push(pod.sandbox_id.clone());
+        pod
+    }
+}
+
+impl Drop for Pods<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            if let Err(e) = self.node.remove_pod(id) {
+                eprintln!("removing pod {id}: {e:#}");
+            }
+        }
+    }
+}
+
+/// A shell loop bounded in rounds and seconds; the container sleeps afterwards.
+fn bounded(count: u32, seconds: u32, body: &str) -> Option<Vec<String>> {
+    Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!(
+            "end=$(( $(date +%s) + {seconds} )); i=0; \
+             while [ $i -lt {count} ] && [ $(date +%s) -lt $end ]; do {body}; i=$((i+1)); done; \
+             exec sleep 2147483647"
+        ),
+    ])
+}
+
+/// A healthy HTTP server pod (`name`) and a client pod fetching from it every 0.2 s.
+fn web_pods(pods: &mut Pods<'_>, name: &str) -> Pod {
+    let mut web = PodSpec::new(NS, name);
+    web.containers = vec![(
+        "httpd".into(),
+        Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo ok > /tmp/index.html; exec /bin/busybox httpd -f -p 8080 -h /tmp".into(),
+        ]),
+    )];
+    let web = pods.run(&web);
+    let ip = web.ip.clone().expect("web pod IP");
+    let mut client = PodSpec::new(NS, &format!("{name}-client"));
+    client.containers = vec![(
+        "client".into(),
+        bounded(
+            600,
+            120,
+            &format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 8080 >/dev/null; sleep 0.2"
+            ),
+        ),
+    )];
+    pods.run(&client);
+    web
+}
+
+fn findings(out: &Output) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "diagnose JSON: {e}\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    v["findings"]
+        .as_array()
+        .expect("findings[]")
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or_default().to_string(),
+                f["confidence"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cli_diagnose_by_name_finds_accept_queue_overflow_and_nothing_on_a_healthy_pod() {
+    let Some(node) = node("cli_diagnose_by_name_finds_accept_queue_overflow") else {
+        return;
+    };
+    let mut pods = Pods::new(&node);
+    let web = web_pods(&mut pods, "web");
+    // A listener with backlog 1 that never accepts, inside a real pod, and a client pod
+    // opening six connections every 2 s (each attempt killed after 2 s).
+    let queue = pods.run(&PodSpec::new(NS, "queue"));
+    let queue_ip = queue.ip.clone().expect("queue pod IP");
+    let _listener = node::hold_listener_in_netns(queue.pid, 9000, 1).expect("listener");
+    let mut client = PodSpec::new(NS, "queue-client");
+    client.containers = vec![(
+        "client".into(),
+        bounded(
+            60,
+            120,
+            &format!(
+                "for j in 1 2 3 4 5 6; do timeout -s KILL 2 nc {queue_ip} 9000 </dev/null >/dev/null 2>&1 & done; sleep 2; wait"
+            ),
+        ),
+    )];
+    pods.run(&client);
+
+    let out = cli(&[
+        "diagnose",
+        "ndr-cli/queue",
+        "--runtime-endpoint",
+        &endpoint(),
+        "--duration",
+        "4s",
+        "--output",
+        "json",
+    ]);
+    let f = findings(&out);
+    assert_eq!(out.status.code(), Some(1), "{f:?}\n{}", text(&out.stderr));
+    assert!(
+        f.iter()
+            .any(|(k, c)| k == "accept_queue_overflow" && c != "possible"),
+        "{f:?}"
+    );
+    assert!(
+        text(&out.stderr).contains(&format!("pod ndr-cli/queue (pid {})", queue.pid)),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The healthy pod, by `-n` and bare name this time: real traffic, no findings, exit 0.
+    let out = cli(&[
+        "diagnose",
+        "-n",
+        NS,
+        "web",
+        "--duration",
+        "3s",
+        "--output",
+        "json",
+    ]);
+    let f = findings(&out);
+    assert_eq!(out.status.code(), Some(0), "{f:?}\n{}", text(&out.stderr));
+    assert!(f.is_empty(), "{f:?}");
+    // It did see the client's connections to it.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["tcp"]["handshakes"].as_u64().unwrap_or(0) >= 3, "{v}");
+    assert!(
+        v["sources"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains(&format!("pod ndr-cli/web (pid {})", web.pid))),
+        "{v}"
+    );
+}
+
+#[test]
+fn cli_capture_by_name_through_kubectl_plugin_into_tshark() {
+    let Some(node) = node("cli_capture_by_name_through_kubectl_plugin_into_tshark") else {
+        return;
+    };
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        panic!("kubectl is not installed (LAB.md: kubectl 1.32 is on the machine)");
+    }
+    let mut pods = Pods::new(&node);
+    let web = web_pods(&mut pods, "cap");
+    let ip = web.ip.clone().unwrap();
+    let dir = bin().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin")),
+    )))
+    .unwrap();
+    // kubectl finds `kubectl-netdiag` on PATH; it needs no cluster for a plugin.
+    let mut capture = Command::new("kubectl")
+        .args(["netdiag", "capture", &format!("{NS}/cap"), "-w", "-"])
+        .args(["-c", "40", "--duration", "10s", "tcp port 8080"])
+        .env("PATH", &path)
+        .env("KUBECONFIG", "/dev/null")
+        .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl netdiag capture");
+    let pcap = capture.stdout.take().unwrap();
+    let tshark = Command::new("tshark")
+        .args([
+            "-r",
+            "-",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "http.request.method",
+        ])
+        .stdin(pcap)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = capture.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = capture.kill();
+            let _ = capture.wait();
+            panic!("kubectl netdiag capture did not end within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut cap_err = String::new();
+    capture
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut cap_err)
+        .unwrap();
+    let ts = tshark.wait_with_output().unwrap();
+    assert!(status.success(), "capture: {status}\n{cap_err}");
+    assert!(ts.status.success(), "tshark: {}", text(&ts.stderr));
+    let lines: Vec<String> = text(&ts.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 40, "-c 40: {lines:?}\n{cap_err}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{ip}\t8080"))),
+        "no packet from the pod's server: {lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with("GET")), "{lines:?}");
+}
+
+#[test]
+fn cli_counters_by_name_show_the_pods_listener_and_address() {
+    let Some(node) = node("cli_counters_by_name_show_the_pods_listener_and_address") else {
+        return;
+    };
+    let mut pods = Pods::new(&node);
+    let pod = pods.run(&PodSpec::new(NS, "counted"));
+    let _listener = node::hold_listener_in_netns(pod.pid, 9100, 3).expect("listener");
+    let out = cli(&["counters", "ndr-cli/counted", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("counters JSON");
+    let listener = v["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["port"] == 9100)
+        .unwrap_or_else(|| panic!("listener 9100 missing: {v}"));
+    assert_eq!(listener["backlog"], 3, "{listener}");
+    let eth0 = v["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .unwrap_or_else(|| panic!("no eth0: {v}"));
+    let ip = pod.ip.clone().unwrap();
+    assert!(eth0["addresses"].to_string().contains(&ip), "{eth0}");
+    assert!(
+        v["counters"].as_object().is_some_and(|c| !c.is_empty()),
+        "{v}"
+    );
+    // Not the node's namespace: the node's bridge is not in it.
+    assert!(
+        !v["interfaces"]
+            .to_string()
+            .contains(&NodeConfig::test().bridge),
+        "{v}"
+    );
+}
+
+#[test]
+fn cli_container_flag_picks_the_container_and_lists_the_others() {
+    let Some(node) = node("cli_container_flag_picks_the_container_and_lists_the_others") else {
+        return;
+    };
+    let mut pods = Pods::new(&node);
+    let mut spec = PodSpec::new(NS, "two");
+    spec.containers = vec![("app".into(), None), ("sidecar".into(), None)];
+    let pod = pods.run(&spec);
+    let sidecar_pid = pod.containers["sidecar"].1;
+    let out = cli(&[
+        "diagnose",
+        "ndr-cli/two",
+        "--container",
+        "sidecar",
+        "--duration",
+        "1s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("pid {sidecar_pid}")),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(&["counters", "ndr-cli/two", "--container", "nginx"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("app (running)") && err.contains("sidecar (running)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_errors_are_actionable_and_exit_2() {
+    let Some(node) = node("cli_errors_are_actionable_and_exit_2") else {
+        return;
+    };
+    let mut pods = Pods::new(&node);
+    pods.run(&PodSpec::new(NS, "frontend-7d9f"));
+
+    // No runtime socket: CONTAINER_RUNTIME_ENDPOINT names a missing one.
+    let missing = format!(
+        "unix:///run/ndr-missing-{}/containerd.sock",
+        std::process::id()
+    );
+    let out = Command::new(bin())
+        .args(["diagnose", "web", "--duration", "1s"])
+        .env("CONTAINER_RUNTIME_ENDPOINT", &missing)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(missing.trim_start_matches("unix://")), "{err}");
+    // A HOME-less, minimal environment and --runtime-endpoint at nothing.
+    let out = Command::new(bin())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "counters",
+            "web",
+            "--runtime-endpoint",
+            "unix:///nonexistent",
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent"), "{err}");
+    // Nothing given and none of the known sockets here: the list of what was tried.
+    if netdiag::cri::endpoint::KNOWN_SOCKETS
+        .iter()
+        .all(|s| !std::path::Path::new(s).exists())
+    {
+        let out = Command::new(bin())
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+            .args(["diagnose", "web", "--duration", "1s"])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        for s in [
+            "/run/containerd/containerd.sock",
+            "/run/crio/crio.sock",
+            "--runtime-endpoint",
+        ] {
+            assert!(err.contains(s), "{s} missing from: {err}");
+        }
+    }
+
+    // Permission denied: an unprivileged user cannot reach the socket.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["diagnose", "ndr-cli/frontend-7d9f", "--duration", "1s"])
+        .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("run as root on the node"), "{err}");
+
+    // Pod not on this node: near matches.
+    let out = cli(&["diagnose", "ndr-cli/frontend-7d8f", "--duration", "1s"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ndr-cli/frontend-7d9f"), "{err}");
+    let out = cli(&[
+        "capture",
+        "default/frontend-7d9f",
+        "-c",
+        "1",
+        "-w",
+        "/dev/null",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("did you mean: ndr-cli/frontend-7d9f?"),
+        "{err}"
+    );
+
+    // Pod not ready: its only sandbox is stopped.
+    let stopped = pods.run(&PodSpec::new(NS, "stopped"));
+    node.stop_pod(&stopped.sandbox_id).expect("stop pod");
+    let out = cli(&["diagnose", "ndr-cli/stopped", "--duration", "1s"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("none is ready"), "{err}");
+    assert!(err.contains("kubectl describe pod"), "{err}");
+}
