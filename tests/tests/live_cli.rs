@@ -246,7 +246,18 @@ impl std::fmt::Display for Diagnosed {
 /// Sets the scenario up, starts `diagnose` for `duration`, drives the traffic once it
 /// says "diagnosing", and returns its exit code, JSON report and the lab's evidence.
 fn diagnose_during(s: Scenario, short: &str, by: By, duration: Duration) -> Option<Diagnosed> {
-    let test = format!("live_diagnose_{}", s.name());
+    diagnose_during_with(s, short, by, duration, &[])
+}
+
+/// [`diagnose_during`] with extra `diagnose` arguments.
+fn diagnose_during_with(
+    s: Scenario,
+    short: &str,
+    by: By,
+    duration: Duration,
+    extra: &[&str],
+) -> Option<Diagnosed> {
+    let test = format!("live_diagnose_{}_{short}", s.name());
     let lab = lab_for(&test, short)?;
     s.setup(&lab)
         .unwrap_or_else(|e| panic!("{test}: setup: {e:#}"));
@@ -261,6 +272,7 @@ fn diagnose_during(s: Scenario, short: &str, by: By, duration: Duration) -> Opti
         .arg("--duration")
         .arg(format!("{}ms", duration.as_millis()))
         .args(["--output", "json"])
+        .args(extra)
         .stdout(Stdio::piped());
     let mut p = Proc::spawn(cmd, &format!("diagnose ({test})"));
     p.wait_for_stderr("diagnosing", Duration::from_secs(20));
@@ -383,6 +395,22 @@ fn live_diagnose_conntrack_invalid_nat_is_possible_from_pod_side_with_node_inval
         counters.contains("conntrack.invalid") && counters.contains("node"),
         "the node's invalid rise is not in the evidence; {d}"
     );
+}
+
+/// With the node's uplink captured too (`--node-interface`), both sides of the NAT are in
+/// the evidence: the bogus segment, the node's RST, and the node's `invalid` rise.
+#[test]
+fn live_diagnose_conntrack_invalid_nat_confirmed_with_the_node_side_captured() {
+    let s = Scenario::ConntrackInvalid;
+    let Some(d) =
+        diagnose_during_with(s, "invn2", By::Pid, SHORT, &["--node-interface", "uplink0"])
+    else {
+        return;
+    };
+    assert!(d.ev.node_delta("conntrack.invalid") > 0, "{d}");
+    check_failure(&d, s, Some("confirmed"));
+    let sources = d.report["sources"].to_string();
+    assert!(sources.contains("uplink0"), "no node source; {d}");
 }
 
 #[test]

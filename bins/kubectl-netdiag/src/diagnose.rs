@@ -12,7 +12,7 @@ use crate::signals::Interrupt;
 use crate::target::{self, Target, TargetArgs};
 use anyhow::Context;
 use netdiag::analyze::{Analyzer, Config, Kind, Moment, NetnsRole};
-use netdiag::capture::{CaptureConfig, InterfaceChoice};
+use netdiag::capture::{CaptureConfig, Event, InterfaceChoice, LiveCapture};
 use netdiag::kernel::Snapshot;
 use netdiag::netns::NetNs;
 use netdiag::pcapio::{InterfaceDesc, PacketOut, PcapngWriter};
@@ -32,8 +32,13 @@ pub(crate) struct DiagnoseArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) node_netns: Option<PathBuf>,
     /// Do not read the node namespace's counters.
-    #[arg(long, conflicts_with = "node_netns")]
+    #[arg(long, conflicts_with_all = ["node_netns", "node_interface"])]
     pub(crate) no_node_counters: bool,
+    /// Also capture on this interface of the node's netns (e.g. the uplink `eth0`, or
+    /// `any`): the NAT side, where conntrack INVALID's bogus segment and the node's RST,
+    /// and SNAT's dropped SYNs, are visible. Analysed as a second capture point.
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) node_interface: Option<String>,
     /// How long to capture (30s, 500ms, 2m); SIGINT/SIGTERM end it early.
     #[arg(long, value_name = "D", default_value = "30s", value_parser = live::parse_duration)]
     pub(crate) duration: Duration,
@@ -98,6 +103,16 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     };
     let mut cap = live::open(&target, capture_config)?;
     let link_type = cap.link_type();
+    let node_capture = match (&args.node_interface, &node) {
+        (Some(iface), Some(node)) => Some(NodeCapture::start(
+            node,
+            iface,
+            args.filter.clone(),
+            args.duration,
+            &interrupt,
+        )?),
+        _ => None,
+    };
     eprintln!(
         "diagnosing {} on {} for {:.0?} (Ctrl-C ends early)",
         target.label,
@@ -168,6 +183,9 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     );
     let mut analyzer = analyzer_cell.into_inner();
     drop(cap);
+    // The node capture ends with the pod's (same deadline; stopped now if a signal or an
+    // error ended the pod's early) and is analysed as the second capture point.
+    let node_packets = node_capture.map(NodeCapture::finish).transpose();
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -178,6 +196,30 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
         }
     };
     live::print_stats(&summary);
+    let node_packets = node_packets?;
+    let mut node_scratch = None;
+    if let Some(np) = &node_packets {
+        eprintln!(
+            "node capture on {}: {} packets{}",
+            np.interface,
+            np.packets.len(),
+            if np.truncated {
+                " (memory cap reached: later packets were not kept)"
+            } else {
+                ""
+            }
+        );
+        analyzer.begin_source(format!("node netns, {}", np.interface));
+        for p in &np.packets {
+            analyzer.feed(p.timestamp_ns, np.link_type, &p.data);
+        }
+        if let Some(out) = &args.annotate {
+            let path = scratch_path(&out.with_extension("node.pcapng"));
+            let written = np.write_pcapng(&path);
+            node_scratch = Some(path);
+            written?;
+        }
+    }
 
     let pod_after = snapshot_in(&target)?;
     analyzer.observe_counters(
@@ -206,8 +248,12 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let report = analyzer.finish();
 
     if let (Some((w, _, scratch)), Some(out)) = (raw.take(), &args.annotate) {
-        let result = finish_annotation(w, &scratch, &report, out);
-        let _ = std::fs::remove_file(&scratch);
+        let mut files = vec![scratch];
+        files.extend(node_scratch);
+        let result = finish_annotation(w, &files, &report, out);
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+        }
         result?;
     }
     let stdout = std::io::stdout();
@@ -230,14 +276,133 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
 
 fn finish_annotation(
     w: PcapngWriter<std::io::BufWriter<std::fs::File>>,
-    scratch: &Path,
+    files: &[PathBuf],
     report: &netdiag::analyze::Report,
     out: &Path,
 ) -> anyhow::Result<()> {
     let mut inner = w.into_inner()?;
     inner.flush().context("flushing the scratch capture")?;
     drop(inner);
-    crate::analyze::annotate(&[scratch.to_path_buf()], report, out)
+    crate::analyze::annotate(files, report, out)
+}
+
+/// Most bytes of node packets held for analysis (the node side is analysed after the pod's).
+const NODE_MEMORY_CAP: usize = 256 << 20;
+
+/// One packet captured on the node side.
+struct NodePacket {
+    timestamp_ns: u64,
+    original_len: u32,
+    data: Vec<u8>,
+}
+
+/// What the node capture saw.
+struct NodePackets {
+    interface: String,
+    link_type: u32,
+    snaplen: u32,
+    packets: Vec<NodePacket>,
+    truncated: bool,
+}
+
+impl NodePackets {
+    fn write_pcapng(&self, path: &Path) -> anyhow::Result<()> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating scratch capture {}", path.display()))?;
+        let mut w =
+            PcapngWriter::new(std::io::BufWriter::new(file))?.with_name(path.display().to_string());
+        let id = w.add_interface(&InterfaceDesc {
+            name: Some(self.interface.clone()),
+            description: Some("node netns (kubectl-netdiag diagnose)".to_owned()),
+            nanos: true,
+            ..InterfaceDesc::new(self.link_type, self.snaplen)
+        })?;
+        for p in &self.packets {
+            w.write_packet(&PacketOut {
+                interface: id,
+                timestamp_ns: p.timestamp_ns,
+                data: &p.data,
+                original_len: p.original_len,
+                comments: &[],
+            })?;
+        }
+        w.into_inner()?
+            .flush()
+            .context("flushing the scratch capture")?;
+        Ok(())
+    }
+}
+
+/// A capture in the node's netns, read on its own thread while the pod's runs.
+struct NodeCapture {
+    stop: netdiag::capture::StopHandle,
+    thread: std::thread::JoinHandle<anyhow::Result<NodePackets>>,
+}
+
+impl NodeCapture {
+    fn start(
+        node: &NetNs,
+        iface: &str,
+        filter: Option<String>,
+        duration: Duration,
+        interrupt: &Interrupt,
+    ) -> anyhow::Result<NodeCapture> {
+        let config = CaptureConfig {
+            interface: InterfaceChoice::from_arg(iface),
+            filter,
+            netns_label: "node netns".to_owned(),
+            ..CaptureConfig::default()
+        };
+        let mut cap = node
+            .run(move || LiveCapture::open(&config))
+            .context("entering the node netns")?
+            .context("opening the node capture")?;
+        let stop = cap.stop_handle();
+        let on_signal = cap.stop_handle();
+        interrupt.on_interrupt(move || on_signal.stop());
+        let deadline = std::time::Instant::now() + duration;
+        let thread = std::thread::Builder::new()
+            .name("netdiag-node-capture".into())
+            .spawn(move || -> anyhow::Result<NodePackets> {
+                let mut out = NodePackets {
+                    interface: cap.interface().to_owned(),
+                    link_type: cap.link_type(),
+                    snaplen: cap.snaplen(),
+                    packets: Vec::new(),
+                    truncated: false,
+                };
+                let mut bytes = 0usize;
+                while std::time::Instant::now() < deadline {
+                    match cap.next_event()? {
+                        None => break,
+                        Some(Event::Idle) => {}
+                        Some(Event::Packet(p)) => {
+                            if bytes + p.data.len() > NODE_MEMORY_CAP {
+                                out.truncated = true;
+                                continue;
+                            }
+                            bytes += p.data.len();
+                            out.packets.push(NodePacket {
+                                timestamp_ns: p.timestamp_ns,
+                                original_len: p.original_len,
+                                data: p.data.to_vec(),
+                            });
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .context("starting the node capture thread")?;
+        Ok(NodeCapture { stop, thread })
+    }
+
+    fn finish(self) -> anyhow::Result<NodePackets> {
+        self.stop.stop();
+        match self.thread.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
 }
 
 fn scratch_path(out: &Path) -> PathBuf {
