@@ -705,6 +705,10 @@ pub fn down(config: &NodeConfig) -> Result<()> {
         if is_dnsmasq && args.iter().any(|a| a.contains(&dir)) {
             roots.insert(*pid);
         }
+        // Helpers that name the node they belong to (`xtask node hold-listener`).
+        if args.iter().any(|a| *a == node_marker(config)) {
+            roots.insert(*pid);
+        }
     }
     let mut victims = roots.clone();
     loop {
@@ -720,6 +724,8 @@ pub fn down(config: &NodeConfig) -> Result<()> {
     }
     // SIGKILL everything first, then wait for each: killing one by one in PID order would
     // wait on a child whose parent (a later PID after wrap-around) is still alive.
+    // Never ourselves (a caller's own command line could carry a node's paths).
+    victims.remove(&std::process::id());
     for pid in &victims {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -764,6 +770,12 @@ pub fn down(config: &NodeConfig) -> Result<()> {
             .with_context(|| format!("removing {}", config.dir.display()))?;
     }
     Ok(())
+}
+
+/// The argument a helper process carries so that [`down`] kills it with the node:
+/// `--ndr-node=<dir>`.
+pub fn node_marker(config: &NodeConfig) -> String {
+    format!("--ndr-node={}", config.dir.display())
 }
 
 /// Deletes the nat-table rules whose comment names our CNI network, and the `CNI-*` chains
