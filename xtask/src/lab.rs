@@ -11,6 +11,7 @@ const HELP: &str = "usage: cargo xtask lab <command>
   down [TAG]              tear the lab TAG down (idempotent)
   run SCENARIO            reproduce SCENARIO in a fresh lab and print the evidence
   record [SCENARIO…]      reproduce and record into testdata/<scenario>/ (all when none given)
+  node up|down|status     a real containerd node in a box (same as `cargo xtask node …`)
 TAG defaults to `dev`. Ctrl-C tears down whatever is up (except after `up` has returned).";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -21,6 +22,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if matches!(cmd, "help" | "-h" | "--help") {
         println!("{HELP}");
         return Ok(());
+    }
+    if cmd == "node" {
+        return crate::node::run(rest);
     }
     if cmd == "list" {
         for s in Scenario::ALL {

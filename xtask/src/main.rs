@@ -50,7 +50,7 @@ const HELP: &str = "usage: cargo xtask <command>
   deps            install the Debian packages the build and tests need (root)
   ci              deps + fmt + clippy + doc + all tests, root tests included
   lab …           real-kernel reproductions of the five failures; record testdata (root)
-  node up|down    a real containerd node in a box under /run/ndr-node (root)
+  lab node up|down  a real containerd node in a box with the demo's pods (root; alias: node)
   completions     bash/zsh/fish completions and man pages into target/dist
   bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)";
