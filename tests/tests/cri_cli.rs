@@ -336,8 +336,8 @@ fn cli_counters_by_name_show_the_pods_listener_and_address() {
 }
 
 #[test]
-fn cli_container_flag_picks_the_container_and_lists_the_others() {
-    let Some(node) = node("cli_container_flag_picks_the_container_and_lists_the_others") else {
+fn cli_c_container_picks_the_container_and_lists_the_others() {
+    let Some(node) = node("cli_c_container_picks_the_container_and_lists_the_others") else {
         return;
     };
     let mut pods = Pods::new(&node);
@@ -348,7 +348,7 @@ fn cli_container_flag_picks_the_container_and_lists_the_others() {
     let out = cli(&[
         "diagnose",
         "ndr-cli/two",
-        "--container",
+        "-c",
         "sidecar",
         "--duration",
         "1s",
@@ -361,7 +361,21 @@ fn cli_container_flag_picks_the_container_and_lists_the_others() {
         "{}",
         text(&out.stderr)
     );
-    let out = cli(&["counters", "ndr-cli/two", "--container", "nginx"]);
+    // capture keeps tcpdump's -c COUNT; the container is --container there.
+    let out = cli(&[
+        "capture",
+        "ndr-cli/two",
+        "--container",
+        "app",
+        "-c",
+        "1",
+        "--duration",
+        "1s",
+        "-w",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = cli(&["counters", "ndr-cli/two", "-c", "nginx"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

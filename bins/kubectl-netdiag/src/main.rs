@@ -14,7 +14,7 @@ mod pods;
 mod signals;
 mod target;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Diagnose Kubernetes pod networking on the node where the pod runs.
@@ -54,17 +54,26 @@ enum Command {
     Man(completions::ManArgs),
 }
 
+/// The command line, with kubectl's `-c CONTAINER` on the commands that target a pod but
+/// take no packet count (`capture -c N` stays tcpdump's count; there `--container`).
+fn command() -> clap::Command {
+    let short_c = |s: clap::Command| s.mut_arg("container", |a| a.short('c'));
+    Cli::command()
+        .mut_subcommand("diagnose", short_c)
+        .mut_subcommand("counters", short_c)
+}
+
 fn main() -> ExitCode {
     exit::install_sigpipe_default();
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Analyze(a) => analyze::run(a),
         Command::Capture(a) => capture::run(a),
         Command::Diagnose(a) => diagnose::run(a),
         Command::Counters(a) => counters::run(a),
         Command::Pods(a) => pods::run(a),
-        Command::Completions(a) => completions::completions(a, Cli::command()),
-        Command::Man(a) => completions::man(a, Cli::command()),
+        Command::Completions(a) => completions::completions(a, command()),
+        Command::Man(a) => completions::man(a, command()),
     };
     exit::finish(result)
 }
