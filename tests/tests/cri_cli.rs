@@ -404,7 +404,13 @@ fn cli_errors_are_actionable_and_exit_2() {
         .unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(missing.trim_start_matches("unix://")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
+            missing.trim_start_matches("unix://")
+        )),
+        "{err}"
+    );
     // A HOME-less, minimal environment and --runtime-endpoint at nothing.
     let out = Command::new(bin())
         .env_clear()
@@ -419,7 +425,7 @@ fn cli_errors_are_actionable_and_exit_2() {
         .unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("/nonexistent"), "{err}");
+    assert!(err.contains("/nonexistent (--runtime-endpoint)"), "{err}");
     // Nothing given and none of the known sockets here: the list of what was tried.
     if netdiag::cri::endpoint::KNOWN_SOCKETS
         .iter()

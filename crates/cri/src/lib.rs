@@ -185,8 +185,20 @@ impl Client {
         backend: Option<Backend>,
     ) -> Result<Client, Error> {
         let socket = endpoint::detect(endpoint)?;
+        // Where the path came from, for the "not found" message: a stale
+        // CONTAINER_RUNTIME_ENDPOINT in the environment is easy to overlook.
+        // (A CLI may pass the variable's value as `endpoint`, as clap's `env` does.)
+        let env = std::env::var(endpoint::ENDPOINT_ENV)
+            .ok()
+            .filter(|e| !e.is_empty());
+        let source = match (endpoint, env.as_deref()) {
+            (Some(e), Some(v)) if e == v => " (from $CONTAINER_RUNTIME_ENDPOINT)",
+            (Some(_), _) => " (--runtime-endpoint)",
+            (None, Some(_)) => " (from $CONTAINER_RUNTIME_ENDPOINT)",
+            (None, None) => "",
+        };
         let endpoint = format!("unix://{}", socket.display());
-        precheck(&socket, &endpoint)?;
+        precheck(&socket, &endpoint, source)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -292,7 +304,7 @@ impl Client {
 
 /// A synchronous connect first, so "permission denied" and "nothing listens" get their own
 /// clear messages instead of a generic transport error.
-fn precheck(socket: &Path, endpoint: &str) -> Result<(), Error> {
+fn precheck(socket: &Path, endpoint: &str, source: &str) -> Result<(), Error> {
     match std::os::unix::net::UnixStream::connect(socket) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -301,7 +313,7 @@ fn precheck(socket: &Path, endpoint: &str) -> Result<(), Error> {
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSocket {
-            tried: vec![socket.display().to_string()],
+            tried: vec![format!("{}{source}", socket.display())],
         }),
         Err(source) => Err(Error::Connect {
             endpoint: endpoint.to_string(),
