@@ -213,6 +213,85 @@ fn cli_diagnose_by_name_finds_accept_queue_overflow_and_nothing_on_a_healthy_pod
     );
 }
 
+/// dnsmasq inside a pod's netns (the cluster DNS), killed and reaped when dropped.
+struct Dnsmasq(std::process::Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cli_diagnose_by_name_finds_ndots_amplification() {
+    let Some(node) = node("cli_diagnose_by_name_finds_ndots_amplification") else {
+        return;
+    };
+    let mut pods = Pods::new(&node);
+    // The cluster DNS: dnsmasq in a pod's netns, cluster.local answered locally (NXDOMAIN),
+    // example.test answered, nothing forwarded.
+    let dns_pod = pods.run(&PodSpec::new(NS, "dns"));
+    let dns_ip = dns_pod.ip.clone().expect("dns pod IP");
+    let log = NodeConfig::test()
+        .dir
+        .join(format!("dnsmasq-{}.log", std::process::id()));
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", dns_pod.pid))
+        .args([
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--local=/cluster.local/",
+            "--address=/example.test/192.0.2.80",
+            "--user=root",
+            "--pid-file=",
+        ])
+        .arg(format!("--listen-address={dns_ip}"))
+        .arg(format!("--log-facility={}", log.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("dnsmasq (Debian package dnsmasq-base)");
+    let _dnsmasq = Dnsmasq(child);
+    // A pod with kubelet's DNS config looking up a 2-dot name (< ndots:5).
+    let mut resolver = PodSpec::new(NS, "resolver").with_cluster_dns(&dns_ip);
+    resolver.containers = vec![(
+        "client".into(),
+        bounded(
+            240,
+            120,
+            "getent ahosts api.example.test >/dev/null; sleep 0.5",
+        ),
+    )];
+    pods.run(&resolver);
+    let out = cli(&[
+        "diagnose",
+        "ndr-cli/resolver",
+        "--duration",
+        "3s",
+        "--output",
+        "json",
+    ]);
+    let f = findings(&out);
+    assert_eq!(out.status.code(), Some(1), "{f:?}\n{}", text(&out.stderr));
+    assert!(
+        f.iter()
+            .any(|(k, c)| k == "dns_ndots_amplification" && c == "confirmed"),
+        "{f:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The resolv.conf came from the pod's root: kubelet's ndots and search list.
+    assert_eq!(v["resolv_conf"]["ndots"], 5, "{v}");
+    assert_eq!(
+        v["resolv_conf"]["search"][0],
+        format!("{NS}.svc.cluster.local"),
+        "{v}"
+    );
+}
+
 #[test]
 fn cli_capture_by_name_through_kubectl_plugin_into_tshark() {
     let Some(node) = node("cli_capture_by_name_through_kubectl_plugin_into_tshark") else {
