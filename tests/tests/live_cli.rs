@@ -246,7 +246,7 @@ impl std::fmt::Display for Diagnosed {
 /// Sets the scenario up, starts `diagnose` for `duration`, drives the traffic once it
 /// says "diagnosing", and returns its exit code, JSON report and the lab's evidence.
 fn diagnose_during(s: Scenario, short: &str, by: By, duration: Duration) -> Option<Diagnosed> {
-    diagnose_during_with(s, short, by, duration, &[])
+    diagnose_during_with(s, short, by, duration, &[], 1)
 }
 
 /// [`diagnose_during`] with extra `diagnose` arguments.
@@ -256,6 +256,7 @@ fn diagnose_during_with(
     by: By,
     duration: Duration,
     extra: &[&str],
+    triggers: u32,
 ) -> Option<Diagnosed> {
     let test = format!("live_diagnose_{}_{short}", s.name());
     let lab = lab_for(&test, short)?;
@@ -276,9 +277,14 @@ fn diagnose_during_with(
         .stdout(Stdio::piped());
     let mut p = Proc::spawn(cmd, &format!("diagnose ({test})"));
     p.wait_for_stderr("diagnosing", Duration::from_secs(20));
-    let ev = s
+    let mut ev = s
         .trigger(&lab)
         .unwrap_or_else(|e| panic!("{test}: trigger: {e:#}"));
+    for _ in 1..triggers {
+        ev = s
+            .trigger(&lab)
+            .unwrap_or_else(|e| panic!("{test}: trigger: {e:#}"));
+    }
     assert!(
         p.running(),
         "{test}: diagnose ended before the scenario's traffic did: --duration {duration:?} too short\n{ev}\nstderr:\n{}",
@@ -402,9 +408,14 @@ fn live_diagnose_conntrack_invalid_nat_is_possible_from_pod_side_with_node_inval
 #[test]
 fn live_diagnose_conntrack_invalid_nat_confirmed_with_the_node_side_captured() {
     let s = Scenario::ConntrackInvalid;
-    let Some(d) =
-        diagnose_during_with(s, "invn2", By::Pid, SHORT, &["--node-interface", "uplink0"])
-    else {
+    let Some(d) = diagnose_during_with(
+        s,
+        "invn2",
+        By::Pid,
+        SHORT,
+        &["--node-interface", "uplink0"],
+        1,
+    ) else {
         return;
     };
     assert!(d.ev.node_delta("conntrack.invalid") > 0, "{d}");
@@ -421,6 +432,27 @@ fn live_diagnose_conntrack_invalid_service_confirmed_by_node_invalid() {
     };
     assert!(d.ev.node_delta("conntrack.invalid") > 0, "{d}");
     check_failure(&d, s, Some("confirmed"));
+}
+
+/// The application asking twice is two logical lookups, each amplified: the second walk
+/// of the search list must not be folded into the first.
+#[test]
+fn live_diagnose_dns_ndots_two_lookups_are_two_logical_lookups() {
+    let s = Scenario::DnsNdots;
+    let Some(d) = diagnose_during_with(s, "ndots2", By::Netns, SHORT, &[], 2) else {
+        return;
+    };
+    check_failure(&d, s, None);
+    let dns = &d.report["dns"];
+    assert_eq!(dns["logical_lookups"], 2, "{d}");
+    let sent = dns["queries_sent"].as_u64().unwrap_or(0);
+    let per_lookup = 2 * (lab::SEARCH_DOMAINS.len() as u64 + 1);
+    assert_eq!(sent, 2 * per_lookup, "{d}");
+    assert_eq!(
+        dns["amplification_factor"].as_f64(),
+        Some((lab::SEARCH_DOMAINS.len() + 1) as f64),
+        "{d}"
+    );
 }
 
 #[test]

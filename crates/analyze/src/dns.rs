@@ -502,11 +502,16 @@ impl DnsTracker {
         }
         let conf_base = self.configured_base(name).map(str::to_string);
         let c = self.clients.entry(ckey).or_default();
-        // 1. Same name (A after AAAA, or a new ID for the same question).
-        let mut found = c
-            .lookups
-            .iter()
-            .position(|l| l.names.iter().any(|(h, _)| *h == name_hash));
+        // 1. Same name (A after AAAA, or a new ID for the same question) — unless the
+        //    lookup is over and this is the application asking again: the same question
+        //    after a positive answer, or the walk restarting at its first name after
+        //    answers came back. That is a new logical lookup.
+        let mut found = c.lookups.iter().position(|l| {
+            l.names.iter().any(|(h, _)| *h == name_hash)
+                && !(l.names.contains(&(name_hash, qtype))
+                    && (l.positive_ns.is_some()
+                        || (l.last_answer_ns.is_some() && l.first_name == name)))
+        });
         let mut base_found: Option<String> = None;
         // 2. A search-list expansion of an open lookup that got a negative answer.
         if found.is_none() {
