@@ -48,6 +48,41 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // The integration tests in tests/ run the real binary (and `kubectl netdiag`, which
     // finds it on PATH): build it first, since cargo builds a bin only for its own package.
     sh::run(sh::cargo().args(["build", "--locked", "-p", "kubectl-netdiag"]))?;
-    sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]))?;
+    let before = our_netns()?;
+    let tests = sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]));
+    // Every test removes what it created, on success and on failure: a namespace of ours
+    // left behind is a bug even when every assertion passed.
+    let left: Vec<String> = our_netns()?
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    tests?;
+    if !left.is_empty() {
+        bail!(
+            "the tests left network namespaces behind: {} (remove with `ip netns del NAME`)",
+            left.join(" ")
+        );
+    }
     Ok(())
+}
+
+/// Named network namespaces with the prefixes our tests use (`nd?-…`).
+fn our_netns() -> Result<Vec<String>> {
+    let dir = std::path::Path::new("/run/netns");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        let ours = name.len() > 4
+            && name.starts_with("nd")
+            && name.as_bytes()[3] == b'-'
+            && name.as_bytes()[2].is_ascii_lowercase();
+        if ours {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }

@@ -48,7 +48,7 @@ fn run(args: &[String]) -> Result<()> {
 
 const HELP: &str = "usage: cargo xtask <command>
   deps            install the Debian packages the build and tests need (root)
-  ci              deps + fmt + clippy + doc + all tests, root tests included
+  ci              deps + fmt + clippy + doc + package + all tests (root tests included), no netns left
   lab …           real-kernel reproductions of the five failures; record testdata (root)
   lab node up|down  a real containerd node in a box with the demo's pods (root; alias: node)
   completions     bash/zsh/fish completions and man pages into target/dist
