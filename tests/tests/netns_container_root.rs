@@ -3,11 +3,21 @@
 //! the host's file through `/proc/PID/root`.
 
 use std::os::unix::fs::symlink;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netdiag::netns::{ContainerRoot, Error, read_in_root};
+
+/// Puts the static busybox at `dst`: a hard link when possible. A copy is a file we held
+/// open for writing, and a child forked meanwhile by another test thread inherits that
+/// descriptor until it execs, so exec'ing the copy can fail with ETXTBSY ("Text file
+/// busy"); a link never had a writer.
+fn place_busybox(dst: &Path) {
+    if std::fs::hard_link("/bin/busybox", dst).is_err() {
+        std::fs::copy("/bin/busybox", dst).unwrap();
+    }
+}
 
 /// A temp tree with a static busybox, removed on drop.
 struct Tree(PathBuf);
@@ -32,7 +42,7 @@ fn hostile_tree(name: &str, link_target: &str) -> (Tree, Jailed) {
     let tree = Tree(dir.clone());
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("etc")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    place_busybox(&dir.join("bin/busybox"));
     symlink(link_target, dir.join("etc/resolv.conf")).unwrap();
     let child = Command::new("chroot")
         .arg(&dir)
@@ -123,7 +133,7 @@ fn reads_the_containers_mount_namespace_view() {
     let tree = Tree(dir.clone());
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("etc")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    place_busybox(&dir.join("bin/busybox"));
     std::fs::write(dir.join("etc/resolv.conf"), "underneath\n").unwrap();
     let source = std::env::temp_dir().join(format!("ndk-resolv-{}", std::process::id()));
     std::fs::write(&source, "nameserver 10.96.0.10\noptions ndots:5\n").unwrap();
