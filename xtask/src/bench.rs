@@ -97,11 +97,15 @@ fn parse_clock(s: &str) -> Result<f64> {
 
 fn compare(packets: usize) -> Result<()> {
     let root = workspace_root();
+    // Two builds: with `--example`, cargo builds only example targets, not the CLI's bin.
+    sh::run(
+        sh::cargo()
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "kubectl-netdiag"]),
+    )?;
     sh::run(sh::cargo().current_dir(&root).args([
         "build",
         "--release",
-        "-p",
-        "kubectl-netdiag",
         "-p",
         "netdiag-benches",
         "--example",
