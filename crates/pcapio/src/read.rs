@@ -204,11 +204,17 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
-    let mut a = [0u8; 2];
-    if let Some(s) = b.get(at..at + 2) {
+/// `N` bytes at `at`, zeros past the end (callers check lengths before trusting a field).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut a = [0u8; N];
+    if let Some(s) = at.checked_add(N).and_then(|end| b.get(at..end)) {
         a.copy_from_slice(s);
     }
+    a
+}
+
+fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
+    let a = bytes_at(b, at);
     if big {
         u16::from_be_bytes(a)
     } else {
@@ -217,10 +223,7 @@ fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
 }
 
 fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        a.copy_from_slice(s);
-    }
+    let a = bytes_at(b, at);
     if big {
         u32::from_be_bytes(a)
     } else {
@@ -229,10 +232,7 @@ fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
 }
 
 fn u64_at(b: &[u8], at: usize, big: bool) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        a.copy_from_slice(s);
-    }
+    let a = bytes_at(b, at);
     if big {
         u64::from_be_bytes(a)
     } else {
