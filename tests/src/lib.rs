@@ -5,6 +5,8 @@
 
 pub mod lab;
 
+// atexit, flock and a pre-exec hook: each `unsafe` block carries its SAFETY comment.
+#[allow(unsafe_code)]
 pub mod node;
 
 /// Where the tcpdump test-suite corpus lives: `$NETDIAG_CORPUS`, else `../shared/corpus`
@@ -101,4 +103,33 @@ pub fn require_root(test: &str) -> anyhow::Result<bool> {
     }
     eprintln!("{test}: skipped, needs root (run `cargo xtask ci` as root)");
     Ok(false)
+}
+
+/// Running commands for the lab drivers: echoed first, output shown, failing loudly.
+pub mod sh {
+    use anyhow::{Context, Result, bail};
+    use std::process::Command;
+
+    /// Runs `cmd` with its output shown, echoing its command line first; fails naming the
+    /// command when it exits non-zero.
+    pub fn run(cmd: &mut Command) -> Result<()> {
+        eprintln!("netdiag-lab: $ {}", display(cmd));
+        let status = cmd
+            .status()
+            .with_context(|| format!("could not start {}", display(cmd)))?;
+        if !status.success() {
+            bail!("{} failed: {status}", display(cmd));
+        }
+        Ok(())
+    }
+
+    /// The command as a shell-like line, for messages.
+    pub fn display(cmd: &Command) -> String {
+        let mut s = cmd.get_program().to_string_lossy().into_owned();
+        for a in cmd.get_args() {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
 }

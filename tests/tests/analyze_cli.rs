@@ -3,6 +3,8 @@
 //!
 //! The binary comes from this target dir (`cargo build -p kubectl-netdiag`; `cargo xtask
 //! ci` builds it before the tests).
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,6 +3,8 @@
 //! torn down at process exit even when tests fail.
 //!
 //! Not root: skipped with a message, or a failure under `CI=true`.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use netdiag::cri::{Backend, Client, Error, PodRef};
 use netdiag_tests::node::{self, Node, NodeConfig, PodSpec};

@@ -1,6 +1,8 @@
 //! Root tests for `netdiag-kernel` live, each in its own `ndk-k…` namespace entered with
 //! `netdiag-netns` (deleted on success and failure), cross-checked against the tools
 //! people use: `ss -lnt`, `conntrack -S`, `conntrack -L`, `ip route`.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -7,6 +7,8 @@
 //! - nothing is left behind (`ip netns list` has no `ndl-<tag>-`).
 //!
 //! Not root: skipped with a message, or a failure under `CI=true`.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use netdiag_tests::lab::pcap::{self, Structure};
 use netdiag_tests::lab::scenario::{self, Evidence, Scenario};

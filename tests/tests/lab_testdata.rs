@@ -2,6 +2,8 @@
 //! as `testdata/README.md` says, listed in `testdata/manifest.toml`, and its capture
 //! actually shows the failure (or, for a baseline, does not) — so an empty or broken
 //! recording cannot be committed unnoticed.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use netdiag_tests::lab::counters::Snapshot;
 use netdiag_tests::lab::pcap;

@@ -1,6 +1,8 @@
 //! Root tests for `netdiag-netns`: enter namespaces we create, by path, by name and by PID
 //! (through a pidfd), and get clear errors for exited PIDs, missing paths and unprivileged
 //! users. Every netns is `ndk-<test>` and is deleted on success and failure (Drop guards).
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

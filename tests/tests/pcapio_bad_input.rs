@@ -4,6 +4,8 @@
 //! The bytes are those of tcpdump's tests/tcp-handshake-nano.pcap (a little-endian
 //! nanosecond pcap of a TCP handshake on Linux SLL), taken from the corpus when it is
 //! present and otherwise written by our own writer with the same header fields.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 

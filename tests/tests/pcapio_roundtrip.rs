@@ -24,6 +24,8 @@
 //! different link types cannot be written as pcap (one link type per file; `editcap -F
 //! pcap` refuses it too): for those only the pcapng copy is checked, and the test
 //! asserts that this is the reason.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

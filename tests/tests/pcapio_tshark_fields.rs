@@ -2,6 +2,8 @@
 //! `frame.comment`, interface names and descriptions in `frame.interface_name` and
 //! `frame.interface_description`, nanosecond timestamps in `frame.time_epoch`.
 //! Also: a pcap written with per-packet flush through a pipe reads in tshark.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -10,7 +10,6 @@
 
 use crate::sh;
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -30,13 +29,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 fn criterion(bench: &str) -> Result<()> {
     sh::run(sh::cargo().args(["bench", "-p", "netdiag-benches", "--bench", bench]))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// One measured run.
@@ -96,7 +88,9 @@ fn parse_clock(s: &str) -> Result<f64> {
 }
 
 fn compare(packets: usize) -> Result<()> {
-    let root = workspace_root();
+    // tcpdump, tshark, time, and libpcap/protoc for the CLI's build.
+    crate::deps::install()?;
+    let root = sh::workspace_root();
     // Two builds: with `--example`, cargo builds only example targets, not the CLI's bin.
     sh::run(
         sh::cargo()
@@ -111,8 +105,8 @@ fn compare(packets: usize) -> Result<()> {
         "--example",
         "gen_pcap",
     ]))?;
-    let release = root.join("target/release");
-    let dir = root.join("target/bench-compare");
+    let release = sh::target_dir().join("release");
+    let dir = sh::target_dir().join("bench-compare");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let pcap = dir.join(format!("big-{packets}.pcap"));
     if !pcap.is_file() {

@@ -10,12 +10,14 @@ use std::process::Command;
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let out_dir = match args {
-        [] => netdiag_tests::workspace_root().join("target/dist"),
+        [] => sh::target_dir().join("dist"),
         [flag, dir] if flag == "--out-dir" => PathBuf::from(dir),
         _ => bail!("usage: cargo xtask completions [--out-dir DIR]"),
     };
+    // The CLI's build needs libpcap and protoc.
+    crate::deps::install()?;
     sh::run(sh::cargo().args(["build", "-p", "kubectl-netdiag"]))?;
-    let bin = netdiag_tests::workspace_root().join("target/debug/kubectl-netdiag");
+    let bin = sh::target_dir().join("debug/kubectl-netdiag");
     let comp_dir = out_dir.join("completions");
     std::fs::create_dir_all(&comp_dir)
         .with_context(|| format!("creating {}", comp_dir.display()))?;

@@ -1,105 +1,44 @@
-//! `cargo xtask lab …`: real-kernel reproductions of the five failures (root).
+//! `cargo xtask lab …`, `cargo xtask node …`, `cargo xtask demo`: installs the Debian
+//! packages, builds kubectl-netdiag and the `netdiag-lab` driver (package netdiag-tests)
+//! with cargo, and runs the driver (root).
 //!
-//! The harness itself lives in `netdiag_tests::lab`, shared with the root tests.
+//! xtask itself depends on no workspace crate: on a fresh machine it must build before the
+//! packages those crates need (protoc, libpcap) are there. The drivers share the harness
+//! with the root tests (`netdiag_tests::lab`, `netdiag_tests::node`).
 
-use anyhow::{Result, bail};
-use netdiag_tests::lab::{self, Lab, Role, record, scenario::Scenario};
+use crate::{deps, sh};
+use anyhow::{Context, Result, bail};
+use std::process::Command;
 
-const HELP: &str = "usage: cargo xtask lab <command>
-  list                    the scenarios and how each is reproduced
-  up [TAG]                build the lab topology (netns ndl-TAG-{pod,node,ext}) and leave it up
-  down [TAG]              tear the lab TAG down (idempotent)
-  run SCENARIO            reproduce SCENARIO in a fresh lab and print the evidence
-  record [SCENARIO…]      reproduce and record into testdata/<scenario>/ (all when none given)
-  node up|down|status     a real containerd node in a box (same as `cargo xtask node …`)
-TAG defaults to `dev`. Ctrl-C tears down whatever is up (except after `up` has returned).";
-
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let (cmd, rest) = match args.split_first() {
-        Some((c, r)) => (c.as_str(), r),
-        None => ("help", &[][..]),
-    };
-    if matches!(cmd, "help" | "-h" | "--help") {
-        println!("{HELP}");
-        return Ok(());
+/// Runs `netdiag-lab <group> <args…>` after the packages and both binaries are in place.
+pub(crate) fn run(group: &str, args: &[String]) -> Result<()> {
+    // `lab list`, `node status` and help need neither root nor packages, but the binary does.
+    deps::install()?;
+    sh::run(sh::cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "kubectl-netdiag",
+        "-p",
+        "netdiag-tests",
+        "--bin",
+        "kubectl-netdiag",
+        "--bin",
+        "netdiag-lab",
+    ]))?;
+    let bin = sh::target_dir().join("debug").join("netdiag-lab");
+    let mut cmd = Command::new(&bin);
+    cmd.arg(group).args(args);
+    // Ctrl-C reaches the driver too (same process group): it tears its namespaces or the
+    // node down and exits 130. We wait for that instead of dying first.
+    ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
+    eprintln!("xtask: $ {}", sh::display(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {}", bin.display()))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(130) => std::process::exit(130),
+        _ => bail!("{} failed: {status}", sh::display(&cmd)),
     }
-    if cmd == "node" {
-        return crate::node::run(rest);
-    }
-    if cmd == "list" {
-        for s in Scenario::ALL {
-            println!("{:<26} expect {:?}", s.name(), s.expect());
-            println!("    {}", s.notes());
-        }
-        return Ok(());
-    }
-    if !netdiag_tests::is_root() {
-        bail!("`cargo xtask lab {cmd}` needs root (network namespaces, iptables, tcpdump)");
-    }
-    teardown_on_signal()?;
-    let tag = |rest: &[String]| -> Result<String> {
-        match rest {
-            [] => Ok("dev".to_owned()),
-            [t] => Ok(t.clone()),
-            _ => bail!("expected at most one TAG\n{HELP}"),
-        }
-    };
-    match cmd {
-        "up" => {
-            let lab = Lab::up(&tag(rest)?)?;
-            println!("lab {} is up:", lab.tag());
-            for role in Role::ALL {
-                println!("  {:<5} {}", role.as_str(), lab.netns_path(role).display());
-            }
-            println!("  pod process: pid {}", lab.pod_pid());
-            println!("  pod resolv.conf: {}", lab.resolv_conf_path().display());
-            println!("tear down with: cargo xtask lab down {}", lab.tag());
-            // Leave it standing: `down` finds its processes through `ip netns pids`.
-            std::mem::forget(lab);
-            Ok(())
-        }
-        "down" => Lab::down(&tag(rest)?),
-        "run" => {
-            let [name] = rest else {
-                bail!("usage: cargo xtask lab run SCENARIO");
-            };
-            let s = Scenario::from_name(name)?;
-            let lab = Lab::up(&format!("run-{}", s.name()))?;
-            s.setup(&lab)?;
-            let ev = s.trigger(&lab)?;
-            drop(lab);
-            print!("{ev}");
-            Ok(())
-        }
-        "record" => {
-            let scenarios = if rest.is_empty() {
-                Scenario::ALL.to_vec()
-            } else {
-                rest.iter()
-                    .map(|n| Scenario::from_name(n))
-                    .collect::<Result<Vec<_>>>()?
-            };
-            let testdata = netdiag_tests::testdata_dir();
-            for s in scenarios {
-                let dir = testdata.join(s.name());
-                eprintln!("xtask: recording {} into {}", s.name(), dir.display());
-                let ev = record::record(s, &format!("rec-{}", s.name()), &dir)?;
-                print!("{ev}");
-            }
-            record::write_manifest(&testdata)?;
-            eprintln!("xtask: wrote {}", testdata.join("manifest.toml").display());
-            Ok(())
-        }
-        other => bail!("unknown lab command {other:?}\n{HELP}"),
-    }
-}
-
-/// On Ctrl-C (and SIGTERM/SIGHUP), tears every active lab down before exiting.
-fn teardown_on_signal() -> Result<()> {
-    ctrlc::set_handler(|| {
-        eprintln!("xtask: interrupted: tearing the lab down");
-        lab::teardown_active();
-        std::process::exit(130);
-    })?;
-    Ok(())
 }

@@ -9,10 +9,8 @@
 mod bench;
 mod ci;
 mod completions;
-mod demo;
 mod deps;
 mod lab;
-mod node;
 mod sh;
 
 use anyhow::{Result, bail};
@@ -33,11 +31,11 @@ fn run(args: &[String]) -> Result<()> {
     match cmd {
         "deps" => deps::install(),
         "ci" => ci::run(rest),
-        "lab" => lab::run(rest),
-        "node" => node::run(rest),
+        "lab" => lab::run("lab", rest),
+        "node" => lab::run("node", rest),
         "completions" => completions::run(rest),
         "bench" => bench::run(rest),
-        "demo" => demo::run(rest),
+        "demo" => lab::run("demo", rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())

@@ -170,15 +170,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The command as a shell-like line, for messages.
-pub(crate) fn display(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
+use crate::sh::display;
 
 /// `ip netns exec <netns> <args…>` as a command.
 pub fn netns_exec(netns: &str, args: &[&str]) -> Command {

@@ -90,7 +90,7 @@ fn hold_listener(args: &[String]) -> Result<()> {
 }
 
 fn require_root() -> Result<()> {
-    if !crate::sh::is_root() {
+    if !netdiag_tests::is_root() {
         bail!("the lab node needs root (containerd, CNI, iptables): run as root");
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: netdiag's main job, start to finish, on this machine (root).
 //!
-//! 1. installs the Debian packages it needs and builds kubectl-netdiag;
+//! 1. (`cargo xtask demo`, before starting this binary) installs the Debian packages and
+//!    builds kubectl-netdiag;
 //! 2. brings up a real containerd node (`netdiag_tests::node`, /run/ndr-node);
 //! 3. creates pods through the CRI with kubelet's labels and DNS config (`ndots:5`, three
 //!    search domains, the cluster DNS as nameserver), each reproducing one situation of
@@ -24,9 +25,9 @@
 //! Every traffic loop in the pods is bounded in count and time, and all traffic stays on
 //! the CNI bridge between pods the demo created.
 
-use crate::{deps, sh};
 use anyhow::{Context, Result, bail};
 use netdiag_tests::node::{self, Node, NodeConfig, PodSpec};
+use netdiag_tests::{is_root, sh};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,17 +47,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         [k] if k == "--keep" => true,
         _ => bail!("usage: cargo xtask demo [--keep]   (--keep leaves the node up afterwards)"),
     };
-    if !sh::is_root() {
+    if !is_root() {
         bail!("the demo runs a real containerd node (namespaces, CNI, iptables): run it as root");
     }
     let started = Instant::now();
-    deps::install()?;
-    sh::run(sh::cargo().args(["build", "-p", "kubectl-netdiag"]))?;
-    // Next to ourselves: cargo put both in the same profile dir (honours CARGO_TARGET_DIR).
+    // `cargo xtask demo` installed the packages and built kubectl-netdiag next to us (the
+    // same profile dir, honouring CARGO_TARGET_DIR) before starting this binary.
     let bin = std::env::current_exe()?
         .parent()
-        .context("xtask has no directory")?
+        .context("netdiag-lab has no directory")?
         .join("kubectl-netdiag");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: start the demo with `cargo xtask demo`, which builds it first",
+            bin.display()
+        );
+    }
 
     let config = NodeConfig::lab();
     teardown_on_signal(&config, keep)?;
@@ -306,7 +312,7 @@ fn diagnose(bin: &Path, endpoint: &str, pod: &str, expect: &str, secs: u64) -> R
     .env("CONTAINER_RUNTIME_ENDPOINT", endpoint)
     .stdin(Stdio::null())
     .stderr(Stdio::inherit());
-    eprintln!("xtask: $ {}", sh::display(&cmd));
+    eprintln!("netdiag-lab: $ {}", sh::display(&cmd));
     let out = cmd.output().context("running kubectl netdiag diagnose")?;
     let report = String::from_utf8_lossy(&out.stdout);
     print!("{report}");
