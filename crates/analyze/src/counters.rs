@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Which network namespace a snapshot describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NetnsRole {
     /// The pod's network namespace (where its sockets and resolv.conf live).
     Pod,
@@ -27,6 +28,12 @@ impl NetnsRole {
     }
 }
 
+impl std::fmt::Display for NetnsRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether a snapshot was taken before or after the capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Moment {
@@ -38,6 +45,7 @@ pub enum Moment {
 
 /// A listening TCP socket and its accept queue (`ss -lnt`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerQueue {
     /// Local address (unspecified for wildcard listeners).
     pub addr: IpAddr,
@@ -49,13 +57,34 @@ pub struct ListenerQueue {
     pub backlog: Option<u32>,
 }
 
+impl ListenerQueue {
+    /// A listener on `addr:port` with `queued` connections waiting and, when known, its
+    /// accept-queue size.
+    pub fn new(addr: IpAddr, port: u16, queued: u32, backlog: Option<u32>) -> ListenerQueue {
+        ListenerQueue {
+            addr,
+            port,
+            queued,
+            backlog,
+        }
+    }
+}
+
 /// One snapshot of one network namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Flat counter values.
     pub values: BTreeMap<String, u64>,
     /// Listening sockets.
     pub listeners: Vec<ListenerQueue>,
+}
+
+impl Counters {
+    /// A snapshot from flat counter values and listening sockets.
+    pub fn new(values: BTreeMap<String, u64>, listeners: Vec<ListenerQueue>) -> Counters {
+        Counters { values, listeners }
+    }
 }
 
 /// Before/after snapshots for the pod and node namespaces.
@@ -96,7 +125,7 @@ impl CounterBook {
         let before = *b.values.get(key)?;
         let after = *a.values.get(key)?;
         (after > before).then(|| CounterDelta {
-            netns: role.as_str().to_string(),
+            netns: role,
             key: key.to_string(),
             before,
             after,

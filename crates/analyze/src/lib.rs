@@ -236,7 +236,6 @@ pub struct Analyzer {
     rst_answer: [u64; 8],
     sources: Vec<SourceInfo>,
     source: u16,
-    packet_no: u64,
     last_expire_ns: u64,
     skipped: FxMap<SkipKind, u64>,
     stray_scans: u32,
@@ -310,7 +309,6 @@ impl Analyzer {
             rst_answer: [0; 8],
             sources: Vec::new(),
             source: 0,
-            packet_no: 0,
             last_expire_ns: 0,
             skipped: FxMap::default(),
             stray_scans: 0,
@@ -329,18 +327,32 @@ impl Analyzer {
         &self.config
     }
 
-    /// Starts a new input source (a file, an interface). Packet numbers restart at 1
-    /// and flows of different sources never merge (the same connection seen at two
-    /// capture points is two flows). Returns the source index used in [`PacketRef`].
-    /// Feeding without calling this first opens a source named `"input"`.
+    /// Starts a new input source (a file, an interface) and makes it the one [`feed`]
+    /// feeds. Packet numbers count from 1 per source and flows of different sources never
+    /// merge (the same connection seen at two capture points is two flows). Returns the
+    /// source index used in [`PacketRef`]. Feeding without any source opens one named
+    /// `"input"`.
+    ///
+    /// [`feed`]: Analyzer::feed
     pub fn begin_source(&mut self, name: impl Into<String>) -> u16 {
-        self.sources.push(SourceInfo {
-            name: name.into(),
-            packets: 0,
-        });
-        self.source = (self.sources.len() - 1).min(usize::from(u16::MAX)) as u16;
-        self.packet_no = 0;
+        self.source = self.add_source(name);
         self.source
+    }
+
+    /// Adds an input source without switching [`feed`] to it: for capture points read
+    /// concurrently, whose packets are fed as they arrive with [`feed_from`]. Returns its
+    /// index (at most `u16::MAX` sources; later ones share the last index).
+    ///
+    /// [`feed`]: Analyzer::feed
+    /// [`feed_from`]: Analyzer::feed_from
+    pub fn add_source(&mut self, name: impl Into<String>) -> u16 {
+        if self.sources.len() <= usize::from(u16::MAX) {
+            self.sources.push(SourceInfo {
+                name: name.into(),
+                packets: 0,
+            });
+        }
+        (self.sources.len() - 1).min(usize::from(u16::MAX)) as u16
     }
 
     /// Gives the pod's resolv.conf (text).
@@ -355,18 +367,18 @@ impl Analyzer {
         self.counters.set(role, moment, counters);
     }
 
-    /// A cheap summary for a progress line.
-    pub fn findings_so_far(&self) -> Progress {
+    /// A cheap summary for a progress line: counts of the events detectors look at, by
+    /// name. None of them is a finding yet: a finding exists only in [`Analyzer::finish`]'s
+    /// report, once every detector has weighed all the evidence and the counters.
+    pub fn progress(&self) -> Progress {
         Progress {
             packets: self.capture.packets,
             flows: self.flows.len() as u64,
-            events: [
-                self.invalid.count,
-                self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
-                self.tcp.syn_retransmissions,
-                self.dns.stats.queries_sent,
-                self.dns.retry_events,
-            ],
+            out_of_window_segments: self.invalid.count,
+            final_acks_dropped: self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
+            syn_retransmissions: self.tcp.syn_retransmissions,
+            dns_queries: self.dns.stats.queries_sent,
+            dns_retries: self.dns.retry_events,
         }
     }
 
@@ -391,11 +403,26 @@ impl Analyzer {
         if self.sources.is_empty() {
             self.begin_source("input");
         }
-        self.packet_no += 1;
-        let pkt = self.packet_no;
-        if let Some(s) = self.sources.last_mut() {
-            s.packets += 1;
+        self.feed_from(self.source, timestamp_ns, link_type, bytes);
+    }
+
+    /// Feeds one packet of source `source` (an index from [`Analyzer::add_source`] or
+    /// [`Analyzer::begin_source`]; an unknown index counts as the last source), as
+    /// [`Analyzer::feed`] does. Packets of several sources may be interleaved in any order:
+    /// each source numbers its own packets.
+    pub fn feed_from(&mut self, source: u16, timestamp_ns: u64, link_type: u32, bytes: &[u8]) {
+        if self.sources.is_empty() {
+            self.begin_source("input");
         }
+        let last = (self.sources.len() - 1).min(usize::from(u16::MAX)) as u16;
+        self.source = source.min(last);
+        let pkt = match self.sources.get_mut(usize::from(self.source)) {
+            Some(s) => {
+                s.packets += 1;
+                s.packets
+            }
+            None => 0,
+        };
         let c = &mut self.capture;
         c.packets += 1;
         c.bytes += bytes.len() as u64;

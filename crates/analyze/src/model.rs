@@ -49,7 +49,7 @@ impl Kind {
     }
 
     /// All kinds, in report order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: &'static [Kind] = &[
         Kind::ConntrackInvalid,
         Kind::AcceptQueueOverflow,
         Kind::SnatPortExhaustion,
@@ -115,6 +115,7 @@ pub struct PacketRef {
 
 /// One evidence packet and what it shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EvidencePacket {
     /// Which packet.
     #[serde(flatten)]
@@ -125,9 +126,10 @@ pub struct EvidencePacket {
 
 /// A counter that moved between the before and after snapshots.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CounterDelta {
-    /// `"pod"` or `"node"`.
-    pub netns: String,
+    /// Whose counter: the pod's or the node's namespace (`"pod"` / `"node"` in JSON).
+    pub netns: crate::NetnsRole,
     /// Flat counter key, e.g. `"TcpExt.ListenOverflows"`.
     pub key: String,
     /// Value in the before snapshot.
@@ -138,6 +140,7 @@ pub struct CounterDelta {
 
 /// A time measurement that supports a finding.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Timing {
     /// What was measured, e.g. `"SYN retransmission gaps"`.
     pub what: String,
@@ -147,6 +150,7 @@ pub struct Timing {
 
 /// Everything a finding rests on.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Evidence {
     /// Packets in the input, with their role (bounded per finding).
     pub packets: Vec<EvidencePacket>,
@@ -162,6 +166,7 @@ pub struct Evidence {
 
 /// A listening socket involved in a finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ListenerRef {
     /// Listening address (`0.0.0.0` / `::` for a wildcard listener).
     pub addr: String,
@@ -175,6 +180,7 @@ pub struct ListenerRef {
 
 /// One diagnosis with its evidence and remedy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// What was found.
     pub kind: Kind,
@@ -198,6 +204,7 @@ pub struct Finding {
 
 /// DNS statistics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DnsStats {
     /// Query packets seen (retries included).
     pub queries_sent: u64,
@@ -229,6 +236,7 @@ pub struct DnsStats {
 
 /// TCP statistics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct TcpStats {
     /// Connections opened (SYN seen).
     pub connections: u64,
@@ -248,6 +256,7 @@ pub struct TcpStats {
 
 /// Statistics about the input itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CaptureStats {
     /// Packets fed.
     pub packets: u64,
@@ -277,6 +286,7 @@ pub struct CaptureStats {
 
 /// One input source (a capture file, or a live interface).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SourceInfo {
     /// Name given by the caller (file path).
     pub name: String,
@@ -286,6 +296,7 @@ pub struct SourceInfo {
 
 /// Something the analyzer did not look at, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Skipped {
     /// What, e.g. `"link type 147"`, `"truncated tcp header"`.
     pub what: String,
@@ -297,6 +308,7 @@ pub struct Skipped {
 
 /// The analyzer's verdict over everything it was fed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Schema version of this JSON (bumped on incompatible change; additions keep it).
     pub schema_version: u32,
@@ -345,13 +357,24 @@ impl Report {
 /// The version written in [`Report::schema_version`].
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A cheap summary for a progress line while feeding continues.
+/// A cheap summary for a progress line while feeding continues ([`Analyzer::progress`]).
+///
+/// [`Analyzer::progress`]: crate::Analyzer::progress
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Packets fed so far.
     pub packets: u64,
     /// Flows in the table now.
     pub flows: u64,
-    /// Evidence events recorded so far per kind, in [`Kind::ALL`] order.
-    pub events: [u64; 5],
+    /// TCP segments far outside the tracked window (conntrack INVALID candidates).
+    pub out_of_window_segments: u64,
+    /// Handshakes whose final ACK went unanswered (accept-queue candidates).
+    pub final_acks_dropped: u64,
+    /// SYNs retransmitted.
+    pub syn_retransmissions: u64,
+    /// DNS queries sent.
+    pub dns_queries: u64,
+    /// DNS queries re-sent after a timeout.
+    pub dns_retries: u64,
 }

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 /// The resolver settings that matter to the DNS diagnoses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ResolvConf {
     /// `nameserver` lines, in order.
     pub nameservers: Vec<String>,
