@@ -81,7 +81,7 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
 
     let interrupt = Interrupt::install()?;
     let target = target::resolve(pod, &args.target)?;
-    for note in &target.notes {
+    for note in target.notes() {
         eprintln!("note: {note}");
     }
     let config = CaptureConfig {
@@ -100,7 +100,7 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
     eprintln!(
         "capturing on {} in {}, link-type {}, snapshot length {} bytes{}",
         cap.interface(),
-        target.label,
+        target.label(),
         link_name(link_type),
         cap.snaplen(),
         if filter.is_empty() {
@@ -145,7 +145,7 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
             };
             let desc = InterfaceDesc {
                 name: Some(cap.interface().to_owned()),
-                description: Some(format!("{} (kubectl-netdiag capture)", target.label)),
+                description: Some(format!("{} (kubectl-netdiag capture)", target.label())),
                 nanos: true,
                 ..InterfaceDesc::new(link_type, cap.snaplen())
             };

@@ -61,7 +61,7 @@ struct Interface {
 /// Runs `kubectl-netdiag counters`.
 pub(crate) fn run(args: CountersArgs) -> anyhow::Result<Outcome> {
     let target = target::resolve(args.pod.as_deref(), &args.target)?;
-    for note in &target.notes {
+    for note in target.notes() {
         eprintln!("note: {note}");
     }
     let (snap, links, addrs, default) = target.run(|| -> anyhow::Result<_> {
@@ -98,7 +98,7 @@ pub(crate) fn run(args: CountersArgs) -> anyhow::Result<Outcome> {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect();
             let doc = Json {
-                target: &target.label,
+                target: target.label(),
                 counters: &shown,
                 listeners: &listeners,
                 sock_diag_error: snap.sock_diag_error(),
@@ -109,7 +109,7 @@ pub(crate) fn run(args: CountersArgs) -> anyhow::Result<Outcome> {
             writeln!(out)?;
         }
         CountersFormat::Human => {
-            writeln!(out, "# {}", target.label)?;
+            writeln!(out, "# {}", target.label())?;
             writeln!(out, "# interfaces")?;
             for i in &interfaces {
                 let mark = if default.as_ref().is_some_and(|d| d.name == i.name) {

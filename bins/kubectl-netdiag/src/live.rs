@@ -67,7 +67,7 @@ pub(crate) struct Limits {
 /// Opens the capture on a thread inside the target's network namespace. The packet socket
 /// stays bound to that namespace, so the loop can run on the main thread afterwards.
 pub(crate) fn open(target: &Target, mut config: CaptureConfig) -> anyhow::Result<LiveCapture> {
-    config.netns_label = target.label.clone();
+    config.netns_label = target.label().to_owned();
     let cap = target.run(move || LiveCapture::open(&config))??;
     Ok(cap)
 }
@@ -107,7 +107,10 @@ pub(crate) fn run(
             }
         }
         if progress.due() {
-            let drops = cap.stats().map(|s| s.dropped + s.if_dropped).unwrap_or(0);
+            let drops = cap
+                .stats()
+                .map(|s| u64::from(s.dropped) + u64::from(s.if_dropped))
+                .unwrap_or(0);
             progress.draw(packets, bytes, drops, &extra());
         }
     };
@@ -123,14 +126,14 @@ pub(crate) fn run(
 }
 
 /// A one-line progress display on stderr, redrawn at most 4 times a second, only on a TTY.
-struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     last: Option<Instant>,
     drawn: bool,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    pub(crate) fn new() -> Progress {
         Progress {
             enabled: std::io::stderr().is_terminal(),
             last: None,
@@ -138,14 +141,14 @@ impl Progress {
         }
     }
 
-    fn due(&self) -> bool {
+    pub(crate) fn due(&self) -> bool {
         self.enabled
             && self
                 .last
                 .is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
     }
 
-    fn draw(&mut self, packets: u64, bytes: u64, drops: u32, extra: &str) {
+    pub(crate) fn draw(&mut self, packets: u64, bytes: u64, drops: u64, extra: &str) {
         self.last = Some(Instant::now());
         self.drawn = true;
         let mut err = std::io::stderr().lock();
@@ -159,9 +162,10 @@ impl Progress {
         let _ = err.flush();
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if self.drawn {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
+            self.drawn = false;
         }
     }
 }

@@ -1,13 +1,12 @@
 //! Which network namespace a live command works in: `{POD | --pid N | --netns PATH}`.
 //!
-//! A pod name goes through the CRI (`netdiag::cri`) to the sandbox's PID; a PID or a path
-//! names the namespace directly. Work inside the namespace runs on a dedicated thread that
-//! has `setns`'d into it and is discarded afterwards, never on the main thread.
+//! The arguments are clap's; resolving them (a pod through the CRI to the sandbox's PID, a
+//! PID or a path to the namespace) is the library's [`netdiag::Target`].
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use netdiag::cri;
-use netdiag::netns::NetNs;
-use std::path::{Path, PathBuf};
+use netdiag::{RuntimeOptions, TargetSpec};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Target selection shared by `capture`, `diagnose` and `counters` (the POD positional is
@@ -38,80 +37,44 @@ impl TargetArgs {
     }
 }
 
-/// A resolved target: a network namespace, and the PID whose root holds the pod's files.
-#[derive(Debug)]
-pub(crate) struct Target {
-    /// Human name used in messages: "pod default/web (pid 1234)", "netns /run/netns/x".
-    pub(crate) label: String,
-    /// A process in the pod (for its root filesystem), when known.
-    pub(crate) pid: Option<u32>,
-    /// What the CRI said about ambiguities, to show the user.
-    pub(crate) notes: Vec<String>,
-    ns: NetNs,
-}
+pub(crate) use netdiag::Target;
 
 /// How long each call to the container runtime may take.
 const CRI_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Resolves `{POD | --pid N | --netns PATH}`.
-pub(crate) fn resolve(pod: Option<&str>, args: &TargetArgs) -> anyhow::Result<Target> {
+/// What `{POD | --pid N | --netns PATH}` names, checked but not resolved yet.
+pub(crate) fn spec(pod: Option<&str>, args: &TargetArgs) -> anyhow::Result<TargetSpec> {
     if let Some(path) = &args.netns {
         if pod.is_some() {
             bail!("give either POD or --netns, not both");
         }
-        let ns = NetNs::from_path(path)?;
-        return Ok(Target {
-            label: format!("netns {}", path.display()),
-            pid: None,
-            notes: Vec::new(),
-            ns,
-        });
+        return Ok(TargetSpec::Netns(path.clone()));
     }
     if let Some(pid) = args.pid {
         if pod.is_some() {
             bail!("give either POD or --pid, not both");
         }
-        return from_pid(pid, format!("netns of pid {pid}"), Vec::new());
+        return Ok(TargetSpec::Pid(pid));
     }
     let Some(pod) = pod else {
         bail!("name a target: POD, --pid PID or --netns PATH");
     };
-    let pod_ref = cri::PodRef::parse(pod, args.namespace.as_deref(), args.container.as_deref())?;
-    let client = cri::Client::connect(args.runtime_endpoint.as_deref(), CRI_TIMEOUT)?;
-    let t = client.resolve(&pod_ref)?;
-    let label = format!("pod {} (pid {})", t.pod, t.pid);
-    from_pid(t.pid, label, t.notes)
+    Ok(TargetSpec::Pod(cri::PodRef::parse(
+        pod,
+        args.namespace.as_deref(),
+        args.container.as_deref(),
+    )?))
 }
 
-fn from_pid(pid: u32, label: String, notes: Vec<String>) -> anyhow::Result<Target> {
-    let pid_i = i32::try_from(pid).map_err(|_| anyhow::anyhow!("PID {pid} is out of range"))?;
-    // Through a pidfd: a PID recycled after this point is never entered by mistake.
-    let ns = NetNs::from_pid(pid_i)?;
-    Ok(Target {
-        label,
-        pid: Some(pid),
-        notes,
-        ns,
-    })
-}
-
-impl Target {
-    /// Runs `f` on a fresh thread inside the target's network namespace.
-    pub(crate) fn run<T, F>(&self, f: F) -> anyhow::Result<T>
-    where
-        F: FnOnce() -> T + Send,
-        T: Send,
-    {
-        self.ns
-            .run(f)
-            .with_context(|| format!("working inside {}", self.label))
+/// How to reach the runtime: --runtime-endpoint / $CONTAINER_RUNTIME_ENDPOINT.
+pub(crate) fn runtime(args: &TargetArgs) -> RuntimeOptions {
+    RuntimeOptions {
+        endpoint: args.runtime_endpoint.clone(),
+        timeout: CRI_TIMEOUT,
     }
 }
 
-/// The node's network namespace for `diagnose`: `--node-netns PATH`, else our own.
-pub(crate) fn node_netns(path: Option<&Path>) -> anyhow::Result<NetNs> {
-    Ok(match path {
-        Some(p) => NetNs::from_path(p)?,
-        None => NetNs::current()?,
-    })
+/// Resolves `{POD | --pid N | --netns PATH}` (the library does the work).
+pub(crate) fn resolve(pod: Option<&str>, args: &TargetArgs) -> anyhow::Result<Target> {
+    Ok(Target::resolve(&spec(pod, args)?, &runtime(args))?)
 }

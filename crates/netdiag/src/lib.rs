@@ -49,33 +49,52 @@
 #![deny(unsafe_code)]
 
 pub use netdiag_analyze as analyze;
+#[cfg(feature = "live")]
 pub use netdiag_capture as capture;
+#[cfg(feature = "live")]
 pub use netdiag_cri as cri;
 pub use netdiag_kernel as kernel;
+#[cfg(feature = "live")]
 pub use netdiag_netns as netns;
 pub use netdiag_pcapio as pcapio;
 pub use netdiag_wire as wire;
 
+#[cfg(feature = "live")]
+mod live;
+mod offline;
+mod stop;
+#[cfg(feature = "live")]
+mod target;
+
+pub use offline::annotate;
+pub use stop::StopHandle;
+#[cfg(feature = "live")]
+pub use target::{RuntimeOptions, Target, TargetSpec, node_netns, snapshot_in};
+
+use analyze::{Moment, NetnsRole};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Everything a [`Diagnosis`] can fail on, by stage.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Resolving the pod through the container runtime.
+    #[cfg(feature = "live")]
     #[error(transparent)]
     Cri(#[from] cri::Error),
     /// Entering the pod's network namespace or reading its files.
+    #[cfg(feature = "live")]
     #[error(transparent)]
     Netns(#[from] netns::Error),
     /// The live capture.
+    #[cfg(feature = "live")]
     #[error(transparent)]
     Capture(#[from] capture::Error),
     /// Reading kernel counters.
     #[error(transparent)]
     Kernel(#[from] kernel::Error),
-    /// Reading a capture file.
+    /// Reading or writing a capture file.
     #[error(transparent)]
     Pcap(#[from] pcapio::Error),
     /// The analyzer's configuration.
@@ -87,31 +106,204 @@ pub enum Error {
         /// The PID given.
         pid: u32,
     },
+    /// An input that cannot be read as asked (a directory, standard input twice).
+    #[error("{}: {problem}", path.display())]
+    Input {
+        /// The input as given.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// A file of ours (scratch capture, annotated copy, resolv.conf) could not be
+    /// read or written.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done, e.g. "creating the annotated capture".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
 }
 
 /// What a diagnosis looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Input {
-    /// A pod by name, resolved through the CRI.
-    Pod(cri::PodRef),
-    /// Any process; its network namespace is captured.
-    Pid(u32),
-    /// pcap/pcapng files, analysed together in order.
+    /// A live target: a pod by name, a PID or a network namespace file.
+    #[cfg(feature = "live")]
+    Live(TargetSpec),
+    /// pcap/pcapng files (`-` is standard input), analysed together in order, each its
+    /// own source.
     Files(Vec<PathBuf>),
+}
+
+/// What to do with a capture file whose last record is cut short (tcpdump killed
+/// mid-write, a full disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Truncated {
+    /// Analyse every complete packet before it and say so in a warning (Wireshark's way).
+    #[default]
+    AnalyzeCompletePackets,
+    /// Fail with the reader's error.
+    Fail,
+}
+
+/// The pod's resolver configuration, when the caller has it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum ResolvConfSource {
+    /// Live: read from the pod's root; offline: none.
+    #[default]
+    Auto,
+    /// This text.
+    Text(String),
+    /// This file.
+    File(PathBuf),
+}
+
+/// The explicitly given resolv.conf, read.
+fn explicit_resolv_conf(src: &ResolvConfSource) -> Result<Option<String>, Error> {
+    match src {
+        ResolvConfSource::Auto => Ok(None),
+        ResolvConfSource::Text(t) => Ok(Some(t.clone())),
+        ResolvConfSource::File(p) => {
+            std::fs::read_to_string(p)
+                .map(Some)
+                .map_err(|source| Error::Io {
+                    what: "reading resolv.conf",
+                    path: p.clone(),
+                    source,
+                })
+        }
+    }
+}
+
+/// The node's side of a live diagnosis.
+#[cfg(feature = "live")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeOptions {
+    /// The node's network namespace; `None`: the caller's own (the host's on a node).
+    netns: Option<PathBuf>,
+    /// Read its counters before and after.
+    counters: bool,
+    /// Also capture on this interface of it (a second capture point).
+    interface: Option<String>,
+}
+
+/// A capture point of a live diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CapturePoint {
+    /// An interface inside the pod's network namespace.
+    Pod,
+    /// An interface of the node's network namespace (the NAT side).
+    Node,
+}
+
+impl CapturePoint {
+    /// `"pod"` or `"node"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapturePoint::Pod => "pod",
+            CapturePoint::Node => "node",
+        }
+    }
+}
+
+/// Why a live capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ended {
+    /// The duration elapsed.
+    Duration,
+    /// The [`StopHandle`] was used (a signal, the caller).
+    Stopped,
+}
+
+/// What a running diagnosis reports on the way, for a progress display or a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The target was resolved.
+    Resolved {
+        /// `pod default/web (pid 1234)`, `netns /run/netns/x`.
+        label: String,
+        /// What the runtime said about ambiguities.
+        notes: Vec<String>,
+    },
+    /// A capture point is open and the clock starts.
+    CaptureStarted {
+        /// Which point.
+        point: CapturePoint,
+        /// The interface chosen.
+        interface: String,
+        /// How long the run captures at most.
+        duration: Duration,
+    },
+    /// Totals so far, about four times a second while capturing.
+    Progress(Progress),
+    /// Something the operator should know that does not stop the diagnosis.
+    Warning(String),
+}
+
+/// Totals of a live diagnosis while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Packets captured at every point.
+    pub packets: u64,
+    /// Bytes captured.
+    pub bytes: u64,
+    /// Packets the kernel or the interfaces dropped (libpcap's counters).
+    pub dropped: u64,
+    /// Time since the capture started.
+    pub elapsed: Duration,
+    /// What the analyzer has seen so far.
+    pub analysis: analyze::Progress,
+}
+
+/// One capture point of a finished live diagnosis.
+#[cfg(feature = "live")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CaptureSummary {
+    /// Which point.
+    pub point: CapturePoint,
+    /// The interface.
+    pub interface: String,
+    /// Its pcap `LINKTYPE_*`.
+    pub link_type: u32,
+    /// Packets captured and analysed.
+    pub packets: u64,
+    /// Bytes captured.
+    pub bytes: u64,
+    /// libpcap's counters at the end (kernel drops mean missing evidence); `None` when
+    /// `pcap_stats` failed (a warning says why).
+    pub stats: Option<capture::Stats>,
 }
 
 /// A diagnosis session: build it, then [`run`](Diagnosis::run) it.
 #[derive(Debug, Clone)]
 pub struct Diagnosis {
     input: Input,
+    #[cfg(feature = "live")]
     duration: Duration,
-    runtime_endpoint: Option<String>,
-    timeout: Duration,
+    #[cfg(feature = "live")]
+    runtime: RuntimeOptions,
+    #[cfg(feature = "live")]
     interface: Option<String>,
+    #[cfg(feature = "live")]
     filter: Option<String>,
-    node_counters: bool,
+    #[cfg(feature = "live")]
+    node: NodeOptions,
+    resolv_conf: ResolvConfSource,
+    snapshots: Vec<(NetnsRole, Moment, PathBuf)>,
+    annotate: Option<PathBuf>,
+    truncated: Truncated,
     config: analyze::Config,
+    stop: StopHandle,
 }
 
 /// The result of [`Diagnosis::run`].
@@ -121,43 +313,81 @@ pub struct Diagnosed {
     /// Findings and statistics.
     pub report: analyze::Report,
     /// The pod the diagnosis resolved to (pod input only).
+    #[cfg(feature = "live")]
     pub target: Option<cri::Target>,
-    /// Libpcap's counters for a live capture (kernel drops mean missing evidence).
-    pub capture_stats: Option<capture::Stats>,
+    /// Names what was diagnosed: the live target, or the files.
+    pub label: String,
+    /// Every capture point of a live diagnosis, pod first.
+    #[cfg(feature = "live")]
+    pub captures: Vec<CaptureSummary>,
+    /// Why a live capture ended.
+    pub ended: Option<Ended>,
+    /// How long a live capture ran.
+    pub elapsed: Option<Duration>,
+    /// The warnings also handed out as [`Event::Warning`].
+    pub warnings: Vec<String>,
+    /// The annotated pcapng written, if asked for.
+    pub annotated: Option<PathBuf>,
 }
 
 impl Diagnosis {
     fn new(input: Input) -> Diagnosis {
         Diagnosis {
             input,
+            #[cfg(feature = "live")]
             duration: Duration::from_secs(10),
-            runtime_endpoint: None,
-            timeout: Duration::from_secs(10),
+            #[cfg(feature = "live")]
+            runtime: RuntimeOptions::default(),
+            #[cfg(feature = "live")]
             interface: None,
+            #[cfg(feature = "live")]
             filter: None,
-            node_counters: true,
+            #[cfg(feature = "live")]
+            node: NodeOptions {
+                netns: None,
+                counters: true,
+                interface: None,
+            },
+            resolv_conf: ResolvConfSource::Auto,
+            snapshots: Vec::new(),
+            annotate: None,
+            truncated: Truncated::default(),
             config: analyze::Config::default(),
+            stop: StopHandle::new(),
         }
     }
 
     /// A pod named `ns/name` or `name` (namespace `default`).
+    #[cfg(feature = "live")]
     pub fn pod(spec: &str) -> Result<Diagnosis, Error> {
-        Ok(Diagnosis::new(Input::Pod(cri::PodRef::parse(
-            spec, None, None,
-        )?)))
+        Ok(Diagnosis::pod_ref(cri::PodRef::parse(spec, None, None)?))
     }
 
     /// A pod already parsed (with `-n`/`-c` applied).
+    #[cfg(feature = "live")]
     pub fn pod_ref(pod: cri::PodRef) -> Diagnosis {
-        Diagnosis::new(Input::Pod(pod))
+        Diagnosis::new(Input::Live(TargetSpec::Pod(pod)))
     }
 
     /// The network namespace of any process.
+    #[cfg(feature = "live")]
     pub fn pid(pid: u32) -> Diagnosis {
-        Diagnosis::new(Input::Pid(pid))
+        Diagnosis::new(Input::Live(TargetSpec::Pid(pid)))
     }
 
-    /// Capture files, analysed offline.
+    /// A network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    #[cfg(feature = "live")]
+    pub fn netns(path: impl Into<PathBuf>) -> Diagnosis {
+        Diagnosis::new(Input::Live(TargetSpec::Netns(path.into())))
+    }
+
+    /// Any live target.
+    #[cfg(feature = "live")]
+    pub fn target(spec: TargetSpec) -> Diagnosis {
+        Diagnosis::new(Input::Live(spec))
+    }
+
+    /// Capture files, analysed offline; `-` is standard input (at most once).
     pub fn files<I, P>(paths: I) -> Diagnosis
     where
         I: IntoIterator<Item = P>,
@@ -166,6 +396,7 @@ impl Diagnosis {
         Diagnosis::new(Input::Files(paths.into_iter().map(Into::into).collect()))
     }
 
+    #[cfg(feature = "live")]
     /// How long a live capture runs (default 10 s).
     pub fn duration(mut self, d: Duration) -> Diagnosis {
         self.duration = d;
@@ -173,33 +404,98 @@ impl Diagnosis {
     }
 
     /// The container runtime socket (default: auto-detected, see [`cri::endpoint::detect`]).
+    #[cfg(feature = "live")]
     pub fn runtime_endpoint(mut self, endpoint: impl Into<String>) -> Diagnosis {
-        self.runtime_endpoint = Some(endpoint.into());
+        self.runtime.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// How to reach the container runtime (socket and timeout).
+    #[cfg(feature = "live")]
+    pub fn runtime(mut self, runtime: RuntimeOptions) -> Diagnosis {
+        self.runtime = runtime;
         self
     }
 
     /// Timeout of each call to the runtime (default 10 s).
+    #[cfg(feature = "live")]
     pub fn runtime_timeout(mut self, t: Duration) -> Diagnosis {
-        self.timeout = t;
+        self.runtime.timeout = t;
         self
     }
 
-    /// Capture on this interface of the pod (default: the default-route interface).
+    #[cfg(feature = "live")]
+    /// Capture on this interface of the pod (`any` for all; default: the default-route
+    /// interface).
     pub fn interface(mut self, name: impl Into<String>) -> Diagnosis {
         self.interface = Some(name.into());
         self
     }
 
-    /// A BPF filter for the live capture (tcpdump syntax).
+    #[cfg(feature = "live")]
+    /// A BPF filter for the live capture points (tcpdump syntax).
     pub fn filter(mut self, expr: impl Into<String>) -> Diagnosis {
         self.filter = Some(expr.into());
         self
     }
 
-    /// Whether to read the node's (the caller's) namespace counters too (default true):
-    /// SNAT, Service DNAT and the DNS conntrack race only show there.
+    #[cfg(feature = "live")]
+    /// Whether to read the node namespace's counters too (default true): SNAT, Service
+    /// DNAT and the DNS conntrack race only show there.
     pub fn node_counters(mut self, yes: bool) -> Diagnosis {
-        self.node_counters = yes;
+        self.node.counters = yes;
+        self
+    }
+
+    #[cfg(feature = "live")]
+    /// The node's network namespace (default: the caller's, i.e. the host's on a node).
+    pub fn node_netns(mut self, path: impl Into<PathBuf>) -> Diagnosis {
+        self.node.netns = Some(path.into());
+        self
+    }
+
+    #[cfg(feature = "live")]
+    /// Also capture on this interface of the node's namespace (the uplink `eth0`, or
+    /// `any`): a second capture point, where conntrack INVALID's bogus segment and SNAT's
+    /// dropped SYNs show. Read concurrently with the pod's.
+    pub fn node_interface(mut self, name: impl Into<String>) -> Diagnosis {
+        self.node.interface = Some(name.into());
+        self
+    }
+
+    /// The pod's resolv.conf as text (default: live, read from the pod's root).
+    pub fn resolv_conf(mut self, text: impl Into<String>) -> Diagnosis {
+        self.resolv_conf = ResolvConfSource::Text(text.into());
+        self
+    }
+
+    /// The pod's resolv.conf from a file (default: live, read from the pod's root).
+    pub fn resolv_conf_file(mut self, path: impl Into<PathBuf>) -> Diagnosis {
+        self.resolv_conf = ResolvConfSource::File(path.into());
+        self
+    }
+
+    /// Offline: a counter snapshot directory (the layout of `kubectl-netdiag counters
+    /// --write-dir`) of the pod's or the node's namespace, before or after the capture.
+    pub fn counter_snapshot(
+        mut self,
+        role: NetnsRole,
+        moment: Moment,
+        dir: impl Into<PathBuf>,
+    ) -> Diagnosis {
+        self.snapshots.push((role, moment, dir.into()));
+        self
+    }
+
+    /// Also write the packets as pcapng with a comment on every evidence packet.
+    pub fn annotate(mut self, out: impl Into<PathBuf>) -> Diagnosis {
+        self.annotate = Some(out.into());
+        self
+    }
+
+    /// What to do with a capture file cut short (default: analyse what is complete).
+    pub fn truncated(mut self, policy: Truncated) -> Diagnosis {
+        self.truncated = policy;
         self
     }
 
@@ -209,6 +505,12 @@ impl Diagnosis {
         self
     }
 
+    /// A handle that ends the run early from another thread (signals, timers). Take it
+    /// before [`run`](Diagnosis::run).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
     /// What this diagnosis looks at.
     pub fn input(&self) -> &Input {
         &self.input
@@ -216,121 +518,95 @@ impl Diagnosis {
 
     /// Runs it: resolves, captures (live) or reads (files), analyses.
     pub fn run(self) -> Result<Diagnosed, Error> {
-        let mut analyzer = analyze::Analyzer::try_new(self.config.clone())?;
+        self.run_with(|_| {})
+    }
+
+    /// Runs it, handing out [`Event`]s on the way (progress, warnings) on the calling
+    /// thread.
+    pub fn run_with(self, mut events: impl FnMut(Event)) -> Result<Diagnosed, Error> {
         match &self.input {
-            Input::Files(paths) => {
-                for path in paths {
-                    analyzer.begin_source(path.display().to_string());
-                    let mut reader = pcapio::Reader::open(path)?;
-                    while let Some(p) = reader.next_packet()? {
-                        analyzer.feed(p.timestamp_ns, p.link_type, p.data);
-                    }
-                }
-                Ok(Diagnosed {
-                    report: analyzer.finish(),
-                    target: None,
-                    capture_stats: None,
-                })
-            }
-            Input::Pid(pid) => {
-                let (report, stats) = self.live(*pid, analyzer)?;
-                Ok(Diagnosed {
-                    report,
-                    target: None,
-                    capture_stats: Some(stats),
-                })
-            }
-            Input::Pod(pod) => {
-                let client = cri::Client::connect(self.runtime_endpoint.as_deref(), self.timeout)?;
-                let target = client.resolve(pod)?;
-                let (report, stats) = self.live(target.pid, analyzer)?;
-                Ok(Diagnosed {
-                    report,
-                    target: Some(target),
-                    capture_stats: Some(stats),
-                })
-            }
+            Input::Files(paths) => self.run_files(paths, &mut events),
+            #[cfg(feature = "live")]
+            Input::Live(spec) => live::run(&self, spec, &mut events),
         }
     }
 
-    /// Counters before, capture for the duration inside the pod's netns, counters after.
-    fn live(
+    fn run_files(
         &self,
-        pid: u32,
-        mut analyzer: analyze::Analyzer,
-    ) -> Result<(analyze::Report, capture::Stats), Error> {
-        let pid_i = i32::try_from(pid).map_err(|_| Error::BadPid { pid })?;
-        let ns = netns::NetNs::from_pid(pid_i)?;
-        let label = format!("netns of pid {pid}");
-        // The pod's resolver settings explain DNS expansions; a pod without one is fine.
-        if let Ok(bytes) = netns::read_in_root(pid_i, "/etc/resolv.conf", 64 * 1024) {
-            analyzer.set_resolv_conf(&String::from_utf8_lossy(&bytes));
+        paths: &[PathBuf],
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Diagnosed, Error> {
+        let mut analyzer = analyze::Analyzer::try_new(self.config.clone())?;
+        if let Some(text) = explicit_resolv_conf(&self.resolv_conf)? {
+            analyzer.set_resolv_conf(&text);
         }
-        let snap = |ns: Option<&netns::NetNs>| -> Result<analyze::Counters, Error> {
-            let s = match ns {
-                Some(ns) => ns.run(kernel::Snapshot::capture_current)??,
-                None => kernel::Snapshot::capture_current()?,
-            };
-            Ok(counters(&s))
-        };
-        use analyze::{Moment, NetnsRole};
-        analyzer.observe_counters(NetnsRole::Pod, Moment::Before, &snap(Some(&ns))?);
-        if self.node_counters {
-            analyzer.observe_counters(NetnsRole::Node, Moment::Before, &snap(None)?);
+        for (role, moment, dir) in &self.snapshots {
+            analyzer.observe_counters(*role, *moment, &counters(&kernel::Snapshot::read_dir(dir)?));
         }
-        analyzer.begin_source(label.clone());
-        // Field by field: CaptureConfig is #[non_exhaustive].
-        let mut config = capture::CaptureConfig::default();
-        if let Some(i) = self.interface.as_deref() {
-            config.interface = capture::InterfaceChoice::from_arg(i);
-        }
-        config.filter = self.filter.clone();
-        config.netns_label = label;
-        let deadline = Instant::now() + self.duration;
-        let (mut analyzer, stats) = ns.run(move || -> Result<_, Error> {
-            let mut cap = capture::LiveCapture::open(&config)?;
-            let link = cap.link_type();
-            while Instant::now() < deadline {
-                match cap.next_event()? {
-                    Some(capture::Event::Packet(p)) => {
-                        analyzer.feed(p.timestamp_ns, link, p.data);
-                    }
-                    Some(capture::Event::Idle) => {}
-                    None => break,
+        let mut warnings = Vec::new();
+        let stdin_copy = self
+            .annotate
+            .as_ref()
+            .map(|out| offline::scratch_path(out, "stdin"));
+        let result = offline::feed_inputs(
+            &mut analyzer,
+            paths,
+            self.truncated,
+            &self.stop,
+            stdin_copy.as_deref(),
+            &mut |e| {
+                if let Event::Warning(w) = &e {
+                    warnings.push(w.clone());
                 }
+                events(e);
+            },
+        )
+        .and_then(|sources| {
+            let report = analyzer.finish();
+            if let Some(out) = &self.annotate {
+                annotate(&sources, &report, out)?;
             }
-            let stats = cap.stats()?;
-            Ok((analyzer, stats))
-        })??;
-        analyzer.observe_counters(NetnsRole::Pod, Moment::After, &snap(Some(&ns))?);
-        if self.node_counters {
-            analyzer.observe_counters(NetnsRole::Node, Moment::After, &snap(None)?);
+            Ok(report)
+        });
+        if let Some(copy) = &stdin_copy {
+            let _ = std::fs::remove_file(copy);
         }
-        Ok((analyzer.finish(), stats))
+        let report = result?;
+        Ok(Diagnosed {
+            report,
+            #[cfg(feature = "live")]
+            target: None,
+            label: paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            #[cfg(feature = "live")]
+            captures: Vec::new(),
+            ended: None,
+            elapsed: None,
+            warnings,
+            annotated: self.annotate.clone(),
+        })
     }
 }
 
 /// A kernel snapshot as the analyzer takes it: flat counter keys and listener queues.
 pub fn counters(s: &kernel::Snapshot) -> analyze::Counters {
-    analyze::Counters {
-        values: s.flat(),
-        listeners: s
-            .listeners()
+    analyze::Counters::new(
+        s.flat(),
+        s.listeners()
             .into_iter()
-            .map(|l| analyze::ListenerQueue {
-                addr: l.addr,
-                port: l.port,
-                queued: l.queued,
-                backlog: l.backlog,
-            })
+            .map(|l| analyze::ListenerQueue::new(l.addr, l.port, l.queued, l.backlog))
             .collect(),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "live")]
     #[test]
     fn builders_keep_what_they_are_given() {
         let d = Diagnosis::pod("prod/web-0")
@@ -338,8 +614,8 @@ mod tests {
             .duration(Duration::from_secs(3))
             .runtime_endpoint("unix:///run/x.sock");
         assert_eq!(d.duration, Duration::from_secs(3));
-        assert_eq!(d.runtime_endpoint.as_deref(), Some("unix:///run/x.sock"));
-        let Input::Pod(p) = d.input() else {
+        assert_eq!(d.runtime.endpoint.as_deref(), Some("unix:///run/x.sock"));
+        let Input::Live(TargetSpec::Pod(p)) = d.input() else {
             panic!("not a pod")
         };
         assert_eq!((p.namespace.as_str(), p.name.as_str()), ("prod", "web-0"));

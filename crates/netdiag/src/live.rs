@@ -1,0 +1,369 @@
+//! The live sequence: resolve, counters before, capture at every point at once, counters
+//! after, analyse, annotate.
+//!
+//! Each capture point (the pod's interface, optionally one of the node's) is read on its
+//! own thread and fed into one analyzer as its packets arrive, tagged with its source: no
+//! side is buffered, so memory stays flat however long the run. The calling thread keeps
+//! the clock: it ends the run at the deadline or when the [`StopHandle`] fires, and hands
+//! out progress four times a second.
+
+use crate::offline::{self, scratch_path};
+use crate::target::{Target, node_netns, snapshot_in};
+use crate::{CapturePoint, CaptureSummary, Diagnosed, Diagnosis, Ended, Error, Event, Progress};
+use crate::{StopHandle, TargetSpec, counters};
+use netdiag_analyze::{Analyzer, Moment, NetnsRole};
+use netdiag_capture::{CaptureConfig, InterfaceChoice, LiveCapture};
+use netdiag_kernel::Snapshot;
+use netdiag_pcapio::{InterfaceDesc, PacketOut, PcapngWriter};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How often progress is handed out and kernel drop counters refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+type Scratch = PcapngWriter<BufWriter<std::fs::File>>;
+
+/// One capture point while it runs (owned by its thread).
+struct Point {
+    which: CapturePoint,
+    cap: LiveCapture,
+    source: u16,
+    scratch: Option<(Scratch, u32, PathBuf)>,
+}
+
+/// A capture point's running totals, read by the orchestrating thread for progress.
+#[derive(Default)]
+struct Counts {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    /// Dropped by the kernel and the interface, refreshed with the progress.
+    dropped: AtomicU64,
+}
+
+/// Scratch files of `--annotate`, removed however the run ends.
+struct ScratchFiles(Vec<PathBuf>);
+
+impl Drop for ScratchFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+fn lock(analyzer: &Mutex<Analyzer>) -> MutexGuard<'_, Analyzer> {
+    // A capture thread that panicked leaves the analyzer as it was after its last packet.
+    analyzer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn run(
+    d: &Diagnosis,
+    spec: &TargetSpec,
+    events: &mut dyn FnMut(Event),
+) -> Result<Diagnosed, Error> {
+    let target = Target::resolve(spec, &d.runtime)?;
+    events(Event::Resolved {
+        label: target.label().to_owned(),
+        notes: target.notes().to_vec(),
+    });
+    let node = if d.node.counters || d.node.interface.is_some() {
+        Some(node_netns(d.node.netns.as_deref())?)
+    } else {
+        None
+    };
+    let mut analyzer = Analyzer::try_new(d.config.clone())?;
+    let mut warnings = Vec::new();
+    let mut warn = |events: &mut dyn FnMut(Event), text: String| {
+        warnings.push(text.clone());
+        events(Event::Warning(text));
+    };
+    match crate::explicit_resolv_conf(&d.resolv_conf)? {
+        Some(text) => analyzer.set_resolv_conf(&text),
+        None => match target.resolv_conf() {
+            Ok(Some(text)) => analyzer.set_resolv_conf(&text),
+            Ok(None) => {}
+            Err(e) => warn(
+                events,
+                format!(
+                    "the pod's resolv.conf is unreadable ({e}); DNS search lists will be \
+                     inferred from the traffic"
+                ),
+            ),
+        },
+    }
+
+    let pod_before = target.snapshot()?;
+    let node_before = match (&node, d.node.counters) {
+        (Some(ns), true) => Some(snapshot_in(ns)?),
+        _ => None,
+    };
+
+    // Open every capture point before the clock starts.
+    let mut points = Vec::new();
+    let pod_config = CaptureConfig {
+        interface: d
+            .interface
+            .as_deref()
+            .map(InterfaceChoice::from_arg)
+            .unwrap_or_default(),
+        filter: d.filter.clone(),
+        netns_label: target.label().to_owned(),
+        ..CaptureConfig::default()
+    };
+    let cap = target.run(move || LiveCapture::open(&pod_config))??;
+    let source = analyzer.add_source(target.label());
+    points.push((CapturePoint::Pod, cap, source));
+    if let (Some(iface), Some(ns)) = (&d.node.interface, &node) {
+        let node_config = CaptureConfig {
+            interface: InterfaceChoice::from_arg(iface),
+            filter: d.filter.clone(),
+            netns_label: "the node netns".to_owned(),
+            ..CaptureConfig::default()
+        };
+        let cap = ns.run(move || LiveCapture::open(&node_config))??;
+        let source = analyzer.add_source(format!("node netns, {}", cap.interface()));
+        points.push((CapturePoint::Node, cap, source));
+    }
+
+    let mut scratch_files = ScratchFiles(Vec::new());
+    let mut running = Vec::with_capacity(points.len());
+    for (which, cap, source) in points {
+        let scratch = match &d.annotate {
+            Some(out) => {
+                let path = scratch_path(out, which.as_str());
+                scratch_files.0.push(path.clone());
+                let label = match which {
+                    CapturePoint::Pod => target.label().to_owned(),
+                    CapturePoint::Node => "node netns".to_owned(),
+                };
+                let (w, id) = open_scratch(&path, &cap, &label)?;
+                Some((w, id, path))
+            }
+            None => None,
+        };
+        events(Event::CaptureStarted {
+            point: which,
+            interface: cap.interface().to_owned(),
+            duration: d.duration,
+        });
+        running.push(Point {
+            which,
+            cap,
+            source,
+            scratch,
+        });
+    }
+    let counts: Vec<Counts> = running.iter().map(|_| Counts::default()).collect();
+
+    // One stop for this run: the caller's handle, the deadline and a failed capture point
+    // all end it.
+    let run_stop = StopHandle::new();
+    for p in &running {
+        let h = p.cap.stop_handle();
+        run_stop.on_stop(move || h.stop());
+    }
+    {
+        let run_stop = run_stop.clone();
+        d.stop.on_stop(move || run_stop.stop());
+    }
+
+    let analyzer = Mutex::new(analyzer);
+    let started = Instant::now();
+    let deadline = started + d.duration;
+    let (ended, results) = std::thread::scope(|s| {
+        let handles: Vec<_> = running
+            .iter_mut()
+            .zip(&counts)
+            .map(|(p, c)| {
+                let analyzer = &analyzer;
+                let run_stop = &run_stop;
+                s.spawn(move || {
+                    let r = pump(p, c, analyzer);
+                    // A point that failed ends the whole run.
+                    if r.is_err() {
+                        run_stop.stop();
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mut ended = Ended::Duration;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if run_stop.wait(PROGRESS_EVERY.min(deadline - now)) {
+                ended = Ended::Stopped;
+                break;
+            }
+            events(Event::Progress(Progress {
+                packets: counts
+                    .iter()
+                    .map(|c| c.packets.load(Ordering::Relaxed))
+                    .sum(),
+                bytes: counts.iter().map(|c| c.bytes.load(Ordering::Relaxed)).sum(),
+                dropped: counts
+                    .iter()
+                    .map(|c| c.dropped.load(Ordering::Relaxed))
+                    .sum(),
+                elapsed: started.elapsed(),
+                analysis: lock(&analyzer).progress(),
+            }));
+        }
+        run_stop.stop();
+        let results: Vec<Result<(), Error>> = handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect();
+        (ended, results)
+    });
+    d.stop.clear_hooks();
+    let elapsed = started.elapsed();
+    for r in results {
+        r?;
+    }
+    let mut analyzer = analyzer
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+
+    let mut captures = Vec::with_capacity(running.len());
+    let mut scratch_out = Vec::new();
+    for (mut p, c) in running.into_iter().zip(&counts) {
+        let stats = match p.cap.stats() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn(
+                    events,
+                    format!(
+                        "kernel drop counters of {} unavailable: {e}",
+                        p.cap.interface()
+                    ),
+                );
+                None
+            }
+        };
+        if let Some((w, _, path)) = p.scratch.take() {
+            finish_scratch(w, &path)?;
+            scratch_out.push(path);
+        }
+        captures.push(CaptureSummary {
+            point: p.which,
+            interface: p.cap.interface().to_owned(),
+            link_type: p.cap.link_type(),
+            packets: c.packets.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            stats,
+        });
+    }
+
+    let pod_after = target.snapshot()?;
+    analyzer.observe_counters(NetnsRole::Pod, Moment::Before, &counters(&pod_before));
+    analyzer.observe_counters(NetnsRole::Pod, Moment::After, &counters(&pod_after));
+    if let (Some(ns), Some(before)) = (&node, &node_before) {
+        let after = snapshot_in(ns)?;
+        analyzer.observe_counters(NetnsRole::Node, Moment::Before, &counters(before));
+        analyzer.observe_counters(NetnsRole::Node, Moment::After, &counters(&after));
+    }
+    for (role, s) in [
+        (NetnsRole::Pod, Some(&pod_before)),
+        (NetnsRole::Node, node_before.as_ref()),
+    ] {
+        if let Some(e) = s.and_then(Snapshot::sock_diag_error) {
+            warn(
+                events,
+                format!("listener backlogs in the {role} netns unknown (sock_diag: {e})"),
+            );
+        }
+    }
+    let report = analyzer.finish();
+    let annotated = match &d.annotate {
+        Some(out) => {
+            offline::annotate(&scratch_out, &report, out)?;
+            Some(out.clone())
+        }
+        None => None,
+    };
+    drop(scratch_files);
+    Ok(Diagnosed {
+        report,
+        target: target.pod().cloned(),
+        label: target.label().to_owned(),
+        captures,
+        ended: Some(ended),
+        elapsed: Some(elapsed),
+        warnings,
+        annotated,
+    })
+}
+
+/// Reads one capture point until the run is stopped, feeding its packets as they arrive.
+fn pump(p: &mut Point, counts: &Counts, analyzer: &Mutex<Analyzer>) -> Result<(), Error> {
+    let link = p.cap.link_type();
+    let mut next_stats = Instant::now() + PROGRESS_EVERY;
+    loop {
+        match p.cap.next_event()? {
+            None => return Ok(()),
+            Some(netdiag_capture::Event::Idle) => {}
+            Some(netdiag_capture::Event::Packet(pkt)) => {
+                lock(analyzer).feed_from(p.source, pkt.timestamp_ns, link, pkt.data);
+                if let Some((w, id, _)) = p.scratch.as_mut() {
+                    w.write_packet(&PacketOut {
+                        interface: *id,
+                        timestamp_ns: pkt.timestamp_ns,
+                        data: pkt.data,
+                        original_len: pkt.original_len,
+                        comments: &[],
+                    })?;
+                }
+                counts.packets.fetch_add(1, Ordering::Relaxed);
+                counts
+                    .bytes
+                    .fetch_add(pkt.data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        if Instant::now() >= next_stats {
+            next_stats = Instant::now() + PROGRESS_EVERY;
+            if let Ok(s) = p.cap.stats() {
+                counts.dropped.store(
+                    u64::from(s.dropped) + u64::from(s.if_dropped),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
+/// A scratch pcapng for one capture point's packets, annotated once the findings are known.
+fn open_scratch(path: &Path, cap: &LiveCapture, label: &str) -> Result<(Scratch, u32), Error> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        what: "creating the scratch capture",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut w = PcapngWriter::new(BufWriter::new(file))?.with_name(path.display().to_string());
+    let id = w.add_interface(&InterfaceDesc {
+        name: Some(cap.interface().to_owned()),
+        description: Some(format!("{label} (netdiag)")),
+        nanos: true,
+        ..InterfaceDesc::new(cap.link_type(), cap.snaplen())
+    })?;
+    Ok((w, id))
+}
+
+fn finish_scratch(w: Scratch, path: &Path) -> Result<(), Error> {
+    let mut inner = w.into_inner()?;
+    inner.flush().map_err(|source| Error::Io {
+        what: "writing the scratch capture",
+        path: path.to_path_buf(),
+        source,
+    })
+}
