@@ -252,20 +252,13 @@ pub fn connect(config: &NodeConfig) -> Result<Node> {
 /// A gRPC channel on the node's socket, driven by `rt` (it dies with that runtime).
 fn channel(rt: &tokio::runtime::Runtime, config: &NodeConfig) -> Result<tonic::transport::Channel> {
     let socket = config.socket();
-    Ok(rt.block_on(async {
-        tonic::transport::Endpoint::try_from("http://[::]:50051")?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let socket = socket.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(socket).await?,
-                    ))
-                }
-            }))
-            .await
-    })?)
+    let endpoint = config.endpoint();
+    Ok(rt.block_on(netdiag_cri::unix_channel(
+        &socket,
+        &endpoint,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    ))?)
 }
 
 impl Node {

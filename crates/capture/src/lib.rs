@@ -520,110 +520,25 @@ impl Ctx<'_> {
 }
 
 /// The interface carrying the default route in the calling thread's network namespace
-/// (`ip route show default`): IPv4 from `/proc/thread-self/net/route`, else IPv6 from
-/// `/proc/thread-self/net/ipv6_route`. `/proc/self/net` would show the namespace of the
-/// process's main thread, not of this thread.
+/// (`ip route show default`, IPv4 first, lowest metric first), as
+/// [`netdiag_kernel::default_route_interface`] reads it through rtnetlink.
 pub fn default_route_interface(netns_label: &str) -> Result<String, Error> {
-    let v4 = std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default();
-    if let Some(iface) = default_route_v4(&v4) {
-        return Ok(iface);
+    match netdiag_kernel::default_route_interface() {
+        Ok(Some(link)) => Ok(link.name),
+        Ok(None) => Err(Error::NoDefaultInterface {
+            netns: netns_label.to_owned(),
+            detail: "the main routing table has no default route".to_owned(),
+        }),
+        Err(e) => Err(Error::NoDefaultInterface {
+            netns: netns_label.to_owned(),
+            detail: format!("reading the routes failed: {e}"),
+        }),
     }
-    let v6 = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
-    if let Some(iface) = default_route_v6(&v6) {
-        return Ok(iface);
-    }
-    Err(Error::NoDefaultInterface {
-        netns: netns_label.to_owned(),
-        detail: "/proc/thread-self/net/route and ipv6_route have no default route".to_owned(),
-    })
-}
-
-/// Picks the default route's interface from `/proc/net/route` text (columns by header name).
-fn default_route_v4(text: &str) -> Option<String> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
-    let (iface_col, dst_col, mask_col) = (col("Iface")?, col("Destination")?, col("Mask")?);
-    let metric_col = col("Metric");
-    lines
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let is_default =
-                f.get(dst_col) == Some(&"00000000") && f.get(mask_col) == Some(&"00000000");
-            let metric = metric_col
-                .and_then(|c| f.get(c))
-                .and_then(|m| m.parse::<u32>().ok())
-                .unwrap_or(0);
-            is_default
-                .then(|| f.get(iface_col).map(|s| ((*s).to_owned(), metric)))
-                .flatten()
-        })
-        .min_by_key(|(_, metric)| *metric)
-        .map(|(iface, _)| iface)
-}
-
-/// Picks the default route's interface from `/proc/net/ipv6_route` text
-/// (dst, dst_len, src, src_len, next hop, metric, refcnt, use, flags, device).
-fn default_route_v6(text: &str) -> Option<String> {
-    const RTF_REJECT: u32 = 0x0200;
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 || f[1] != "00" || f[0].chars().any(|c| c != '0') || f[9] == "lo" {
-                return None;
-            }
-            let flags = u32::from_str_radix(f[8], 16).unwrap_or(0);
-            if flags & RTF_REJECT != 0 {
-                return None;
-            }
-            let metric = u32::from_str_radix(f[5], 16).unwrap_or(u32::MAX);
-            Some((f[9].to_owned(), metric))
-        })
-        .min_by_key(|(_, metric)| *metric)
-        .map(|(iface, _)| iface)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // /proc/net/route of a pod netns created by the CNI bridge plugin (kernel 6.18).
-    const POD_ROUTE: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-eth0\t00000000\t0100580A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-eth0\t0000580A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
-
-    #[test]
-    fn default_route_v4_picks_the_gateway_interface() {
-        assert_eq!(default_route_v4(POD_ROUTE).as_deref(), Some("eth0"));
-    }
-
-    #[test]
-    fn default_route_v4_prefers_lowest_metric() {
-        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
-wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
-eth1\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
-        assert_eq!(default_route_v4(text).as_deref(), Some("eth1"));
-    }
-
-    #[test]
-    fn default_route_v4_none_without_default() {
-        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
-veth0\t0001F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        assert_eq!(default_route_v4(text), None);
-        assert_eq!(default_route_v4(""), None);
-    }
-
-    #[test]
-    fn default_route_v6_skips_loopback_reject_routes() {
-        // A netns without IPv6 default route still has an unreachable default on lo.
-        let text = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
-00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
-        assert_eq!(default_route_v6(text), None);
-        let with_default = format!(
-            "{text}00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n"
-        );
-        assert_eq!(default_route_v6(&with_default).as_deref(), Some("eth0"));
-    }
 
     #[test]
     fn interface_choice_from_arg() {

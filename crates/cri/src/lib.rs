@@ -327,10 +327,25 @@ async fn connect_channel(
     endpoint: &str,
     timeout: Duration,
 ) -> Result<tonic::transport::Channel, Error> {
+    unix_channel(socket, endpoint, timeout, timeout).await
+}
+
+/// A gRPC channel to a runtime's unix socket (`socket`, named `endpoint` in errors): both
+/// the CRI and containerd's native API speak HTTP/2 over it. `connect_timeout` bounds the
+/// connection, `call_timeout` each call. Must run inside a tokio runtime with I/O and time
+/// enabled; the channel is driven by that runtime.
+pub async fn unix_channel(
+    socket: &Path,
+    endpoint: &str,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+) -> Result<tonic::transport::Channel, Error> {
+    let timeout = connect_timeout;
     let socket = socket.to_path_buf();
+    // The URI is never dialled: the connector below ignores it and opens the socket.
     let ep = tonic::transport::Endpoint::from_static("http://[::]:50051")
-        .connect_timeout(timeout)
-        .timeout(timeout);
+        .connect_timeout(connect_timeout)
+        .timeout(call_timeout);
     let fut = ep.connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
         let socket = socket.clone();
         async move {

@@ -245,8 +245,13 @@ pub fn default_route_interface() -> Result<Option<Link>, Error> {
         .filter(|r| r.prefix_len == 0 && r.table == main && r.oif.is_some())
         .collect();
     defaults.sort_by_key(|r| (r.ipv6, r.priority.unwrap_or(0)));
-    let Some(oif) = defaults.first().and_then(|r| r.oif) else {
-        return Ok(None);
-    };
-    Ok(links()?.into_iter().find(|l| l.index == oif))
+    let links = links()?;
+    // A default route through `lo` is the kernel's unreachable/blackhole placeholder
+    // (a netns without IPv6 connectivity has one), not a way out.
+    Ok(defaults.iter().find_map(|r| {
+        links
+            .iter()
+            .find(|l| Some(l.index) == r.oif && l.name != "lo")
+            .cloned()
+    }))
 }
