@@ -263,15 +263,10 @@ impl Writer {
 }
 
 fn link_name(link_type: u32) -> String {
-    let name = match link_type {
-        1 => "EN10MB (Ethernet)",
-        101 => "RAW (Raw IP)",
-        113 => "LINUX_SLL (Linux cooked v1)",
-        276 => "LINUX_SLL2 (Linux cooked v2)",
-        0 => "NULL (BSD loopback)",
-        _ => return format!("{link_type}"),
-    };
-    name.to_owned()
+    match LinkType::from_linktype(link_type).description() {
+        Some(name) => name.to_owned(),
+        None => link_type.to_string(),
+    }
 }
 
 /// One tcpdump-like line: time, addresses, protocol details, length.
@@ -287,20 +282,7 @@ fn summarize(n: u64, link: LinkType, p: &Packet<'_>) -> String {
     };
     let body = match (src, dst, &frame.transport) {
         (Some(src), Some(dst), Some(Transport::Tcp(t))) => {
-            let f = t.flags;
-            let mut flags = String::new();
-            for (on, c) in [
-                (f.syn(), 'S'),
-                (f.fin(), 'F'),
-                (f.rst(), 'R'),
-                (f.psh(), 'P'),
-                (f.urg(), 'U'),
-                (f.ack(), '.'),
-            ] {
-                if on {
-                    flags.push(c);
-                }
-            }
+            let flags = t.flags;
             format!(
                 "{src}.{} > {dst}.{}: TCP [{flags}] seq {} ack {} win {} len {}",
                 t.src_port, t.dst_port, t.seq, t.ack, t.window, t.payload_len

@@ -71,6 +71,23 @@ impl LinkType {
     pub fn is_supported(self) -> bool {
         !matches!(self, LinkType::Other(_))
     }
+
+    /// tcpdump's name of the link type with a short description, as its "link-type" line
+    /// prints it: `EN10MB (Ethernet)`, `LINUX_SLL2 (Linux cooked v2)`; `None` for
+    /// [`LinkType::Other`].
+    pub fn description(self) -> Option<&'static str> {
+        Some(match self {
+            LinkType::Null => "NULL (BSD loopback)",
+            LinkType::Ethernet => "EN10MB (Ethernet)",
+            LinkType::Raw => "RAW (Raw IP)",
+            LinkType::Loop => "LOOP (OpenBSD loopback)",
+            LinkType::LinuxSll => "LINUX_SLL (Linux cooked v1)",
+            LinkType::Ipv4 => "IPV4 (Raw IPv4)",
+            LinkType::Ipv6 => "IPV6 (Raw IPv6)",
+            LinkType::LinuxSll2 => "LINUX_SLL2 (Linux cooked v2)",
+            LinkType::Other(_) => return None,
+        })
+    }
 }
 
 /// Well-known EtherType values.
