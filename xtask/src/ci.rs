@@ -45,6 +45,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "--locked",
         "--allow-dirty",
     ]))?;
+    offline_build()?;
     // The integration tests in tests/ run the real binary (and `kubectl netdiag`, which
     // finds it on PATH): build it first, since cargo builds a bin only for its own package.
     sh::run(sh::cargo().args(["build", "--locked", "-p", "kubectl-netdiag"]))?;
@@ -63,6 +64,77 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             left.join(" ")
         );
     }
+    Ok(())
+}
+
+/// Crates that need a system package to build: libpcap (`pcap`), protoc (the gRPC stacks).
+const NEEDS_SYSTEM_PACKAGES: &[&str] = &[
+    "pcap",
+    "k8s-cri",
+    "containerd-client",
+    "tonic",
+    "tonic-build",
+    "tonic-prost-build",
+    "prost",
+    "prost-build",
+];
+
+/// The offline library builds and links with no system package, and xtask depends on no
+/// workspace crate: checked on the dependency graph, by building the offline example with
+/// protoc made unreachable, and by the example's dynamic section (no libpcap).
+fn offline_build() -> Result<()> {
+    let tree = |args: &[&str]| -> Result<Vec<String>> {
+        let out = sh::output(
+            sh::cargo()
+                .args(["tree", "--locked", "-e", "normal,build"])
+                .args(args)
+                .args(["--prefix", "none", "--format", "{p}"]),
+        )?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect())
+    };
+    let offline = tree(&["-p", "netdiag", "--no-default-features"])?;
+    let bad: Vec<&String> = offline
+        .iter()
+        .filter(|c| NEEDS_SYSTEM_PACKAGES.contains(&c.as_str()))
+        .collect();
+    if !bad.is_empty() {
+        bail!("`netdiag` without default features depends on {bad:?}, which need system packages");
+    }
+    let xtask = tree(&["-p", "xtask"])?;
+    let ours: Vec<&String> = xtask
+        .iter()
+        .filter(|c| c.starts_with("netdiag") || c.as_str() == "kubectl-netdiag")
+        .collect();
+    if !ours.is_empty() {
+        bail!(
+            "xtask depends on workspace crates {ours:?}: it must build before the packages exist"
+        );
+    }
+    sh::run(
+        sh::cargo()
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "netdiag",
+                "--no-default-features",
+                "--example",
+                "offline",
+            ])
+            .env("PROTOC", "/nonexistent/protoc-must-not-be-needed"),
+    )?;
+    let example = sh::target_dir().join("debug/examples/offline");
+    let needed = sh::output(std::process::Command::new("ldd").arg(&example))?;
+    if needed.contains("libpcap") {
+        bail!("{} links libpcap:\n{needed}", example.display());
+    }
+    eprintln!(
+        "xtask: offline build: no pcap/protoc crates, xtask has no workspace crate, example links no libpcap"
+    );
     Ok(())
 }
 

@@ -16,6 +16,23 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` and returns its standard output; fails with its stderr when it exits non-zero.
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
+    eprintln!("xtask: $ {}", display(cmd));
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {}", display(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}: {}",
+            display(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The command as a shell-like line, for messages.
 pub(crate) fn display(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
