@@ -983,3 +983,91 @@ fn live_counters_shows_listener_queues_like_ss() {
     drop(held);
     drop(lab);
 }
+
+/// `CapEff` and `NoNewPrivs` of a running process (its main thread), from /proc/PID/status.
+fn privileges_of(pid: u32) -> (String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    (field("CapEff:"), field("NoNewPrivs:"))
+}
+
+/// Polls until the process shows no effective capability and no_new_privs, or 5 s passed.
+fn wait_unprivileged(p: &Proc) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = privileges_of(p.child.id());
+        if (now.0 == "0000000000000000" && now.1 == "1") || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Least privilege: started as root, `capture` and `diagnose` parse packets with an empty
+/// effective set and no_new_privs, and still capture, read the counters after and report.
+#[test]
+fn live_capture_and_diagnose_parse_packets_without_capabilities() {
+    let test = "live_capture_and_diagnose_parse_packets_without_capabilities";
+    let Some(lab) = lab_for(test, "lp") else {
+        return;
+    };
+    // Root starts with a full effective set: the check below can fail.
+    assert_ne!(privileges_of(std::process::id()).0, "0000000000000000");
+
+    let file = TempFile(lab.scratch().join("lp.pcap"));
+    let path = file.0.to_str().expect("utf-8 path").to_owned();
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let mut cmd = capture_cmd(&lab, &["-w", &path, "--duration", "60s", &filter]);
+    cmd.stdout(Stdio::null());
+    let mut cap = Proc::spawn(cmd, "capture (least privilege)");
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    let sent = send_datagrams(&lab, 10);
+    let (eff, nnp) = wait_unprivileged(&cap);
+    assert_eq!(
+        eff, "0000000000000000",
+        "capture keeps capabilities while it parses"
+    );
+    assert_eq!(nnp, "1", "capture without no_new_privs");
+    std::thread::sleep(Duration::from_millis(300));
+    cap.signal(nix::sys::signal::Signal::SIGINT);
+    let (status, _, stderr) = cap.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{test}: capture exit; {stderr}");
+    assert!(!stderr.contains("warning"), "{test}: {stderr}");
+    let (seen, _) = tshark_count_file(&file.0);
+    assert!(seen >= sent, "{test}: the file holds {seen} of {sent}");
+
+    let mut cmd = Command::new(bin());
+    cmd.arg("diagnose")
+        .arg("--netns")
+        .arg(lab.netns_path(Role::Pod))
+        .arg("--node-netns")
+        .arg(lab.netns_path(Role::Node))
+        .args(["--node-interface", lab::NODE_UPLINK_IF])
+        .args(["--duration", "4s", "--output", "json"])
+        .stdout(Stdio::piped());
+    let mut diag = Proc::spawn(cmd, "diagnose (least privilege)");
+    diag.wait_for_stderr("diagnosing", Duration::from_secs(20));
+    let (eff, nnp) = wait_unprivileged(&diag);
+    send_datagrams(&lab, 10);
+    assert_eq!(
+        eff, "0000000000000000",
+        "diagnose keeps capabilities while it parses"
+    );
+    assert_eq!(nnp, "1", "diagnose without no_new_privs");
+    let (status, stdout, stderr) = diag.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{test}: diagnose exit; {stderr}");
+    assert!(!stderr.contains("warning"), "{test}: {stderr}");
+    let report: Value = serde_json::from_slice(&stdout).expect("diagnose JSON");
+    // The counters after were read (by threads that entered the namespaces beforehand).
+    assert!(
+        report["capture"]["packets"].as_u64().unwrap_or(0) >= 10,
+        "{test}: {report}"
+    );
+    drop(lab);
+}

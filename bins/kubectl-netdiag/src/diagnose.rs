@@ -69,7 +69,8 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let mut d = Diagnosis::target(spec)
         .runtime(target::runtime(&args.target))
         .duration(args.duration)
-        .node_counters(!args.no_node_counters);
+        .node_counters(!args.no_node_counters)
+        .least_privilege(true);
     if let Some(n) = args.max_flows {
         d = d.analyzer_config(Config::default().with_max_flows(n));
     }

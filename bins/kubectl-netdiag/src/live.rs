@@ -83,6 +83,11 @@ pub(crate) fn run(
 ) -> anyhow::Result<Summary> {
     let stop = cap.stop_handle();
     interrupt.on_interrupt(move || stop.stop());
+    // Every handle is open (the capture socket, the output): read and parse the packets
+    // without any capability (the README's table says what each command needs before).
+    if let Err(e) = netdiag::drop_privileges() {
+        eprintln!("kubectl-netdiag: warning: {e}; capturing with the privileges it started with");
+    }
     let started = Instant::now();
     let deadline = limits.duration.map(|d| started + d);
     let mut progress = Progress::new();

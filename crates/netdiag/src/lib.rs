@@ -62,11 +62,15 @@ pub use netdiag_wire as wire;
 #[cfg(feature = "live")]
 mod live;
 mod offline;
+#[cfg(feature = "live")]
+mod privilege;
 mod stop;
 #[cfg(feature = "live")]
 mod target;
 
 pub use offline::annotate;
+#[cfg(feature = "live")]
+pub use privilege::{Dropped, drop_privileges};
 pub use stop::StopHandle;
 #[cfg(feature = "live")]
 pub use target::{RuntimeOptions, Target, TargetSpec, node_netns, snapshot_in};
@@ -105,6 +109,15 @@ pub enum Error {
     BadPid {
         /// The PID given.
         pid: u32,
+    },
+    /// Giving up capabilities failed.
+    #[cfg(feature = "live")]
+    #[error("dropping privileges failed at {step}: {message}")]
+    Privileges {
+        /// The step, e.g. "clearing the permitted set".
+        step: &'static str,
+        /// What the kernel said.
+        message: String,
     },
     /// An input that cannot be read as asked (a directory, standard input twice).
     #[error("{}: {problem}", path.display())]
@@ -192,6 +205,13 @@ struct NodeOptions {
     interface: Option<String>,
 }
 
+#[cfg(feature = "live")]
+impl Diagnosis {
+    fn node_counters_wanted(&self) -> bool {
+        self.node.counters
+    }
+}
+
 /// A capture point of a live diagnosis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -244,6 +264,12 @@ pub enum Event {
     },
     /// Totals so far, about four times a second while capturing.
     Progress(Progress),
+    /// The thread that parses packets gave up its capabilities (see
+    /// [`Diagnosis::least_privilege`]).
+    PrivilegesDropped {
+        /// The effective capabilities it had.
+        had: Vec<String>,
+    },
     /// Something the operator should know that does not stop the diagnosis.
     Warning(String),
 }
@@ -304,6 +330,8 @@ pub struct Diagnosis {
     truncated: Truncated,
     config: analyze::Config,
     stop: StopHandle,
+    #[cfg(feature = "live")]
+    least_privilege: bool,
 }
 
 /// The result of [`Diagnosis::run`].
@@ -354,6 +382,8 @@ impl Diagnosis {
             truncated: Truncated::default(),
             config: analyze::Config::default(),
             stop: StopHandle::new(),
+            #[cfg(feature = "live")]
+            least_privilege: false,
         }
     }
 
@@ -502,6 +532,17 @@ impl Diagnosis {
     /// Analyzer limits (flow table size, idle timeout).
     pub fn analyzer_config(mut self, config: analyze::Config) -> Diagnosis {
         self.config = config;
+        self
+    }
+
+    /// Least privilege (default off in the library, on in the CLI): once the capture points,
+    /// the namespace handles and the threads that read the counters after are open, the
+    /// calling thread and the capture threads it starts give up every capability and set
+    /// `no_new_privs` before the first packet is parsed. Only for a caller that needs no
+    /// capability on this thread afterwards (see [`drop_privileges`]).
+    #[cfg(feature = "live")]
+    pub fn least_privilege(mut self, yes: bool) -> Diagnosis {
+        self.least_privilege = yes;
         self
     }
 

@@ -14,10 +14,12 @@ use crate::{StopHandle, TargetSpec, counters};
 use netdiag_analyze::{Analyzer, Moment, NetnsRole};
 use netdiag_capture::{CaptureConfig, InterfaceChoice, LiveCapture};
 use netdiag_kernel::Snapshot;
+use netdiag_netns::{NetNs, NetNsThread};
 use netdiag_pcapio::{InterfaceDesc, PacketOut, PcapngWriter};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -102,6 +104,14 @@ pub(crate) fn run(
         (Some(ns), true) => Some(snapshot_in(ns)?),
         _ => None,
     };
+    // The counters after are read by threads that enter the namespaces now, while the
+    // process may still do so, and wait: the thread that parses packets may give up every
+    // capability in between (least privilege).
+    let pod_after = AfterReader::start(target.netns())?;
+    let node_after = match (&node, d.node_counters_wanted()) {
+        (Some(ns), true) => Some(AfterReader::start(ns)?),
+        _ => None,
+    };
 
     // Open every capture point before the clock starts.
     let mut points = Vec::new();
@@ -159,6 +169,17 @@ pub(crate) fn run(
         });
     }
     let counts: Vec<Counts> = running.iter().map(|_| Counts::default()).collect();
+    if d.least_privilege {
+        match crate::drop_privileges() {
+            Ok(dropped) => events(Event::PrivilegesDropped {
+                had: dropped.had.clone(),
+            }),
+            Err(e) => warn(
+                events,
+                format!("{e}; parsing packets with the privileges the run started with"),
+            ),
+        }
+    }
 
     // One stop for this run: the caller's handle, the deadline and a failed capture point
     // all end it.
@@ -265,11 +286,11 @@ pub(crate) fn run(
         });
     }
 
-    let pod_after = target.snapshot()?;
+    let pod_after = pod_after.read()?;
     analyzer.observe_counters(NetnsRole::Pod, Moment::Before, &counters(&pod_before));
     analyzer.observe_counters(NetnsRole::Pod, Moment::After, &counters(&pod_after));
-    if let (Some(ns), Some(before)) = (&node, &node_before) {
-        let after = snapshot_in(ns)?;
+    if let (Some(reader), Some(before)) = (node_after, &node_before) {
+        let after = reader.read()?;
         analyzer.observe_counters(NetnsRole::Node, Moment::Before, &counters(before));
         analyzer.observe_counters(NetnsRole::Node, Moment::After, &counters(&after));
     }
@@ -366,4 +387,36 @@ fn finish_scratch(w: Scratch, path: &Path) -> Result<(), Error> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A thread inside a namespace that reads its counters when told to: entered while the
+/// process still may, so the counters after need no privilege of the caller's thread.
+struct AfterReader {
+    go: mpsc::Sender<()>,
+    thread: NetNsThread<Option<Result<Snapshot, netdiag_kernel::Error>>>,
+}
+
+impl AfterReader {
+    fn start(ns: &NetNs) -> Result<AfterReader, Error> {
+        let (go, wait) = mpsc::channel::<()>();
+        let thread = ns.spawn(move || {
+            // The run ended without asking (an error): nothing to read.
+            wait.recv().ok()?;
+            Some(Snapshot::capture_current())
+        })?;
+        Ok(AfterReader { go, thread })
+    }
+
+    fn read(self) -> Result<Snapshot, Error> {
+        // A thread that already ended reports why through join.
+        let _ = self.go.send(());
+        match self.thread.join()? {
+            Some(r) => Ok(r?),
+            None => Err(Error::Io {
+                what: "reading the counters after the capture",
+                path: PathBuf::from("/proc/thread-self/net"),
+                source: std::io::Error::other("the counter thread ended early"),
+            }),
+        }
+    }
 }
