@@ -1071,3 +1071,56 @@ fn live_capture_and_diagnose_parse_packets_without_capabilities() {
     );
     drop(lab);
 }
+
+/// The pod goes away mid-run (its veth deleted, as CNI DEL does): `capture -w FILE` leaves
+/// a complete file holding every packet before, `diagnose` reports on what it captured;
+/// both say the pod went away and exit 3.
+#[test]
+fn live_pod_gone_mid_run_leaves_complete_output_and_exits_3() {
+    let test = "live_pod_gone_mid_run_leaves_complete_output_and_exits_3";
+    let Some(lab) = lab_for(test, "gone") else {
+        return;
+    };
+    let file = TempFile(lab.scratch().join("gone.pcap"));
+    let path = file.0.to_str().expect("utf-8 path").to_owned();
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let mut cmd = capture_cmd(&lab, &["-w", &path, "--duration", "60s", &filter]);
+    cmd.stdout(Stdio::null());
+    let mut cap = Proc::spawn(cmd, "capture (pod gone)");
+    let mut cmd = Command::new(bin());
+    cmd.arg("diagnose")
+        .arg("--netns")
+        .arg(lab.netns_path(Role::Pod))
+        .arg("--node-netns")
+        .arg(lab.netns_path(Role::Node))
+        .args(["--duration", "60s", "--output", "json"])
+        .stdout(Stdio::piped());
+    let mut diag = Proc::spawn(cmd, "diagnose (pod gone)");
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    diag.wait_for_stderr("diagnosing", Duration::from_secs(20));
+    let sent = send_datagrams(&lab, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let node = lab.netns(Role::Node);
+    let del = lab::netns_exec(&node, &["ip", "link", "del", lab::NODE_POD_IF])
+        .status()
+        .expect("ip link del");
+    assert!(del.success(), "{test}: deleting the pod's veth failed");
+
+    let (status, _, stderr) = cap.finish(Duration::from_secs(20));
+    eprintln!("{test}: capture stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(3), "{test}: capture exit; {stderr}");
+    assert!(stderr.contains("went away"), "{test}: {stderr}");
+    assert!(stderr.contains("packets captured"), "{test}: no stats; {stderr}");
+    let (seen, ts_err) = tshark_count_file(&file.0);
+    assert!(seen >= sent, "{test}: the file holds {seen} of {sent}");
+    assert!(tshark_complaints(&ts_err).is_empty(), "{test}: {ts_err}");
+
+    let (status, stdout, stderr) = diag.finish(Duration::from_secs(30));
+    eprintln!("{test}: diagnose stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(3), "{test}: diagnose exit; {stderr}");
+    assert!(stderr.contains("went away"), "{test}: {stderr}");
+    let report: Value = serde_json::from_slice(&stdout).expect("diagnose JSON");
+    let packets = report["capture"]["packets"].as_u64().unwrap_or(0);
+    assert!(packets >= sent as u64, "{test}: report of {packets} packets, sent {sent}");
+    drop(lab);
+}

@@ -175,7 +175,11 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     live::print_stats(&summary);
-    Ok(Outcome::Clean)
+    Ok(if summary.ended == Ended::TargetGone {
+        Outcome::TargetGone
+    } else {
+        Outcome::Clean
+    })
 }
 
 /// Records that the destination reported EPIPE, whatever error type wraps it later.

@@ -127,6 +127,7 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
         Some(Ended::Stopped) => {
             live::Ended::Signal(interrupt.signal_name().unwrap_or("stop request"))
         }
+        Some(Ended::TargetGone) => live::Ended::TargetGone,
         _ => live::Ended::Duration,
     };
     for c in &done.captures {
@@ -153,18 +154,18 @@ pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let color = args.output == OutputFormat::Human && report::stdout_wants_color();
     report::render(&done.report, args.output, color, &mut lock)?;
     lock.flush()?;
-    Ok(
-        if done
-            .report
-            .findings_at_least(args.fail_on.confidence())
-            .next()
-            .is_some()
-        {
-            Outcome::Findings
-        } else {
-            Outcome::Clean
-        },
-    )
+    Ok(if done.ended == Some(Ended::TargetGone) {
+        Outcome::TargetGone
+    } else if done
+        .report
+        .findings_at_least(args.fail_on.confidence())
+        .next()
+        .is_some()
+    {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }
 
 /// The analyzer's side of the progress line: flows and the events detectors weigh, by

@@ -9,16 +9,20 @@ pub(crate) enum Outcome {
     Clean,
     /// Findings at or above the threshold (exit 1).
     Findings,
+    /// The target (pod, its interface or namespace) went away mid-run (exit 3); what was
+    /// captured until then is complete: the file, the report.
+    TargetGone,
 }
 
 /// Prints an error chain the way users expect and picks the exit code.
 ///
-/// Any error is exit 2. A broken pipe (the reader, e.g. Wireshark or `head`, went away)
+/// Any error is exit 2; a target that went away mid-run is exit 3. A broken pipe (the reader, e.g. Wireshark or `head`, went away)
 /// is a clean exit 0, as ripgrep does.
 pub(crate) fn finish(result: anyhow::Result<Outcome>) -> ExitCode {
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
+        Ok(Outcome::TargetGone) => ExitCode::from(3),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kubectl-netdiag: error: {e:#}");

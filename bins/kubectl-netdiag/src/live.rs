@@ -18,6 +18,8 @@ pub(crate) enum Ended {
     Signal(&'static str),
     /// The reader of `-w -` went away (EPIPE).
     ReaderClosed,
+    /// The pod (its interface or network namespace) went away.
+    TargetGone,
 }
 
 impl std::fmt::Display for Ended {
@@ -27,6 +29,7 @@ impl std::fmt::Display for Ended {
             Ended::Duration => f.write_str("duration elapsed"),
             Ended::Signal(name) => write!(f, "{name}"),
             Ended::ReaderClosed => f.write_str("reader closed the pipe"),
+            Ended::TargetGone => f.write_str("the pod went away"),
         }
     }
 }
@@ -100,7 +103,17 @@ pub(crate) fn run(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break Ended::Duration;
         }
-        match cap.next_event()? {
+        let event = match cap.next_event() {
+            Ok(ev) => ev,
+            // The pod was deleted: what was written is complete; say so and end.
+            Err(e) if e.is_gone() => {
+                progress.clear();
+                eprintln!("kubectl-netdiag: {e}");
+                break Ended::TargetGone;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match event {
             None => break Ended::Signal(interrupt.signal_name().unwrap_or("stop request")),
             Some(Event::Idle) => {}
             Some(Event::Packet(p)) => {

@@ -108,6 +108,19 @@ pub enum Error {
         /// libpcap's message.
         message: String,
     },
+    /// The interface went away while capturing: its pod was deleted, its veth removed, its
+    /// namespace torn down. Every packet read before was complete.
+    #[error(
+        "{interface} in {netns} disappeared while capturing: the pod (its interface or network namespace) went away; {message}"
+    )]
+    InterfaceGone {
+        /// Interface that was being captured.
+        interface: String,
+        /// Which network namespace.
+        netns: String,
+        /// libpcap's message.
+        message: String,
+    },
     /// Any other libpcap failure, with the step that failed.
     #[error("libpcap {step} on {interface} in {netns}: {message}")]
     Pcap {
@@ -487,11 +500,30 @@ struct Ctx<'a> {
     netns: &'a str,
 }
 
+impl Error {
+    /// Whether the capture ended because its interface or namespace went away mid-run
+    /// (the pod was deleted): a normal way for a run to end early, not a fault of ours.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Error::InterfaceGone { .. })
+    }
+}
+
 impl Ctx<'_> {
     fn classify(&self, step: &'static str, e: pcap::Error) -> Error {
         let message = e.to_string();
         let lower = message.to_ascii_lowercase();
-        if lower.contains("permission") || lower.contains("operation not permitted") {
+        // libpcap's Linux backend says "The interface disappeared" (ENODEV on the ring) or
+        // "The interface went down" (ENETDOWN) once the device is gone mid-capture.
+        let gone = lower.contains("disappeared")
+            || lower.contains("went down")
+            || lower.contains("no such device");
+        if matches!(step, "pcap_next_ex" | "poll" | "pcap_stats") && gone {
+            Error::InterfaceGone {
+                interface: self.interface.to_owned(),
+                netns: self.netns.to_owned(),
+                message,
+            }
+        } else if lower.contains("permission") || lower.contains("operation not permitted") {
             Error::PermissionDenied {
                 interface: self.interface.to_owned(),
                 netns: self.netns.to_owned(),

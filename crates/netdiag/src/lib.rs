@@ -240,6 +240,9 @@ pub enum Ended {
     Duration,
     /// The [`StopHandle`] was used (a signal, the caller).
     Stopped,
+    /// A capture point's interface or namespace went away (the pod was deleted); the
+    /// report covers what was captured until then, and a warning says which.
+    TargetGone,
 }
 
 /// What a running diagnosis reports on the way, for a progress display or a log.

@@ -204,9 +204,14 @@ pub(crate) fn run(
                 let analyzer = &analyzer;
                 let run_stop = &run_stop;
                 s.spawn(move || {
-                    let r = pump(p, c, analyzer);
-                    // A point that failed ends the whole run.
-                    if r.is_err() {
+                    let r = match pump(p, c, analyzer) {
+                        Ok(()) => Ok(None),
+                        // The pod went away: the run ends with what was captured.
+                        Err(Error::Capture(e)) if e.is_gone() => Ok(Some(e.to_string())),
+                        Err(e) => Err(e),
+                    };
+                    // A point that failed or lost its interface ends the whole run.
+                    if !matches!(r, Ok(None)) {
                         run_stop.stop();
                     }
                     r
@@ -238,7 +243,7 @@ pub(crate) fn run(
             }));
         }
         run_stop.stop();
-        let results: Vec<Result<(), Error>> = handles
+        let results: Vec<Result<Option<String>, Error>> = handles
             .into_iter()
             .map(|h| match h.join() {
                 Ok(r) => r,
@@ -249,8 +254,15 @@ pub(crate) fn run(
     });
     d.stop.clear_hooks();
     let elapsed = started.elapsed();
+    let mut ended = ended;
     for r in results {
-        r?;
+        if let Some(gone) = r? {
+            ended = Ended::TargetGone;
+            warn(
+                events,
+                format!("{gone}; the report covers what was captured until then"),
+            );
+        }
     }
     let mut analyzer = analyzer
         .into_inner()
@@ -286,9 +298,19 @@ pub(crate) fn run(
         });
     }
 
-    let pod_after = pod_after.read()?;
-    analyzer.observe_counters(NetnsRole::Pod, Moment::Before, &counters(&pod_before));
-    analyzer.observe_counters(NetnsRole::Pod, Moment::After, &counters(&pod_after));
+    // The reader entered the pod's namespace beforehand, so a pod that went away still
+    // has its last counters read; if even that fails, the report says so and goes on.
+    match pod_after.read() {
+        Ok(after) => {
+            analyzer.observe_counters(NetnsRole::Pod, Moment::Before, &counters(&pod_before));
+            analyzer.observe_counters(NetnsRole::Pod, Moment::After, &counters(&after));
+        }
+        Err(e) if ended == Ended::TargetGone => warn(
+            events,
+            format!("the pod's counters after the capture are unavailable: {e}"),
+        ),
+        Err(e) => return Err(e),
+    }
     if let (Some(reader), Some(before)) = (node_after, &node_before) {
         let after = reader.read()?;
         analyzer.observe_counters(NetnsRole::Node, Moment::Before, &counters(before));
