@@ -1110,7 +1110,10 @@ fn live_pod_gone_mid_run_leaves_complete_output_and_exits_3() {
     eprintln!("{test}: capture stderr:\n{stderr}");
     assert_eq!(status.code(), Some(3), "{test}: capture exit; {stderr}");
     assert!(stderr.contains("went away"), "{test}: {stderr}");
-    assert!(stderr.contains("packets captured"), "{test}: no stats; {stderr}");
+    assert!(
+        stderr.contains("packets captured"),
+        "{test}: no stats; {stderr}"
+    );
     let (seen, ts_err) = tshark_count_file(&file.0);
     assert!(seen >= sent, "{test}: the file holds {seen} of {sent}");
     assert!(tshark_complaints(&ts_err).is_empty(), "{test}: {ts_err}");
@@ -1121,6 +1124,88 @@ fn live_pod_gone_mid_run_leaves_complete_output_and_exits_3() {
     assert!(stderr.contains("went away"), "{test}: {stderr}");
     let report: Value = serde_json::from_slice(&stdout).expect("diagnose JSON");
     let packets = report["capture"]["packets"].as_u64().unwrap_or(0);
-    assert!(packets >= sent as u64, "{test}: report of {packets} packets, sent {sent}");
+    assert!(
+        packets >= sent as u64,
+        "{test}: report of {packets} packets, sent {sent}"
+    );
+    drop(lab);
+}
+
+/// A small tmpfs mounted for one test, unmounted (and its directory removed) on drop.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: PathBuf, size: &str) -> SmallFs {
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "netdiag-test"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mounting a {size} tmpfs on {}", dir.display());
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The disk fills during `capture -w FILE`: a clear ENOSPC error, exit 2, and the file cut
+/// to its last complete packet, so tshark reads it without complaint.
+#[test]
+fn live_capture_disk_full_leaves_a_readable_file_and_exits_2() {
+    let test = "live_capture_disk_full_leaves_a_readable_file_and_exits_2";
+    let Some(lab) = lab_for(test, "full") else {
+        return;
+    };
+    let fs = SmallFs::mount(lab.scratch().join("small"), "64k");
+    let path = fs.0.join("full.pcapng");
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let mut cmd = capture_cmd(
+        &lab,
+        &[
+            "-w",
+            path.to_str().expect("utf-8"),
+            "--format",
+            "pcapng",
+            "--duration",
+            "60s",
+            &filter,
+        ],
+    );
+    cmd.stdout(Stdio::null());
+    let mut cap = Proc::spawn(cmd, "capture (disk full)");
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    // 1 KiB datagrams, 200 of them: three times what the filesystem holds.
+    let sent = lab
+        .in_ns(Role::Ext, move || {
+            let s = UdpSocket::bind(SocketAddrV4::new(lab::EXT_IP, 0))?;
+            let dst = SocketAddrV4::new(lab::POD_IP, UDP_PORT);
+            for _ in 0..200 {
+                s.send_to(&[0x5a; 1024], dst)?;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(200usize)
+        })
+        .expect("send");
+    let (status, _, stderr) = cap.finish(Duration::from_secs(30));
+    eprintln!("{test}: sent {sent}; stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(2), "{test}: exit; {stderr}");
+    assert!(stderr.contains("disk is full"), "{test}: {stderr}");
+    assert!(stderr.contains("last complete packet"), "{test}: {stderr}");
+    let (seen, ts_err) = tshark_count_file(&path);
+    assert!(
+        seen > 10 && seen < sent,
+        "{test}: the file holds {seen} of {sent}"
+    );
+    assert!(
+        tshark_complaints(&ts_err).is_empty(),
+        "{test}: tshark complained: {ts_err}"
+    );
+    drop(fs);
     drop(lab);
 }

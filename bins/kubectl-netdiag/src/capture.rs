@@ -161,11 +161,18 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
                 Ok(()) => Ok(Flow::Continue),
                 Err(_) if broken.get() => Ok(Flow::ReaderClosed),
                 Err(e) => Err(e),
-            })?;
+            });
+            let summary = match summary {
+                Ok(s) => s,
+                Err(e) => {
+                    drop(writer);
+                    return Err(salvage(e, path, to_stdout));
+                }
+            };
             match writer.finish() {
                 Ok(()) => {}
                 Err(_) if broken.get() => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(salvage(e, path, to_stdout)),
             }
             summary
         }
@@ -180,6 +187,62 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Clean
     })
+}
+
+/// After a failed write to `-w FILE` (a full disk, a quota, an I/O error), cuts the file
+/// back to its last complete packet, so every reader takes it without complaint, and says
+/// how much it holds.
+fn salvage(e: anyhow::Error, path: &str, to_stdout: bool) -> anyhow::Error {
+    let io = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    if to_stdout || io.is_none() {
+        return e;
+    }
+    let what = if io == Some(std::io::ErrorKind::StorageFull) {
+        "the disk is full"
+    } else {
+        "writing failed"
+    };
+    match cut_to_last_complete(std::path::Path::new(path)) {
+        Ok((packets, bytes)) => e.context(format!(
+            "{what} writing {path}: it was cut to its last complete packet ({packets} packets, \
+             {bytes} bytes) and is readable; free space, write elsewhere, or bound the capture \
+             with -c/--duration"
+        )),
+        Err(cut) => e.context(format!(
+            "{what} writing {path}, and cutting it to its last complete packet failed too: {cut:#}"
+        )),
+    }
+}
+
+/// Truncates a capture file to the end of its last complete record; returns the packets and
+/// bytes it keeps.
+fn cut_to_last_complete(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let mut reader = netdiag::pcapio::Reader::open(path)?;
+    let mut end = 0u64;
+    let mut packets = 0u64;
+    loop {
+        match reader.next_packet() {
+            Ok(Some(_)) => {
+                packets += 1;
+                end = reader.offset();
+            }
+            // The end, or the partial record the failed write left.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if packets == 0 {
+        // Not even one packet: keep the file header (and pcapng's interface block).
+        end = reader.offset().min(std::fs::metadata(path)?.len());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(end))
+        .with_context(|| format!("truncating {}", path.display()))?;
+    Ok((packets, end))
 }
 
 /// Records that the destination reported EPIPE, whatever error type wraps it later.
