@@ -1209,3 +1209,61 @@ fn live_capture_disk_full_leaves_a_readable_file_and_exits_2() {
     drop(fs);
     drop(lab);
 }
+
+/// A reader that stops reading (`capture -w - | (sleep 60; cat)`): the capture waits
+/// without queueing (bounded memory), and a signal still ends it promptly.
+#[test]
+fn live_capture_stalled_reader_bounded_memory_and_no_hang_on_signal() {
+    let test = "live_capture_stalled_reader_bounded_memory_and_no_hang_on_signal";
+    let Some(lab) = lab_for(test, "stall") else {
+        return;
+    };
+    let mut reader = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sleep");
+    let pipe = reader.stdin.take().expect("reader stdin");
+    let filter = format!("udp and dst port {UDP_PORT}");
+    let mut cmd = capture_cmd(&lab, &["-w", "-", "--duration", "60s", &filter]);
+    cmd.stdout(Stdio::from(pipe));
+    let mut cap = Proc::spawn(cmd, "capture (stalled reader)");
+    cap.wait_for_stderr("capturing on", Duration::from_secs(20));
+    // 400 KiB into a 64 KiB pipe nobody reads.
+    lab.in_ns(Role::Ext, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(lab::EXT_IP, 0))?;
+        let dst = SocketAddrV4::new(lab::POD_IP, UDP_PORT);
+        for _ in 0..400 {
+            s.send_to(&[0x5a; 1024], dst)?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    })
+    .expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        cap.running(),
+        "{test}: capture ended while its reader stalled"
+    );
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", cap.child.id())).expect("status");
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(hwm_kib < 64 * 1024, "{test}: peak RSS {hwm_kib} KiB");
+    let signalled = Instant::now();
+    cap.signal(nix::sys::signal::Signal::SIGINT);
+    let (status, _, stderr) = cap.finish(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    let _ = reader.kill();
+    let _ = reader.wait();
+    eprintln!("{test}: ended {took:?} after SIGINT; stderr:\n{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "{test}: took {took:?} to end"
+    );
+    assert_eq!(status.code(), Some(0), "{test}: exit; {stderr}");
+    drop(lab);
+}

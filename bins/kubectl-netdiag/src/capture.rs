@@ -13,6 +13,7 @@ use netdiag::pcapio::{InterfaceDesc, PacketOut, PcapWriter, PcapngWriter};
 use netdiag::wire::{Frame, LinkType, Net, Transport};
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -132,7 +133,10 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
         }
         Some(path) => {
             let (sink, name): (Box<dyn Write>, String) = if to_stdout {
-                (Box::new(std::io::stdout()), "<stdout>".into())
+                (
+                    Box::new(StdoutSink::new(interrupt.clone())?),
+                    "<stdout>".into(),
+                )
             } else {
                 let file = std::fs::File::create(path)
                     .with_context(|| format!("creating capture file {path}"))?;
@@ -243,6 +247,79 @@ fn cut_to_last_complete(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
         .and_then(|f| f.set_len(end))
         .with_context(|| format!("truncating {}", path.display()))?;
     Ok((packets, end))
+}
+
+/// Standard output for `-w -` that never blocks the process for good: a reader that stops
+/// reading (a paused Wireshark, `| (sleep 600; cat)`) makes writes wait, but a signal still
+/// ends the capture. Memory stays bounded: nothing queues here, the kernel's ring drops.
+struct StdoutSink {
+    /// A duplicate of fd 1 (same open pipe), written directly: no std line buffer between.
+    out: std::fs::File,
+    interrupt: Interrupt,
+    /// When the signal came while a write was waiting: a record already begun gets this
+    /// long to be completed, so the reader sees whole records when it reads again.
+    give_up_at: Option<std::time::Instant>,
+}
+
+/// How long a write that a signal interrupted may still wait to complete its record.
+const STDOUT_GRACE: Duration = Duration::from_secs(2);
+
+impl StdoutSink {
+    fn new(interrupt: Interrupt) -> anyhow::Result<StdoutSink> {
+        let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
+        // O_NONBLOCK on our end of the pipe: a full pipe returns EAGAIN and we poll.
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        Ok(StdoutSink {
+            out: std::fs::File::from(fd),
+            interrupt,
+            give_up_at: None,
+        })
+    }
+
+    /// Waits until stdout takes bytes again, a tenth of a second at a time.
+    fn wait_writable(&mut self) -> std::io::Result<()> {
+        if self.interrupt.is_interrupted() {
+            let at = *self
+                .give_up_at
+                .get_or_insert_with(|| std::time::Instant::now() + STDOUT_GRACE);
+            if std::time::Instant::now() >= at {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the reader of stdout stopped reading and a signal ended the capture",
+                ));
+            }
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            self.out.as_fd(),
+            nix::poll::PollFlags::POLLOUT,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Write for StdoutSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.out.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_writable()?,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        loop {
+            match self.out.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_writable()?,
+                other => return other,
+            }
+        }
+    }
 }
 
 /// Records that the destination reported EPIPE, whatever error type wraps it later.
