@@ -1267,3 +1267,82 @@ fn live_capture_stalled_reader_bounded_memory_and_no_hang_on_signal() {
     assert_eq!(status.code(), Some(0), "{test}: exit; {stderr}");
     drop(lab);
 }
+
+/// Runs the CLI with exactly `caps` (setpriv: bounding set, no inheritable or ambient
+/// capabilities), as root; returns (exit code, stderr).
+fn run_with_caps(caps: &[&str], args: &[&str]) -> (Option<i32>, String) {
+    let mut bounding = String::from("-all");
+    for c in caps {
+        bounding.push_str(",+");
+        bounding.push_str(c);
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set", &bounding, "--inh-caps", "-all"])
+        .arg(bin())
+        .args(args)
+        .stdout(Stdio::null());
+    run_bin(cmd, &format!("{args:?} with {caps:?}"))
+}
+
+/// The README's capability table: each command works with exactly the capabilities it
+/// lists, and without any one of them fails with exit 2 and a message naming it.
+#[test]
+fn live_commands_need_exactly_the_documented_capabilities() {
+    let test = "live_commands_need_exactly_the_documented_capabilities";
+    let Some(lab) = lab_for(test, "caps") else {
+        return;
+    };
+    let pod = lab.netns_path(Role::Pod).display().to_string();
+    let node = lab.netns_path(Role::Node).display().to_string();
+    let pcap = lab.scratch().join("caps.pcap").display().to_string();
+    let table: [(&str, Vec<&str>, &[&str]); 3] = [
+        (
+            "capture",
+            vec!["capture", "--netns", &pod, "-w", &pcap, "--duration", "1s"],
+            &["sys_admin", "net_raw"],
+        ),
+        (
+            "diagnose",
+            vec![
+                "diagnose",
+                "--netns",
+                &pod,
+                "--node-netns",
+                &node,
+                "--duration",
+                "1s",
+            ],
+            &["sys_admin", "net_raw"],
+        ),
+        (
+            "counters",
+            vec!["counters", "--netns", &pod],
+            &["sys_admin"],
+        ),
+    ];
+    for (name, args, caps) in &table {
+        let (code, stderr) = run_with_caps(caps, args);
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "{test}: {name} with exactly {caps:?}: exit {code:?}; {stderr}"
+        );
+        for missing in caps.iter() {
+            let fewer: Vec<&str> = caps.iter().copied().filter(|c| c != missing).collect();
+            let (code, stderr) = run_with_caps(&fewer, args);
+            assert_eq!(code, Some(2), "{test}: {name} without {missing}: {stderr}");
+            let named = format!("CAP_{}", missing.to_ascii_uppercase());
+            assert!(
+                stderr.contains(&named),
+                "{test}: {name} without {missing} does not name {named}: {stderr}"
+            );
+        }
+    }
+    let testdata = netdiag_tests::testdata_dir().join("dns_ndots/pod.pcap");
+    let (code, stderr) = run_with_caps(&[], &["analyze", testdata.to_str().expect("utf-8")]);
+    assert_eq!(
+        code,
+        Some(1),
+        "{test}: analyze with no capability: {stderr}"
+    );
+    drop(lab);
+}
