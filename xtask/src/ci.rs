@@ -127,6 +127,29 @@ fn offline_build() -> Result<()> {
             ])
             .env("PROTOC", "/nonexistent/protoc-must-not-be-needed"),
     )?;
+    sh::run(sh::cargo().args([
+        "clippy",
+        "--locked",
+        "-p",
+        "netdiag",
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    sh::run(
+        sh::cargo()
+            .args([
+                "doc",
+                "--locked",
+                "--no-deps",
+                "-p",
+                "netdiag",
+                "--no-default-features",
+            ])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     let example = sh::target_dir().join("debug/examples/offline");
     let needed = sh::output(std::process::Command::new("ldd").arg(&example))?;
     if needed.contains("libpcap") {

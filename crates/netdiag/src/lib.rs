@@ -8,9 +8,9 @@
 //!
 //! | module | what it does | the tool people know |
 //! |---|---|---|
-//! | [`cri`] | pod name → sandbox PID, IP, netns through the container runtime | `crictl pods`, `crictl inspectp` |
-//! | [`netns`] | enter a pod's network namespace on a dedicated thread; read its files | `nsenter -t PID -n` |
-//! | [`capture`] | live libpcap capture inside that namespace | `tcpdump -i eth0` |
+//! | `cri` (feature `live`) | pod name → sandbox PID, IP, netns through the container runtime | `crictl pods`, `crictl inspectp` |
+//! | `netns` (feature `live`) | enter a pod's network namespace on a dedicated thread; read its files | `nsenter -t PID -n` |
+//! | `capture` (feature `live`) | live libpcap capture inside that namespace | `tcpdump -i eth0` |
 //! | [`kernel`] | counters and sockets of one namespace | `nstat`, `ss -lnt`, `conntrack -S` |
 //! | [`pcapio`] | pcap/pcapng files in and out | `tcpdump -r`, `-w` |
 //! | [`wire`] | zero-copy packet views | Wireshark's dissectors |
@@ -268,7 +268,7 @@ pub enum Event {
     /// Totals so far, about four times a second while capturing.
     Progress(Progress),
     /// The thread that parses packets gave up its capabilities (see
-    /// [`Diagnosis::least_privilege`]).
+    /// `Diagnosis::least_privilege`, feature `live`).
     PrivilegesDropped {
         /// The effective capabilities it had.
         had: Vec<String>,
