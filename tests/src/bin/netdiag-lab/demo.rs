@@ -79,7 +79,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !keep {
         let _one = TEARDOWN.lock().unwrap_or_else(|p| p.into_inner());
         step("tearing the node down");
-        node::down(&config).context("tearing the node down; run `cargo xtask lab node down`")?;
+        let down =
+            node::down(&config).context("tearing the node down; run `cargo xtask lab node down`");
+        // The demo's own failure comes first: a teardown error must not hide it.
+        match (&result, down) {
+            (_, Ok(())) => {}
+            (Ok(()), Err(e)) => return Err(e),
+            (Err(_), Err(e)) => eprintln!("netdiag-lab demo: {e:#}"),
+        }
     }
     result?;
     eprintln!(
