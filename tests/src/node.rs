@@ -636,10 +636,14 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 fn kill_pid(pid: u32, what: &str) -> Result<()> {
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
+    // kill(2) itself: a minimal Debian has no /bin/kill (procps), and a failed spawn here
+    // would leave the process running.
+    if let Ok(p) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}")).exists() {
         // A zombie child of ours: reap it. Anyone else's zombie is dead already (its
@@ -720,10 +724,12 @@ pub fn down(config: &NodeConfig) -> Result<()> {
     // Never ourselves (a caller's own command line could carry a node's paths).
     victims.remove(&std::process::id());
     for pid in &victims {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status();
+        if let Ok(p) = i32::try_from(*pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
     for pid in &victims {
         kill_pid(*pid, "node process")?;
