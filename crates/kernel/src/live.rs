@@ -26,7 +26,7 @@ fn live_path(rel: &str) -> PathBuf {
 
 impl Snapshot {
     /// Read the snapshot files of the calling thread's network namespace, plus its TCP
-    /// listeners from sock_diag (with backlog). Run it inside `NetNs::run` to read a pod.
+    /// listeners (with backlog) and every TCP socket from sock_diag. Run it inside `NetNs::run` to read a pod.
     /// If sock_diag fails, the snapshot keeps the `/proc/net/tcp` listeners (backlog
     /// unknown) and [`Snapshot::sock_diag_error`] says why.
     ///
@@ -54,6 +54,10 @@ impl Snapshot {
         match tcp_listeners() {
             Ok(l) => snap.set_sock_diag_listeners(l),
             Err(e) => snap.set_sock_diag_error(e.to_string()),
+        }
+        // Same fallback for the other sockets: `net/tcp{,6}` carry states and timers too.
+        if let Ok(s) = crate::sockets::tcp_sockets() {
+            snap.set_sock_diag_sockets(s);
         }
         Ok(snap)
     }

@@ -210,6 +210,13 @@ pub(crate) struct TcpRow {
     pub(crate) state: u8,
     pub(crate) rx_queue: u32,
     pub(crate) inode: Option<u64>,
+    /// `rem_address` (`remote_address` in `net/tcp6`), when the header has it.
+    pub(crate) remote: Option<(IpAddr, u16)>,
+    /// The `tr` column: which timer is pending (1 retransmit, 2 keepalive, 3 TIME_WAIT,
+    /// 4 zero-window probe, 0 none).
+    pub(crate) timer: Option<u8>,
+    /// `tm->when`: clock ticks (USER_HZ, 1/100 s) until that timer fires.
+    pub(crate) timer_ticks: Option<u64>,
 }
 
 /// Header names that the kernel prints as one `a:b` value token.
@@ -257,6 +264,12 @@ pub(crate) fn proc_net_tcp(file: &str, text: &str) -> Result<Vec<TcpRow>, Error>
     let st_col = need("st")?;
     let rx_col = need("rx_queue")?;
     let inode_col = columns.get("inode").copied();
+    let remote_col = columns
+        .get("rem_address")
+        .or_else(|| columns.get("remote_address"))
+        .copied();
+    let timer_col = columns.get("tr").copied();
+    let when_col = columns.get("tm->when").copied();
 
     let mut rows = Vec::new();
     for (i, line) in lines {
@@ -287,12 +300,25 @@ pub(crate) fn proc_net_tcp(file: &str, text: &str) -> Result<Vec<TcpRow>, Error>
         let rx_queue =
             u32::from_str_radix(rx, 16).map_err(|_| bad(format!("rx_queue `{rx}` is not hex")))?;
         let inode = inode_col.and_then(get).and_then(|v| v.parse().ok());
+        let remote = remote_col.and_then(get).and_then(|r| {
+            let (addr, port) = r.split_once(':')?;
+            Some((hex_addr(addr)?, u16::from_str_radix(port, 16).ok()?))
+        });
+        let timer = timer_col
+            .and_then(get)
+            .and_then(|v| u8::from_str_radix(v, 16).ok());
+        let timer_ticks = when_col
+            .and_then(get)
+            .and_then(|v| u64::from_str_radix(v, 16).ok());
         rows.push(TcpRow {
             local: local_ip,
             local_port,
             state,
             rx_queue,
             inode,
+            remote,
+            timer,
+            timer_ticks,
         });
     }
     Ok(rows)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::sockets::{SocketGroup, SocketTimer, TcpSocket, TcpState, group_sockets};
 use crate::{Error, parse};
 
 /// The files a snapshot holds, relative to the snapshot root. Live they are read from
@@ -22,10 +23,16 @@ pub const SNAPSHOT_FILES: &[&str] = &[
     "sys/net/netfilter/nf_conntrack_count",
     "sys/net/netfilter/nf_conntrack_max",
     "sys/net/netfilter/nf_conntrack_tcp_be_liberal",
+    "sys/net/netfilter/nf_conntrack_buckets",
+    "sys/net/netfilter/nf_conntrack_tcp_timeout_established",
     "sys/net/core/somaxconn",
     "sys/net/ipv4/ip_local_port_range",
     "sys/net/ipv4/tcp_abort_on_overflow",
     "sys/net/ipv4/tcp_syn_linear_timeouts",
+    "sys/net/ipv4/tcp_max_syn_backlog",
+    "sys/net/ipv4/tcp_syncookies",
+    "sys/net/ipv4/tcp_keepalive_time",
+    "sys/net/ipv4/tcp_tw_reuse",
 ];
 
 /// TCP state `LISTEN` in the `st` column of `/proc/net/tcp` (`TCP_LISTEN` = 10).
@@ -79,6 +86,8 @@ pub struct Snapshot {
     sock_diag_listeners: Option<Vec<Listener>>,
     /// Why sock_diag could not be read live, if it could not.
     sock_diag_error: Option<String>,
+    /// Every TCP socket from sock_diag, when captured live.
+    sock_diag_sockets: Option<Vec<TcpSocket>>,
 }
 
 impl Snapshot {
@@ -114,6 +123,7 @@ impl Snapshot {
             flat,
             sock_diag_listeners: None,
             sock_diag_error: None,
+            sock_diag_sockets: None,
         })
     }
 
@@ -190,6 +200,55 @@ impl Snapshot {
             );
         }
         out
+    }
+
+    /// Every TCP socket (`ss -tano`): from sock_diag when the snapshot was captured live,
+    /// otherwise from the rows of `net/tcp` and `net/tcp6` (same states and timers).
+    pub fn tcp_sockets(&self) -> Vec<TcpSocket> {
+        if let Some(s) = &self.sock_diag_sockets {
+            return s.clone();
+        }
+        let mut out = Vec::new();
+        for file in ["net/tcp", "net/tcp6"] {
+            let Some(text) = self.files.get(file) else {
+                continue;
+            };
+            let rows = parse::proc_net_tcp(file, text).unwrap_or_default();
+            out.extend(rows.into_iter().map(|r| {
+                let unspecified = if r.local.is_ipv4() {
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                };
+                let (remote, remote_port) = r.remote.unwrap_or((unspecified, 0));
+                let timer = r.timer.map_or(SocketTimer::None, SocketTimer::from_kernel);
+                let timer_ms = r
+                    .timer_ticks
+                    .filter(|_| timer != SocketTimer::None)
+                    .map(|t| t.saturating_mul(10));
+                let mut s = TcpSocket::new(
+                    (r.local, r.local_port),
+                    (remote, remote_port),
+                    TcpState::from_kernel(r.state),
+                    timer,
+                );
+                s.timer_ms = timer_ms;
+                s
+            }));
+        }
+        out
+    }
+
+    /// [`Snapshot::tcp_sockets`] summarised per peer and per listening port
+    /// ([`group_sockets`](crate::sockets::group_sockets)).
+    pub fn socket_groups(&self) -> Vec<SocketGroup> {
+        group_sockets(&self.tcp_sockets())
+    }
+
+    /// Attach every TCP socket obtained from sock_diag; `tcp_sockets()` returns them from
+    /// now on.
+    pub fn set_sock_diag_sockets(&mut self, sockets: Vec<TcpSocket>) {
+        self.sock_diag_sockets = Some(sockets);
     }
 
     /// Attach listeners obtained from sock_diag (they carry the backlog); `listeners()`
@@ -395,6 +454,15 @@ mod tests {
         assert_eq!(f["sysctl.net.ipv4.ip_local_port_range.max"], 60999);
         assert_eq!(f["sysctl.net.ipv4.tcp_abort_on_overflow"], 0);
         assert_eq!(f["sysctl.net.ipv4.tcp_syn_linear_timeouts"], 4);
+        assert_eq!(f["sysctl.net.netfilter.nf_conntrack_buckets"], 262144);
+        assert_eq!(
+            f["sysctl.net.netfilter.nf_conntrack_tcp_timeout_established"],
+            432000
+        );
+        assert_eq!(f["sysctl.net.ipv4.tcp_max_syn_backlog"], 2048);
+        assert_eq!(f["sysctl.net.ipv4.tcp_syncookies"], 1);
+        assert_eq!(f["sysctl.net.ipv4.tcp_keepalive_time"], 7200);
+        assert_eq!(f["sysctl.net.ipv4.tcp_tw_reuse"], 2);
     }
 
     #[test]
