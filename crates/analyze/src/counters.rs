@@ -70,6 +70,66 @@ impl ListenerQueue {
     }
 }
 
+/// Which end of its connections a [`SocketGroup`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum SocketSide {
+    /// Connections the namespace opened towards `addr:port` (each holds a local port).
+    Client,
+    /// Connections accepted, or half-open, on the local listening `addr:port`.
+    Server,
+}
+
+/// TCP sockets of a namespace towards one peer, or on one listening port, by state
+/// (`ss -tan dst IP:PORT`, `ss -tan sport = :PORT`), as `netdiag-kernel` groups them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SocketGroup {
+    /// Client side (`addr:port` is the peer) or server side (the local listener).
+    pub side: SocketSide,
+    /// Remote address (client side) or local listening address (server side).
+    pub addr: IpAddr,
+    /// Remote port (client side) or local listening port (server side).
+    pub port: u16,
+    /// Sockets per kernel state name: `ESTABLISHED`, `TIME_WAIT`, `SYN_RECV`, …
+    pub states: BTreeMap<String, u32>,
+    /// Sockets with a pending keepalive timer (`SO_KEEPALIVE`, `ss -o` `timer:(keepalive…)`).
+    pub keepalive: u32,
+    /// Distinct local ports the sockets hold.
+    pub local_ports: u32,
+}
+
+impl SocketGroup {
+    /// A group on `side` of `addr:port` with its sockets per state, keepalive timers and
+    /// distinct local ports.
+    pub fn new(
+        side: SocketSide,
+        (addr, port): (IpAddr, u16),
+        states: BTreeMap<String, u32>,
+        keepalive: u32,
+        local_ports: u32,
+    ) -> SocketGroup {
+        SocketGroup {
+            side,
+            addr,
+            port,
+            states,
+            keepalive,
+            local_ports,
+        }
+    }
+
+    /// Sockets in `state` (`"TIME_WAIT"`, …).
+    pub fn count(&self, state: &str) -> u32 {
+        self.states.get(state).copied().unwrap_or(0)
+    }
+
+    /// Sockets in every state.
+    pub fn total(&self) -> u32 {
+        self.states.values().copied().fold(0, u32::saturating_add)
+    }
+}
+
 /// One snapshot of one network namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -78,12 +138,24 @@ pub struct Counters {
     pub values: BTreeMap<String, u64>,
     /// Listening sockets.
     pub listeners: Vec<ListenerQueue>,
+    /// Every other TCP socket, grouped per peer and per listening port.
+    pub sockets: Vec<SocketGroup>,
 }
 
 impl Counters {
     /// A snapshot from flat counter values and listening sockets.
     pub fn new(values: BTreeMap<String, u64>, listeners: Vec<ListenerQueue>) -> Counters {
-        Counters { values, listeners }
+        Counters {
+            values,
+            listeners,
+            sockets: Vec::new(),
+        }
+    }
+
+    /// The same snapshot with the namespace's other TCP sockets, grouped.
+    pub fn with_sockets(mut self, sockets: Vec<SocketGroup>) -> Counters {
+        self.sockets = sockets;
+        self
     }
 }
 
@@ -154,6 +226,21 @@ impl CounterBook {
             .or(b.as_ref())
             .map(|c| c.listeners.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// Socket groups of `role` from both snapshots (before first), for the detectors
+    /// that look for a socket that may have closed by the end of the capture.
+    pub(crate) fn socket_groups(&self, role: NetnsRole) -> impl Iterator<Item = &SocketGroup> {
+        let (b, a) = match role {
+            NetnsRole::Pod => (&self.pod_before, &self.pod_after),
+            NetnsRole::Node => (&self.node_before, &self.node_after),
+        };
+        b.iter().chain(a.iter()).flat_map(|c| c.sockets.iter())
+    }
+
+    /// Whether any snapshot of `role` carried socket groups (sock_diag or `net/tcp`).
+    pub(crate) fn has_sockets(&self, role: NetnsRole) -> bool {
+        self.socket_groups(role).next().is_some()
     }
 
     /// Whether a pod listener serves `addr:port` (wildcards match any address).

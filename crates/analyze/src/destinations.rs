@@ -30,6 +30,9 @@ pub(crate) struct DestStats {
     /// Connections where the server re-sent its SYN-ACK after the final ACK and never
     /// acknowledged the client's data (the final ACK was dropped: accept queue full).
     pub(crate) final_ack_dropped: u64,
+    /// Handshakes left half-open: SYN-ACK re-sent, no final ACK ever seen (the
+    /// connection sat in the listener's SYN queue).
+    pub(crate) half_open: u64,
     pub(crate) packets: Vec<(PacketRef, &'static str)>,
     pub(crate) flows: Vec<(Endpoint, Endpoint)>,
     pub(crate) gaps_ms: Vec<f64>,
@@ -76,7 +79,8 @@ impl Destinations {
         let Some(client) = conn.client else { return };
         let unanswered = conn.unanswered_retransmitted_syn();
         let dropped = conn.final_ack_dropped();
-        if !unanswered && !dropped {
+        let half_open = conn.half_open();
+        if !unanswered && !dropped && !half_open {
             return;
         }
         let server = key.endpoint(client.other());
@@ -126,6 +130,15 @@ impl Destinations {
             if conn.client_data_pkt > 0 && d.packets.len() < PKTS_PER_DEST {
                 d.packets
                     .push((pref(conn.client_data_pkt), "client data never acknowledged"));
+            }
+        }
+        if half_open {
+            d.half_open += 1;
+            if d.packets.len() < PKTS_PER_DEST {
+                d.packets.push((
+                    pref(conn.synack_first_pkt),
+                    "SYN-ACK of a handshake never completed (half-open, in the SYN queue)",
+                ));
             }
         }
         if d.flows.len() < FLOWS_PER_DEST {

@@ -96,6 +96,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod conn_events;
 mod counters;
 mod destinations;
 mod detect;
@@ -108,7 +109,7 @@ mod tcp;
 #[cfg(test)]
 mod testutil;
 
-pub use counters::{Counters, ListenerQueue, Moment, NetnsRole};
+pub use counters::{Counters, ListenerQueue, Moment, NetnsRole, SocketGroup, SocketSide};
 pub use error::Error;
 pub use model::{
     CaptureStats, Confidence, CounterDelta, DnsStats, Evidence, EvidencePacket, Finding, Kind,
@@ -228,6 +229,7 @@ pub struct Analyzer {
     dests: Destinations,
     locality: Locality,
     invalid: ConntrackInvalid,
+    conn_events: conn_events::ConnEvents,
     counters: CounterBook,
     resolv: Option<ResolvConf>,
     capture: CaptureStats,
@@ -298,6 +300,7 @@ impl Analyzer {
             dests: Destinations::new(config.max_destinations),
             locality: Locality::new(8192),
             invalid: ConntrackInvalid::default(),
+            conn_events: conn_events::ConnEvents::default(),
             counters: CounterBook::default(),
             resolv: None,
             capture: CaptureStats {
@@ -527,7 +530,10 @@ impl Analyzer {
         if flow.tcp.is_new_attempt(side, seg) {
             closed.push((key, std::mem::take(&mut flow.tcp)));
         }
+        let before = conn_events::ConnEvents::before(&flow.tcp);
         let out = flow.tcp.on_segment(side, seg, pkt, ns);
+        self.conn_events
+            .after(key, side, seg, &flow.tcp, before, &out, pkt, ns, created);
         let client = flow.tcp.client;
         if out.opened {
             self.tcp.connections += 1;
@@ -610,6 +616,7 @@ impl Analyzer {
     fn close_out(&mut self) {
         for (key, conn) in self.closed.drain(..) {
             if key.protocol == 6 {
+                self.conn_events.on_closed(&key, &conn);
                 if conn.unanswered_retransmitted_syn() {
                     if let Some(c) = conn.client {
                         let server = key.endpoint(c.other());
@@ -647,6 +654,10 @@ impl Analyzer {
             detect::snat_port_exhaustion::finish(&self.dests, &ctx),
             detect::dns_ndots_amplification::finish(&self.dns.expanded, &dns_stats, &ctx),
             detect::dns_lost_reply_timeout::finish(&self.dns.retries, self.dns.retry_events, &ctx),
+            detect::conntrack_table_full::finish(&self.dests, &ctx),
+            detect::ephemeral_port_exhaustion::finish(&self.conn_events, &ctx),
+            detect::connection_refused::finish(&self.conn_events, &self.dests, &ctx),
+            detect::nat_idle_timeout::finish(&self.conn_events, &ctx),
         ]
         .into_iter()
         .flatten()

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The five diagnoses. The JSON strings are fixed (see DETECTION.md).
+/// The diagnoses. The JSON strings are fixed (see DETECTION.md and `docs/DETECTION.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -22,6 +22,14 @@ pub enum Kind {
     DnsNdotsAmplification,
     /// One reply of a parallel A/AAAA pair was lost; the resolver waited its timeout.
     DnsLostReplyTimeout,
+    /// The node's conntrack table is full: new flows' first packets are dropped.
+    ConntrackTableFull,
+    /// The pod ran out of local ports towards one destination (`connect()`: EADDRNOTAVAIL).
+    EphemeralPortExhaustion,
+    /// Connection attempts answered by RST: nothing listens on the destination port.
+    ConnectionRefused,
+    /// An idle connection lost its conntrack/NAT entry; resumed data is reset or ignored.
+    NatIdleTimeout,
 }
 
 impl Kind {
@@ -33,6 +41,10 @@ impl Kind {
             Kind::SnatPortExhaustion => "snat_port_exhaustion",
             Kind::DnsNdotsAmplification => "dns_ndots_amplification",
             Kind::DnsLostReplyTimeout => "dns_lost_reply_timeout",
+            Kind::ConntrackTableFull => "conntrack_table_full",
+            Kind::EphemeralPortExhaustion => "ephemeral_port_exhaustion",
+            Kind::ConnectionRefused => "connection_refused",
+            Kind::NatIdleTimeout => "nat_idle_timeout",
         }
     }
 
@@ -44,6 +56,10 @@ impl Kind {
             "snat_port_exhaustion" => Kind::SnatPortExhaustion,
             "dns_ndots_amplification" => Kind::DnsNdotsAmplification,
             "dns_lost_reply_timeout" => Kind::DnsLostReplyTimeout,
+            "conntrack_table_full" => Kind::ConntrackTableFull,
+            "ephemeral_port_exhaustion" => Kind::EphemeralPortExhaustion,
+            "connection_refused" => Kind::ConnectionRefused,
+            "nat_idle_timeout" => Kind::NatIdleTimeout,
             _ => return None,
         })
     }
@@ -55,6 +71,10 @@ impl Kind {
         Kind::SnatPortExhaustion,
         Kind::DnsNdotsAmplification,
         Kind::DnsLostReplyTimeout,
+        Kind::ConntrackTableFull,
+        Kind::EphemeralPortExhaustion,
+        Kind::ConnectionRefused,
+        Kind::NatIdleTimeout,
     ];
 }
 

@@ -484,6 +484,13 @@ impl TcpConn {
         self.syn_count >= 2 && self.synack_count == 0
     }
 
+    /// A handshake left half-open: the server re-sent its SYN-ACK and no final ACK (nor
+    /// anything else from the client after its SYN) was seen — the request sat in the
+    /// listener's SYN queue.
+    pub(crate) fn half_open(&self) -> bool {
+        self.synack_count >= 2 && !self.established && self.state == TcpState::SynReceived
+    }
+
     /// Sub-case (b) of accept-queue overflow: the handshake completed on the wire but the
     /// server has no socket for it — it re-sent its SYN-ACK after the client's final ACK,
     /// or it stayed silent while the client retransmitted its data — and it never

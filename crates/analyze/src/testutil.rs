@@ -44,7 +44,7 @@ pub(crate) fn finding(r: &Report, kind: Kind) -> Option<&Finding> {
 pub(crate) fn counters(pairs: &[(&str, u64)]) -> Counters {
     Counters {
         values: pairs.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
-        listeners: Vec::new(),
+        ..Counters::default()
     }
 }
 

@@ -79,6 +79,8 @@ use analyze::{Moment, NetnsRole};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod socket_groups;
+
 /// Everything a [`Diagnosis`] can fail on, by stage.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -644,6 +646,7 @@ pub fn counters(s: &kernel::Snapshot) -> analyze::Counters {
             .map(|l| analyze::ListenerQueue::new(l.addr, l.port, l.queued, l.backlog))
             .collect(),
     )
+    .with_sockets(socket_groups::groups(s))
 }
 
 #[cfg(test)]

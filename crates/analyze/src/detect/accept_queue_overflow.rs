@@ -5,11 +5,26 @@
 //! client's final ACK and never acknowledges the client's data (the final ACK was dropped).
 //! Either is `likely`. A `TcpExt.ListenOverflows` rise in the pod makes it `confirmed`,
 //! and on its own (no packets) still proves an overflow happened.
+//!
+//! The SYN queue (half-open connections) overflows too, and needs another remedy, so the
+//! evidence says which queue it was: `TcpExt.ListenOverflows` and a listener whose
+//! Recv-Q reached its Send-Q mean the accept queue; `TcpExt.TCPReqQFullDrop` (SYNs dropped,
+//! syncookies off), `TCPReqQFullDoCookies`/`SyncookiesSent` (answered with cookies),
+//! handshakes left half-open in the capture (the server re-sends its SYN-ACK, no final ACK
+//! arrives) and many `SYN_RECV` sockets on the listener mean the SYN queue. Either queue's
+//! counter rising confirms.
 
 use super::{Ctx, EvidenceSink, endpoint_text, flow_text};
 use crate::NetnsRole;
 use crate::destinations::Destinations;
 use crate::model::{Confidence, Evidence, Finding, Kind, ListenerRef, Timing};
+
+const REMEDY_SYN: &str = "The SYN queue holds half-open connections up to the listen backlog \
+(min(backlog, net.core.somaxconn)); with net.ipv4.tcp_syncookies=0 the kernel also drops SYNs \
+once it is 3/4 of net.ipv4.tcp_max_syn_backlog. Raise the backlog and somaxconn, keep \
+net.ipv4.tcp_syncookies=1 (the default: an overflow is answered with cookies instead of \
+dropped), raise net.ipv4.tcp_max_syn_backlog if cookies are off; handshakes that stay half-open \
+mean the clients' final ACKs are lost on the way (a firewall, a path problem) — or a SYN flood.";
 
 const REMEDY: &str = "Raise the listener's backlog (e.g. nginx `listen … backlog=`) together with \
 net.core.somaxconn in the pod (an unsafe sysctl: kubelet --allowed-unsafe-sysctls), make the \
@@ -17,7 +32,12 @@ application accept faster, and avoid net.ipv4.tcp_abort_on_overflow=1.";
 
 /// The finding, if any.
 pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
-    let overflow = ctx.counters.rise(NetnsRole::Pod, "TcpExt.ListenOverflows");
+    let accept_rise = ctx.counters.rise(NetnsRole::Pod, "TcpExt.ListenOverflows");
+    let syn_rise = ["TcpExt.TCPReqQFullDrop", "TcpExt.TCPReqQFullDoCookies"]
+        .iter()
+        .find_map(|k| ctx.counters.rise(NetnsRole::Pod, k));
+    let overflow = accept_rise.clone().or_else(|| syn_rise.clone());
+    let mut half_open = 0u64;
     let mut evidence = Evidence::default();
     let mut flows = Vec::new();
     let mut listeners: Vec<ListenerRef> = Vec::new();
@@ -43,6 +63,7 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
             if !case_a && !case_b {
                 continue;
             }
+            half_open += d.half_open;
             if case_a {
                 silent_drops += d.unanswered_after_success;
             }
@@ -70,11 +91,12 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
                 backlog: known.and_then(|l| l.backlog),
             });
             evidence.notes.push(format!(
-                "{}: {} attempt(s) answered; {} later SYN(s) never answered; {} handshake(s) dropped after completing",
+                "{}: {} attempt(s) answered; {} later SYN(s) never answered; {} handshake(s) dropped after completing; {} left half-open",
                 endpoint_text(server),
                 d.answered,
                 d.unanswered_after_success,
-                d.final_ack_dropped
+                d.final_ack_dropped,
+                d.half_open
             ));
         }
     }
@@ -97,18 +119,71 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
     for key in [
         "TcpExt.ListenOverflows",
         "TcpExt.ListenDrops",
+        "TcpExt.TCPReqQFullDrop",
+        "TcpExt.TCPReqQFullDoCookies",
+        "TcpExt.SyncookiesSent",
         "TcpExt.TCPSynRetrans",
     ] {
         if let Some(d) = ctx.counters.rise(NetnsRole::Pod, key) {
             evidence.counters.push(d);
         }
     }
-    if let Some(v) = ctx
-        .counters
-        .value(NetnsRole::Pod, "sysctl.net.core.somaxconn")
-    {
-        evidence.notes.push(format!("pod net.core.somaxconn = {v}"));
+    for (key, name) in [
+        ("sysctl.net.core.somaxconn", "net.core.somaxconn"),
+        (
+            "sysctl.net.ipv4.tcp_max_syn_backlog",
+            "net.ipv4.tcp_max_syn_backlog",
+        ),
+        ("sysctl.net.ipv4.tcp_syncookies", "net.ipv4.tcp_syncookies"),
+    ] {
+        if let Some(v) = ctx.counters.value(NetnsRole::Pod, key) {
+            evidence.notes.push(format!("pod {name} = {v}"));
+        }
     }
+    // Half-open connections per listener, from the pod's sockets (the SYN queue's fill).
+    let mut syn_recv_full = false;
+    for l in &listeners {
+        let most = ctx
+            .counters
+            .socket_groups(NetnsRole::Pod)
+            .filter(|g| g.side == crate::SocketSide::Server && g.port == l.port)
+            .map(|g| g.count("SYN_RECV"))
+            .max()
+            .unwrap_or(0);
+        if most > 0 {
+            evidence.notes.push(format!(
+                "listener {}:{}: {most} half-open connection(s) (SYN_RECV) in its SYN queue, backlog {}",
+                l.addr,
+                l.port,
+                l.backlog.map_or("unknown".to_string(), |b| b.to_string())
+            ));
+            if l.backlog.is_some_and(|b| most >= b) {
+                syn_recv_full = true;
+            }
+        }
+    }
+    let accept_full = accept_rise.is_some()
+        || dropped_acks > 0
+        || listeners
+            .iter()
+            .any(|l| l.backlog.is_some_and(|b| l.queued.is_some_and(|q| q >= b)));
+    let syn_full = syn_rise.is_some() || half_open > 0 || syn_recv_full;
+    let queue = match (accept_full, syn_full) {
+        (false, true) => "SYN queue",
+        (true, true) => "accept and SYN queues",
+        _ => "accept queue",
+    };
+    evidence.notes.push(format!(
+        "which queue: {queue} ({})",
+        match (accept_full, syn_full) {
+            (false, true) => "half-open handshakes or TCPReqQFull*, no ListenOverflows",
+            (true, true) =>
+                "ListenOverflows or a full Recv-Q, and half-open handshakes or TCPReqQFull*",
+            (true, false) => "ListenOverflows, a full Recv-Q or dropped final ACKs",
+            (false, false) =>
+                "SYNs dropped after earlier ones were accepted; no counter says which",
+        }
+    ));
     let confidence = if overflow.is_some() {
         Confidence::Confirmed
     } else {
@@ -120,8 +195,9 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
         .unwrap_or_else(|| "a pod listener".to_string());
     let summary = match (overflow.as_ref(), flows.is_empty()) {
         (Some(d), true) => format!(
-            "accept queue overflowed {} time(s) in the pod (TcpExt.ListenOverflows), listener {target}",
-            d.after - d.before
+            "{queue} overflowed {} time(s) in the pod ({}), listener {target}",
+            d.after - d.before,
+            d.key
         ),
         _ => {
             let mut parts = Vec::new();
@@ -135,7 +211,12 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
                     "{dropped_acks} completed handshake(s) dropped (server silent, client data never ACKed)"
                 ));
             }
-            format!("listener {target} accept queue full: {}", parts.join("; "))
+            if half_open > 0 {
+                parts.push(format!(
+                    "{half_open} handshake(s) left half-open (SYN-ACK re-sent, no final ACK)"
+                ));
+            }
+            format!("listener {target} {queue} full: {}", parts.join("; "))
         }
     };
     Some(Finding {
@@ -146,7 +227,11 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
         listeners,
         names: Vec::new(),
         evidence,
-        remedy: REMEDY.to_string(),
+        remedy: match (accept_full, syn_full) {
+            (false, true) => REMEDY_SYN.to_string(),
+            (true, true) => format!("{REMEDY} {REMEDY_SYN}"),
+            _ => REMEDY.to_string(),
+        },
         alternative: None,
     })
 }

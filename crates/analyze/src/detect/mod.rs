@@ -1,10 +1,15 @@
-//! The five detectors, one module each (DETECTION.md). Each turns the trackers' state
+//! The detectors, one module each (DETECTION.md for the first five, `docs/DETECTION.md`
+//! for the rest). Each turns the trackers' state
 //! and the counter deltas into at most one [`Finding`](crate::Finding) at `finish`.
 
 pub(crate) mod accept_queue_overflow;
+pub(crate) mod connection_refused;
 pub(crate) mod conntrack_invalid;
+pub(crate) mod conntrack_table_full;
 pub(crate) mod dns_lost_reply_timeout;
 pub(crate) mod dns_ndots_amplification;
+pub(crate) mod ephemeral_port_exhaustion;
+pub(crate) mod nat_idle_timeout;
 pub(crate) mod snat_port_exhaustion;
 
 use crate::counters::CounterBook;

@@ -11,15 +11,27 @@ use crate::NetnsRole;
 use crate::destinations::Destinations;
 use crate::model::{Confidence, Evidence, Finding, Kind, Timing};
 
-const REMEDY: &str = "Use `MASQUERADE --random-fully` (or more SNAT addresses) on the node, \
-pool and keep connections alive, widen net.ipv4.ip_local_port_range in the pod (a safe \
-sysctl) and consider net.ipv4.tcp_tw_reuse=1.";
+const REMEDY: &str = "Use `MASQUERADE --random-fully` (or more SNAT addresses) on the node, and \
+pool and keep connections alive so fewer flows need a port. (The pod's \
+net.ipv4.ip_local_port_range does not help here: MASQUERADE picks its own ports.)";
 
 const SETTLE: &str = "the node's conntrack counters settle it: `insert_failed` and `drop` in \
 /proc/net/stat/nf_conntrack (`conntrack -S`) of the node netns rise with SNAT clashes";
 
 /// The finding, if any.
 pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
+    // Several destinations failing at once, or a node table proven full, without SNAT
+    // clashes (`insert_failed`), is conntrack_table_full's diagnosis, not this one.
+    let clashes = ctx
+        .counters
+        .rise(NetnsRole::Node, "conntrack.insert_failed")
+        .is_some();
+    if !clashes
+        && (super::conntrack_table_full::proven(ctx)
+            || super::conntrack_table_full::packets_show_it(dests, ctx))
+    {
+        return None;
+    }
     let pod_overflow = ctx.counters.rise(NetnsRole::Pod, "TcpExt.ListenOverflows");
     let mut evidence = Evidence::default();
     let mut flows = Vec::new();
@@ -85,16 +97,6 @@ pub(crate) fn finish(dests: &Destinations, ctx: &Ctx<'_>) -> Option<Finding> {
     }
     if let Some(d) = ctx.counters.rise(NetnsRole::Pod, "TcpExt.TCPSynRetrans") {
         evidence.counters.push(d);
-    }
-    if let (Some(lo), Some(hi)) = (
-        ctx.counters
-            .value(NetnsRole::Pod, "sysctl.net.ipv4.ip_local_port_range.min"),
-        ctx.counters
-            .value(NetnsRole::Pod, "sysctl.net.ipv4.ip_local_port_range.max"),
-    ) {
-        evidence
-            .notes
-            .push(format!("pod ip_local_port_range = {lo}-{hi}"));
     }
     let confirmed = !rises.is_empty();
     let node_given = ctx.counters.has(NetnsRole::Node);

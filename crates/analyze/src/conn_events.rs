@@ -1,0 +1,333 @@
+//! Connection events for the detectors of issue 13, recorded while feeding: who closed a
+//! connection first (its port then waits in TIME_WAIT), connection attempts answered by a
+//! RST, and connections that went quiet and were reset or ignored when they resumed.
+//!
+//! The analyzer calls [`ConnEvents::before`] and [`ConnEvents::after`] around every TCP
+//! segment and [`ConnEvents::on_closed`] when a flow leaves the table. Everything is
+//! bounded: per-destination maps stop growing at their cap, evidence lists are short.
+
+use crate::flow::{Endpoint, FlowKey, FxMap, Side};
+use crate::model::PacketRef;
+use crate::tcp::{RstOrigin, SegKind, TcpConn, TcpOutcome, TcpState};
+use netdiag_wire::TcpSegment;
+use std::net::IpAddr;
+
+/// A connection silent for at least this long (packet time) that resumes is watched for
+/// a RST or for its data going unanswered. Shorter pauses are ordinary think time.
+pub(crate) const IDLE_FLOOR_NS: u64 = 5_000_000_000;
+
+/// How long a closed port stays in TIME_WAIT on Linux (`TCP_TIMEWAIT_LEN`, fixed 60 s).
+pub(crate) const TIME_WAIT_S: usize = 60;
+
+const MAX_DESTS: usize = 16_384;
+const MAX_DORMANT: usize = 8_192;
+const MAX_PENDING: usize = 1_024;
+const MAX_IDLE_EVENTS: usize = 64;
+const PKTS_PER_DEST: usize = 12;
+const FLOWS_PER_DEST: usize = 8;
+
+/// Connections to one destination closed by their client first.
+#[derive(Clone, Debug)]
+pub(crate) struct CloseStats {
+    /// Connections whose client sent the first FIN (its port goes to TIME_WAIT).
+    pub(crate) closes: u64,
+    /// Client data segments those connections carried.
+    pub(crate) data_segments: u64,
+    /// Most client-first closes within any 60 s: ports held in TIME_WAIT at once.
+    pub(crate) peak_60s: u32,
+    ring: [u32; TIME_WAIT_S],
+    ring_sec: u64,
+    pub(crate) packets: Vec<(PacketRef, &'static str)>,
+    pub(crate) flows: Vec<(Endpoint, Endpoint)>,
+    pub(crate) client_ips: Vec<IpAddr>,
+}
+
+impl Default for CloseStats {
+    fn default() -> Self {
+        CloseStats {
+            closes: 0,
+            data_segments: 0,
+            peak_60s: 0,
+            ring: [0; TIME_WAIT_S],
+            ring_sec: 0,
+            packets: Vec::new(),
+            flows: Vec::new(),
+            client_ips: Vec::new(),
+        }
+    }
+}
+
+impl CloseStats {
+    fn add(&mut self, ns: u64) {
+        let sec = ns / 1_000_000_000;
+        if sec > self.ring_sec {
+            let steps = (sec - self.ring_sec).min(TIME_WAIT_S as u64);
+            for i in 1..=steps {
+                self.ring[((self.ring_sec + i) % TIME_WAIT_S as u64) as usize] = 0;
+            }
+            self.ring_sec = sec;
+        }
+        if self.ring_sec - sec < TIME_WAIT_S as u64 {
+            let slot = &mut self.ring[(sec % TIME_WAIT_S as u64) as usize];
+            *slot = slot.saturating_add(1);
+        }
+        let now: u32 = self.ring.iter().copied().fold(0, u32::saturating_add);
+        self.peak_60s = self.peak_60s.max(now);
+    }
+}
+
+/// Connection attempts to one destination answered by a RST.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RefusedStats {
+    pub(crate) attempts: u64,
+    pub(crate) first_ns: u64,
+    pub(crate) last_ns: u64,
+    pub(crate) packets: Vec<(PacketRef, &'static str)>,
+    pub(crate) flows: Vec<(Endpoint, Endpoint)>,
+    pub(crate) client_ips: Vec<IpAddr>,
+}
+
+/// How a resumed connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleAnswer {
+    /// The other side answered the resumed data with this RST.
+    Reset(u64),
+    /// The resumed data was retransmitted this many times and never acknowledged.
+    Silent(u32),
+}
+
+/// A connection that resumed after a long silence and was reset or ignored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdleEvent {
+    pub(crate) key: FlowKey,
+    /// Who sent the resumed data.
+    pub(crate) from: Side,
+    pub(crate) gap_ns: u64,
+    pub(crate) resume_pkt: u64,
+    pub(crate) answer: IdleAnswer,
+    /// The flow was first seen mid-stream after the table had closed it for idleness.
+    pub(crate) across_eviction: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    from: Side,
+    gap_ns: u64,
+    pkt: u64,
+    end_seq: u32,
+    retrans: u32,
+    across_eviction: bool,
+}
+
+/// The flow before a segment.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Before {
+    last_ns: Option<u64>,
+    fin: [bool; 2],
+    open: bool,
+}
+
+/// All of it.
+#[derive(Default)]
+pub(crate) struct ConnEvents {
+    pub(crate) closes: FxMap<(u16, Endpoint), CloseStats>,
+    pub(crate) refused: FxMap<(u16, Endpoint), RefusedStats>,
+    pub(crate) idle: Vec<IdleEvent>,
+    pub(crate) idle_count: u64,
+    dormant: FxMap<FlowKey, u64>,
+    pending: FxMap<FlowKey, Pending>,
+    pub(crate) not_tracked: u64,
+}
+
+fn seq_ge(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+fn bounded<'a, V: Default>(
+    map: &'a mut FxMap<(u16, Endpoint), V>,
+    key: (u16, Endpoint),
+    not_tracked: &mut u64,
+) -> Option<&'a mut V> {
+    if !map.contains_key(&key) && map.len() >= MAX_DESTS {
+        *not_tracked += 1;
+        return None;
+    }
+    Some(map.entry(key).or_default())
+}
+
+impl ConnEvents {
+    /// What the flow looked like before this segment.
+    #[inline]
+    pub(crate) fn before(conn: &TcpConn) -> Before {
+        let h = &conn.half;
+        let last_ns = match (h[0].seen, h[1].seen) {
+            (true, true) => Some(h[0].last_ns.max(h[1].last_ns)),
+            (true, false) => Some(h[0].last_ns),
+            (false, true) => Some(h[1].last_ns),
+            (false, false) => None,
+        };
+        Before {
+            last_ns,
+            fin: [h[0].fin, h[1].fin],
+            open: h[0].seen && h[1].seen && conn.state != TcpState::Reset,
+        }
+    }
+
+    /// After `seg` from `side` updated `conn` (`created`: the flow is new in the table).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn after(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        seg: &TcpSegment<'_>,
+        conn: &TcpConn,
+        before: Before,
+        out: &TcpOutcome,
+        pkt: u64,
+        ns: u64,
+        created: bool,
+    ) {
+        let f = seg.flags;
+        let pref = |number| PacketRef {
+            source: key.source,
+            number,
+        };
+        // Who closed first: its port waits in TIME_WAIT.
+        if f.fin() && !before.fin[0] && !before.fin[1] && conn.client == Some(side) {
+            let client = key.endpoint(side);
+            let server = key.endpoint(side.other());
+            if let Some(c) = bounded(
+                &mut self.closes,
+                (key.source, server),
+                &mut self.not_tracked,
+            ) {
+                c.closes += 1;
+                c.data_segments += u64::from(conn.client_data);
+                c.add(ns);
+                if c.packets.len() < PKTS_PER_DEST {
+                    c.packets.push((
+                        pref(pkt),
+                        "FIN from the client first: its port goes to TIME_WAIT",
+                    ));
+                }
+                if c.flows.len() < FLOWS_PER_DEST {
+                    c.flows.push((client, server));
+                }
+                if c.client_ips.len() < 8 && !c.client_ips.contains(&client.0) {
+                    c.client_ips.push(client.0);
+                }
+            }
+        }
+        // A connection attempt answered by RST.
+        if let (Some((RstOrigin::Server, SegKind::Syn)), Some(client)) = (out.rst, conn.client) {
+            if !conn.established && conn.synack_count == 0 {
+                let client_ep = key.endpoint(client);
+                let server = key.endpoint(client.other());
+                if let Some(r) = bounded(
+                    &mut self.refused,
+                    (key.source, server),
+                    &mut self.not_tracked,
+                ) {
+                    if r.attempts == 0 {
+                        r.first_ns = ns;
+                    }
+                    r.attempts += 1;
+                    r.last_ns = ns;
+                    if r.packets.len() + 1 < PKTS_PER_DEST {
+                        if conn.syn_count > 0 && conn.syn_pkts[0] > 0 {
+                            r.packets
+                                .push((pref(conn.syn_pkts[0]), "SYN (connection attempt)"));
+                        }
+                        r.packets
+                            .push((pref(pkt), "RST answering the SYN: nothing listens there"));
+                    }
+                    if r.flows.len() < FLOWS_PER_DEST {
+                        r.flows.push((client_ep, server));
+                    }
+                    if r.client_ips.len() < 8 && !r.client_ips.contains(&client_ep.0) {
+                        r.client_ips.push(client_ep.0);
+                    }
+                }
+            }
+        }
+        // Idle, then resumed.
+        if let Some(p) = self.pending.get_mut(&key).filter(|_| !created) {
+            if side != p.from {
+                if f.rst() {
+                    let p = *p;
+                    self.pending.remove(&key);
+                    self.record_idle(key, p, IdleAnswer::Reset(pkt));
+                } else if f.ack() && seq_ge(seg.ack, p.end_seq) {
+                    self.pending.remove(&key);
+                }
+            } else if seg.payload_len > 0 && out.retransmission {
+                p.retrans = p.retrans.saturating_add(1);
+            }
+            return;
+        }
+        if f.syn() || f.rst() || seg.payload_len == 0 {
+            return;
+        }
+        let resumed = if created {
+            if self.dormant.is_empty() {
+                return;
+            }
+            self.dormant
+                .remove(&key)
+                .map(|last| (ns.saturating_sub(last), true))
+        } else {
+            before
+                .last_ns
+                .filter(|_| before.open && !before.fin[0] && !before.fin[1])
+                .map(|last| (ns.saturating_sub(last), false))
+        };
+        if let Some((gap_ns, across_eviction)) = resumed {
+            if gap_ns >= IDLE_FLOOR_NS && self.pending.len() < MAX_PENDING {
+                self.pending.insert(
+                    key,
+                    Pending {
+                        from: side,
+                        gap_ns,
+                        pkt,
+                        end_seq: seg.seq.wrapping_add(seg.payload_len),
+                        retrans: 0,
+                        across_eviction,
+                    },
+                );
+            }
+        }
+    }
+
+    fn record_idle(&mut self, key: FlowKey, p: Pending, answer: IdleAnswer) {
+        self.idle_count += 1;
+        if self.idle.len() < MAX_IDLE_EVENTS {
+            self.idle.push(IdleEvent {
+                key,
+                from: p.from,
+                gap_ns: p.gap_ns,
+                resume_pkt: p.pkt,
+                answer,
+                across_eviction: p.across_eviction,
+            });
+        }
+    }
+
+    /// A TCP flow left the table: a resumed connection still unanswered ends here; an
+    /// open connection is remembered, so that its resumption after a silence longer
+    /// than the table's idle timeout is still recognised.
+    pub(crate) fn on_closed(&mut self, key: &FlowKey, conn: &TcpConn) {
+        if let Some(p) = self.pending.remove(key) {
+            if p.retrans >= 2 {
+                self.record_idle(*key, p, IdleAnswer::Silent(p.retrans));
+            }
+            return;
+        }
+        let b = ConnEvents::before(conn);
+        if let Some(last) = b.last_ns {
+            if b.open && !b.fin[0] && !b.fin[1] && self.dormant.len() < MAX_DORMANT {
+                self.dormant.insert(*key, last);
+            }
+        }
+    }
+}
