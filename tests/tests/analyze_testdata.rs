@@ -8,9 +8,7 @@
 // Test helpers fail the test the way tests do: by panicking with a message.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use netdiag::analyze::{
-    Analyzer, Config, Counters, Kind, Moment, NetnsRole, Report,
-};
+use netdiag::analyze::{Analyzer, Config, Counters, Kind, Moment, NetnsRole, Report};
 use std::path::Path;
 
 struct Scenario {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The files of a snapshot, relative to `/proc` (the layout of `testdata/<s>/counters/<role>/<when>/`).
-pub const FILES: [&str; 13] = [
+pub const FILES: [&str; 19] = [
     "net/netstat",
     "net/snmp",
     "net/snmp6",
@@ -20,10 +20,16 @@ pub const FILES: [&str; 13] = [
     "sys/net/netfilter/nf_conntrack_count",
     "sys/net/netfilter/nf_conntrack_max",
     "sys/net/netfilter/nf_conntrack_tcp_be_liberal",
+    "sys/net/netfilter/nf_conntrack_buckets",
+    "sys/net/netfilter/nf_conntrack_tcp_timeout_established",
     "sys/net/core/somaxconn",
     "sys/net/ipv4/ip_local_port_range",
     "sys/net/ipv4/tcp_abort_on_overflow",
     "sys/net/ipv4/tcp_syn_linear_timeouts",
+    "sys/net/ipv4/tcp_max_syn_backlog",
+    "sys/net/ipv4/tcp_syncookies",
+    "sys/net/ipv4/tcp_keepalive_time",
+    "sys/net/ipv4/tcp_tw_reuse",
 ];
 
 /// Raw counter files of one netns at one instant; a file the kernel did not offer is absent.

@@ -22,8 +22,10 @@
 //! [`teardown_active`] removes every lab of this process, for Ctrl-C handlers.
 
 pub mod capture;
+pub mod conntrack_max;
 pub mod counters;
 pub mod inject;
+pub mod more_failures;
 pub mod pcap;
 pub mod record;
 pub mod scenario;
@@ -130,6 +132,10 @@ pub struct Lab {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stash: Mutex<BTreeMap<&'static str, Box<dyn Any + Send>>>,
     pod_pid: u32,
+    /// The machine-wide lab lock ([`conntrack_max::LOCK_PATH`]), held while the lab
+    /// stands: shared by every lab, exclusive for one that changes global sysctls.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    exclusive: bool,
 }
 
 impl std::fmt::Debug for Lab {
@@ -214,9 +220,30 @@ where
 }
 
 impl Lab {
-    /// Builds the lab `tag` (after tearing down any leftover of the same tag).
+    /// Builds the lab `tag` (after tearing down any leftover of the same tag). Takes the
+    /// machine-wide lab lock shared, so it never runs beside a lab that lowers a global
+    /// sysctl ([`Lab::up_exclusive`]).
     pub fn up(tag: &str) -> Result<Lab> {
+        Lab::up_locked(tag, false)
+    }
+
+    /// Like [`Lab::up`], holding the machine-wide lab lock exclusively: no other lab (of
+    /// any process using this library) runs meanwhile. For scenarios that change global
+    /// state, such as `nf_conntrack_max`.
+    pub fn up_exclusive(tag: &str) -> Result<Lab> {
+        Lab::up_locked(tag, true)
+    }
+
+    /// Whether this lab holds the machine-wide lab lock exclusively.
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    fn up_locked(tag: &str, exclusive: bool) -> Result<Lab> {
         check_tag(tag)?;
+        let lock = conntrack_max::lock_labs(exclusive)?;
+        // A run killed while nf_conntrack_max was lowered left a marker: undo it first.
+        conntrack_max::restore_stale()?;
         Lab::down(tag)?;
         active().push(tag.to_owned());
         let scratch = std::env::temp_dir().join(format!("{PREFIX}{tag}"));
@@ -229,6 +256,8 @@ impl Lab {
             threads: Mutex::new(Vec::new()),
             stash: Mutex::new(BTreeMap::new()),
             pod_pid: 0,
+            _lock: lock,
+            exclusive,
         };
         lab.build().with_context(|| format!("building lab {tag}"))?;
         Ok(lab)

@@ -15,7 +15,11 @@ pub const MAX_PACKETS: u32 = 5000;
 /// (replacing an earlier one): `pod.pcap`, `node.pcap` when the scenario needs it,
 /// `counters/{pod,node}/{before,after}/…` and `resolv.conf`.
 pub fn record(scenario: Scenario, tag: &str, dir: &Path) -> Result<Evidence> {
-    let lab = Lab::up(tag)?;
+    let lab = if scenario.needs_exclusive_lab() {
+        Lab::up_exclusive(tag)?
+    } else {
+        Lab::up(tag)?
+    };
     scenario.setup(&lab)?;
     for old in ["pod.pcap", "node.pcap", "resolv.conf"] {
         let p = dir.join(old);

@@ -1,5 +1,6 @@
 //! The reproductions: five failures (accept-queue overflow in two sub-cases, conntrack
-//! INVALID in two variants) and their healthy baselines. Each is `setup` then `trigger`;
+//! INVALID in two variants) and their healthy baselines, and issue 13's five more with
+//! their twins (`more_failures.rs`). Each is `setup` then `trigger`;
 //! the trigger is bounded in count and time and returns its [`Evidence`], including
 //! counter snapshots of the pod and node netns taken just before and just after.
 
@@ -12,13 +13,17 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Finding kinds (the JSON `kind` strings of DETECTION.md).
-pub const KINDS: [&str; 5] = [
+/// Finding kinds (the JSON `kind` strings of DETECTION.md and docs/DETECTION.md).
+pub const KINDS: [&str; 9] = [
     "conntrack_invalid",
     "accept_queue_overflow",
     "snat_port_exhaustion",
     "dns_ndots_amplification",
     "dns_lost_reply_timeout",
+    "conntrack_table_full",
+    "ephemeral_port_exhaustion",
+    "connection_refused",
+    "nat_idle_timeout",
 ];
 
 /// One reproducible situation.
@@ -49,6 +54,29 @@ pub enum Scenario {
     HealthyHttp,
     /// Fully-qualified lookups (trailing dot): one A and one AAAA per name.
     HealthyDns,
+    /// The node's conntrack table is full (global `nf_conntrack_max` lowered under a
+    /// guard, filled with held connections): new connections to three servers get no
+    /// SYN-ACK.
+    ConntrackTableFull,
+    /// The pod's port range is 10 ports; short connections to one server fill it with
+    /// TIME_WAIT sockets and `connect()` fails with EADDRNOTAVAIL.
+    EphemeralPortExhaustion,
+    /// Healthy twin: the same short connections with a 100-port range.
+    HealthyShortConnections,
+    /// A Service VIP DNATed to a port where nothing listens: every attempt is refused.
+    ConnectionRefused,
+    /// A backend accepts three connections, stops listening, and is refused thrice.
+    ConnectionRefusedGoingAway,
+    /// Healthy twin: one refused attempt, never retried.
+    HealthyRefusedOnce,
+    /// Handshakes left half-open fill a listener's SYN queue (syncookies off): later
+    /// SYNs are dropped (`TCPReqQFullDrop`).
+    SynQueueOverflow,
+    /// A Service connection idles past the node's conntrack established timeout; its
+    /// resumed request is DNATed to the other backend, which answers RST.
+    NatIdleTimeout,
+    /// Healthy twin: the same idle connection under a longer timeout is answered.
+    HealthyIdle,
 }
 
 const ACCEPT_SYN_PORT: u16 = 8080;
@@ -128,9 +156,11 @@ impl Evidence {
 }
 
 /// Counters printed by [`Evidence`]'s `Display`.
-pub const INTERESTING: [(&str, &str); 10] = [
+pub const INTERESTING: [(&str, &str); 13] = [
     ("pod", "TcpExt.ListenOverflows"),
     ("pod", "TcpExt.ListenDrops"),
+    ("pod", "TcpExt.TCPReqQFullDrop"),
+    ("pod", "Tcp.AttemptFails"),
     ("pod", "TcpExt.TCPSynRetrans"),
     ("pod", "Tcp.OutRsts"),
     ("node", "conntrack.invalid"),
@@ -139,6 +169,7 @@ pub const INTERESTING: [(&str, &str); 10] = [
     ("node", "conntrack.clash_resolve"),
     ("node", "conntrack.early_drop"),
     ("node", "Tcp.OutRsts"),
+    ("node", "sysctl.net.netfilter.nf_conntrack_count"),
 ];
 
 impl std::fmt::Display for Evidence {
@@ -179,7 +210,7 @@ impl std::fmt::Display for Evidence {
 
 impl Scenario {
     /// Every scenario, failures first.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 20] = [
         Scenario::AcceptOverflowSyn,
         Scenario::AcceptOverflowAck,
         Scenario::SnatExhaustion,
@@ -191,6 +222,15 @@ impl Scenario {
         Scenario::HealthySnat,
         Scenario::HealthyHttp,
         Scenario::HealthyDns,
+        Scenario::ConntrackTableFull,
+        Scenario::EphemeralPortExhaustion,
+        Scenario::HealthyShortConnections,
+        Scenario::ConnectionRefused,
+        Scenario::ConnectionRefusedGoingAway,
+        Scenario::HealthyRefusedOnce,
+        Scenario::SynQueueOverflow,
+        Scenario::NatIdleTimeout,
+        Scenario::HealthyIdle,
     ];
 
     /// The scenario's name (its `testdata/` directory).
@@ -207,6 +247,15 @@ impl Scenario {
             Scenario::HealthySnat => "healthy_snat",
             Scenario::HealthyHttp => "healthy_http",
             Scenario::HealthyDns => "healthy_dns",
+            Scenario::ConntrackTableFull => "conntrack_table_full",
+            Scenario::EphemeralPortExhaustion => "ephemeral_port_exhaustion",
+            Scenario::HealthyShortConnections => "healthy_short_connections",
+            Scenario::ConnectionRefused => "connection_refused",
+            Scenario::ConnectionRefusedGoingAway => "connection_refused_going_away",
+            Scenario::HealthyRefusedOnce => "healthy_refused_once",
+            Scenario::SynQueueOverflow => "syn_queue_overflow",
+            Scenario::NatIdleTimeout => "nat_idle_timeout",
+            Scenario::HealthyIdle => "healthy_idle",
         }
     }
 
@@ -224,7 +273,15 @@ impl Scenario {
     /// Finding kinds a recording of this scenario must yield.
     pub fn expect(self) -> &'static [&'static str] {
         match self {
-            Scenario::AcceptOverflowSyn | Scenario::AcceptOverflowAck => &["accept_queue_overflow"],
+            Scenario::AcceptOverflowSyn
+            | Scenario::AcceptOverflowAck
+            | Scenario::SynQueueOverflow => &["accept_queue_overflow"],
+            Scenario::ConntrackTableFull => &["conntrack_table_full"],
+            Scenario::EphemeralPortExhaustion => &["ephemeral_port_exhaustion"],
+            Scenario::ConnectionRefused | Scenario::ConnectionRefusedGoingAway => {
+                &["connection_refused"]
+            }
+            Scenario::NatIdleTimeout => &["nat_idle_timeout"],
             Scenario::SnatExhaustion => &["snat_port_exhaustion"],
             Scenario::ConntrackInvalid | Scenario::ConntrackInvalidService => {
                 &["conntrack_invalid"]
@@ -234,7 +291,10 @@ impl Scenario {
             Scenario::HealthyListener
             | Scenario::HealthySnat
             | Scenario::HealthyHttp
-            | Scenario::HealthyDns => &[],
+            | Scenario::HealthyDns
+            | Scenario::HealthyShortConnections
+            | Scenario::HealthyRefusedOnce
+            | Scenario::HealthyIdle => &[],
         }
     }
 
@@ -293,12 +353,54 @@ impl Scenario {
             Scenario::HealthyDns => {
                 "fully-qualified lookups with a trailing dot (api.example.test. and www.example.test.): one A and one AAAA each, no search-list expansion."
             }
+            Scenario::ConntrackTableFull => {
+                "under the exclusive lab lock, the global nf_conntrack_max is lowered to 64 (a guard restores it, also on failure; a marker file restores it after a crash); the pod opens held connections to 172.31.0.2:80 until the node's nf_conntrack_count is 64 (all assured, so early_drop cannot evict); then 3 non-blocking connects each to 172.31.0.2:80, :81 and :82 held 3.5 s: every SYN is dropped by the node (conntrack drop rises) and retransmitted."
+            }
+            Scenario::EphemeralPortExhaustion => {
+                "pod net.ipv4.ip_local_port_range=40000 40009 (10 ports); 14 sequential HTTP requests to 172.31.0.2:8090, each on a new connection the pod closes first (TIME_WAIT): 10 succeed, then connect() fails with EADDRNOTAVAIL and sends nothing. The pod's net/tcp after shows 10 TIME_WAIT sockets to 172.31.0.2:8090."
+            }
+            Scenario::HealthyShortConnections => {
+                "as ephemeral_port_exhaustion with a 100-port range (40000-40099): all 14 short connections succeed."
+            }
+            Scenario::ConnectionRefused => {
+                "node DNATs the Service VIP 10.96.0.30:80 to 172.31.0.2:9100, where nothing listens; the pod connects 3 times, 200 ms apart: each SYN is answered by RST|ACK (from the VIP after reverse NAT), connect() says ECONNREFUSED."
+            }
+            Scenario::ConnectionRefusedGoingAway => {
+                "ext listens on 172.31.0.2:9101; the pod connects 3 times (hi/ok exchange, closed), then the listener is closed and the pod connects 3 more times: each is refused by RST|ACK."
+            }
+            Scenario::HealthyRefusedOnce => {
+                "the pod connects once to 172.31.0.2:9100 where nothing listens: refused, never retried."
+            }
+            Scenario::SynQueueOverflow => {
+                "pod listens on 10.244.1.10:8083 with listen(backlog=4), net.ipv4.tcp_syncookies=0 in the pod; ext drops its own non-SYN segments to that port (iptables OUTPUT), so handshakes stay half-open in the pod's SYN queue; 10 non-blocking connects from ext, 20 ms apart, held 3.5 s: the first ones get SYN-ACKs (re-sent by the server), the rest are dropped (TcpExt.TCPReqQFullDrop, ListenDrops; ListenOverflows stays 0) and retransmitted."
+            }
+            Scenario::NatIdleTimeout => {
+                "node: nf_conntrack_tcp_timeout_established=3, Service VIP 10.96.0.20:80 DNATed to 172.31.0.2:9201 (every other new flow, -m statistic --mode nth) or :9202; before the capture the pod opens one connection to the VIP (to 9201) and makes a request; in the capture: one more request, 6 s of silence (the node's entry expires), another request: conntrack picks it up as a new flow, DNATs it to 9202, which has no such connection and answers RST."
+            }
+            Scenario::HealthyIdle => {
+                "as nat_idle_timeout with the node's established timeout at 60 s: after the same 6 s of silence the request is answered."
+            }
         }
+    }
+
+    /// Whether the scenario changes global state and needs the exclusive lab lock
+    /// ([`Lab::up_exclusive`]).
+    pub fn needs_exclusive_lab(self) -> bool {
+        self == Scenario::ConntrackTableFull
     }
 
     /// Prepares the lab (listeners, iptables rules, sniffers); sends no traffic.
     pub fn setup(self, lab: &Lab) -> Result<()> {
         match self {
+            Scenario::ConntrackTableFull
+            | Scenario::EphemeralPortExhaustion
+            | Scenario::HealthyShortConnections
+            | Scenario::ConnectionRefused
+            | Scenario::ConnectionRefusedGoingAway
+            | Scenario::HealthyRefusedOnce
+            | Scenario::SynQueueOverflow
+            | Scenario::NatIdleTimeout
+            | Scenario::HealthyIdle => super::more_failures::setup(self, lab)?,
             Scenario::AcceptOverflowSyn => {
                 let l = lab.in_ns(Role::Pod, || {
                     sock::listener(SocketAddrV4::new(POD_IP, ACCEPT_SYN_PORT), 1)
@@ -468,6 +570,15 @@ impl Scenario {
 
     fn traffic(self, lab: &Lab, ev: &mut Evidence) -> Result<()> {
         match self {
+            Scenario::ConntrackTableFull
+            | Scenario::EphemeralPortExhaustion
+            | Scenario::HealthyShortConnections
+            | Scenario::ConnectionRefused
+            | Scenario::ConnectionRefusedGoingAway
+            | Scenario::HealthyRefusedOnce
+            | Scenario::SynQueueOverflow
+            | Scenario::NatIdleTimeout
+            | Scenario::HealthyIdle => super::more_failures::traffic(self, lab, ev)?,
             Scenario::AcceptOverflowSyn => {
                 let dst = SocketAddrV4::new(POD_IP, ACCEPT_SYN_PORT);
                 let (ok, stuck) = lab.in_ns(Role::Ext, move || {
@@ -620,7 +731,7 @@ impl Scenario {
 
 /// Starts a bounded server on `ip:port` in the netns of `role`, handling each connection
 /// with `handle` on its own thread, until the lab is torn down.
-fn serve(
+pub(crate) fn serve(
     lab: &Lab,
     role: Role,
     ip: std::net::Ipv4Addr,
