@@ -478,6 +478,10 @@ pub fn shared_test_node() -> Result<&'static Mutex<Node>> {
         // waits for the first to exit (the lock is released when the process ends, after the
         // teardown above ran) instead of tearing its node down from under it.
         lock_test_node().map_err(|e| format!("{e:#}"))?;
+        // The node's pods send through the host's conntrack: never beside a lab that
+        // lowers the global nf_conntrack_max. Held (shared) until the process exits.
+        let labs = crate::lab::conntrack_max::lock_labs(false).map_err(|e| format!("{e:#}"))?;
+        std::mem::forget(labs);
         up(&NodeConfig::test())
             .map(Mutex::new)
             .map_err(|e| format!("{e:#}"))

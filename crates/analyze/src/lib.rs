@@ -1,5 +1,5 @@
 //! Sans-IO diagnosis engine for Kubernetes pod networking: flow table, TCP and DNS
-//! trackers, five detectors.
+//! trackers, nine detectors.
 //!
 //! Feed it packets (timestamp + link type + bytes, as a pcap file or a live capture
 //! delivers them) and, optionally, kernel counter snapshots and the pod's resolv.conf;
@@ -31,8 +31,9 @@
 //! | [`flow`](crate) (private) | bounded bidirectional flow table, LRU + idle eviction | `conntrack -L` |
 //! | `tcp` | handshake, seq/ack/window (scaled), retransmissions, RST origin | `tcpdump` `[S]`, `[S.]`, `[R]` |
 //! | `dns` | transactions (ID + 5-tuple), logical lookups, search expansions | `tcpdump port 53`, `dig` |
-//! | `detect::*` | the five detectors of DETECTION.md | `nstat`, `conntrack -S`, `ss -lnt` |
-//! | [`Counters`] | counter snapshots (pod and node netns) | `nstat -a`, `conntrack -S`, `ss -lnt` |
+//! | `detect::*` | the five detectors of DETECTION.md and the four of `docs/DETECTION.md` | `nstat`, `conntrack -S`, `ss -lnt`, `ss -tano` |
+//! | `conn_events` | who closed first, SYNs answered by RST, silences then RST | `tcpdump` `[F.]`, `[R.]` |
+//! | [`Counters`], [`SocketGroup`] | counter snapshots (pod and node netns), the pod's sockets per peer | `nstat -a`, `conntrack -S`, `ss -lnt`, `ss -tan` |
 //! | [`ResolvConf`] | the pod's resolver settings | `cat /etc/resolv.conf` |
 //!
 //! # Confidence
@@ -41,7 +42,11 @@
 //! kernel counters prove it (pod `TcpExt.ListenOverflows` for accept-queue overflow, node
 //! `conntrack.insert_failed`/`drop` for SNAT and the lost DNS reply, node
 //! `conntrack.invalid` for INVALID resets; for ndots, the pod's resolv.conf explaining
-//! every expansion), `likely` when the packets alone are strong, `possible` when they are
+//! every expansion; node `nf_conntrack_count` at its max with `drop` rising for a full
+//! table; the pod's sockets holding its whole port range towards one destination; no
+//! LISTEN socket or the pod's `Tcp.AttemptFails` for refused connections; `TCPReqQFull*`
+//! for the SYN queue; the node's conntrack established timeout below a silence that
+//! ended in a reset), `likely` when the packets alone are strong, `possible` when they are
 //! consistent but something else could explain them — the finding then names that
 //! alternative and what would settle it.
 //!
@@ -63,7 +68,9 @@
 //!   "schema_version": 1,
 //!   "findings": [ {
 //!       "kind": "conntrack_invalid" | "accept_queue_overflow" | "snat_port_exhaustion"
-//!             | "dns_ndots_amplification" | "dns_lost_reply_timeout",
+//!             | "dns_ndots_amplification" | "dns_lost_reply_timeout"
+//!             | "conntrack_table_full" | "ephemeral_port_exhaustion"
+//!             | "connection_refused" | "nat_idle_timeout",
 //!       "confidence": "possible" | "likely" | "confirmed",
 //!       "summary": str, "flows": [str], "names": [str],
 //!       "listeners": [ {"addr": str, "port": u16, "queued": u32|null, "backlog": u32|null} ],

@@ -240,7 +240,7 @@ impl Snapshot {
     }
 
     /// [`Snapshot::tcp_sockets`] summarised per peer and per listening port
-    /// ([`group_sockets`](crate::sockets::group_sockets)).
+    /// ([`group_sockets`]).
     pub fn socket_groups(&self) -> Vec<SocketGroup> {
         group_sockets(&self.tcp_sockets())
     }

@@ -8,7 +8,8 @@
 //!   backend is going away while still receiving traffic (a terminating pod whose
 //!   endpoint has not been removed yet);
 //! - it never accepted one: the port never listened (a Service `targetPort` that does not
-//!   match the container's port, a listener that has not started).
+//!   match the container's port, a listener that has not started); or it refused only
+//!   until it first accepted: it received traffic before it listened (readiness).
 //!
 //! Packets alone are `likely` (a RST answering a SYN is unambiguous). `confirmed`: the
 //! destination is the pod's own port and its sockets (sock_diag) show no listener there,
@@ -64,6 +65,7 @@ pub(crate) fn finish(ev: &ConnEvents, dests: &Destinations, ctx: &Ctx<'_>) -> Op
     let mut total = 0u64;
     let mut going_away = Vec::new();
     let mut never = Vec::new();
+    let mut late = Vec::new();
     let mut local_confirmed = false;
     let pod_listeners_known = !ctx.counters.listeners(NetnsRole::Pod).is_empty()
         || ctx.counters.has_sockets(NetnsRole::Pod);
@@ -80,9 +82,7 @@ pub(crate) fn finish(ev: &ConnEvents, dests: &Destinations, ctx: &Ctx<'_>) -> Op
             let (source, server) = *key;
             total += r.attempts;
             let d = dests.map.get(key);
-            let answered_before = d
-                .and_then(|d| d.first_answered_ns)
-                .is_some_and(|t| t < r.first_ns);
+            let first_answer = d.and_then(|d| d.first_answered_ns);
             let answered = d.map_or(0, |d| d.answered);
             let probe = DestStats {
                 client_ips: r.client_ips.clone(),
@@ -90,18 +90,30 @@ pub(crate) fn finish(ev: &ConnEvents, dests: &Destinations, ctx: &Ctx<'_>) -> Op
             };
             let local = ctx.server_is_local(source, server, d.unwrap_or(&probe));
             let name = endpoint_text(server);
-            let mut note = if answered_before {
-                going_away.push(name.clone());
-                format!(
-                    "{name}: accepted {answered} connection(s) earlier in the capture, then refused {} attempt(s): the listener went away",
-                    r.attempts
-                )
-            } else {
-                never.push(name.clone());
-                format!(
-                    "{name}: {} attempt(s) refused, none accepted in the capture: the port does not listen",
-                    r.attempts
-                )
+            let mut note = match first_answer {
+                // Refused after it had accepted: the listener went away.
+                Some(t) if t < r.last_ns => {
+                    going_away.push(name.clone());
+                    format!(
+                        "{name}: accepted {answered} connection(s) in the capture and refused {} attempt(s), the last after accepting: the listener went away",
+                        r.attempts
+                    )
+                }
+                // Refused only before it first accepted: it started listening late.
+                Some(_) => {
+                    late.push(name.clone());
+                    format!(
+                        "{name}: refused {} attempt(s) before it accepted {answered}: it received traffic before it listened",
+                        r.attempts
+                    )
+                }
+                None => {
+                    never.push(name.clone());
+                    format!(
+                        "{name}: {} attempt(s) refused, none accepted in the capture: the port does not listen",
+                        r.attempts
+                    )
+                }
             };
             match local {
                 Some(true) => {
@@ -161,11 +173,17 @@ pub(crate) fn finish(ev: &ConnEvents, dests: &Destinations, ctx: &Ctx<'_>) -> Op
             never.join(", ")
         ));
     }
+    if !late.is_empty() {
+        parts.push(format!(
+            "{} refused connections until it started listening",
+            late.join(", ")
+        ));
+    }
     let summary = format!(
         "{total} connection attempt(s) refused: {}",
         parts.join("; ")
     );
-    let remedy = match (going_away.is_empty(), never.is_empty()) {
+    let remedy = match (going_away.is_empty(), never.is_empty() && late.is_empty()) {
         (false, true) => REMEDY_GOING_AWAY.to_string(),
         (true, _) => REMEDY_NEVER.to_string(),
         (false, false) => format!("{REMEDY_GOING_AWAY} {REMEDY_NEVER}"),
