@@ -93,7 +93,7 @@ impl TcpState {
 }
 
 /// The timer pending on a socket (`ss -o` `timer:(…)`, `/proc/net/tcp` `tr`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub enum SocketTimer {
     /// No timer.
