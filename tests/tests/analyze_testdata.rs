@@ -162,6 +162,12 @@ fn counters_raise_confidence_to_confirmed_where_the_lab_recorded_them() {
         ("accept_overflow_ack", Kind::AcceptQueueOverflow),
         ("snat_exhaustion", Kind::SnatPortExhaustion),
         ("conntrack_invalid", Kind::ConntrackInvalid),
+        ("conntrack_table_full", Kind::ConntrackTableFull),
+        ("ephemeral_port_exhaustion", Kind::EphemeralPortExhaustion),
+        ("connection_refused", Kind::ConnectionRefused),
+        ("connection_refused_going_away", Kind::ConnectionRefused),
+        ("syn_queue_overflow", Kind::AcceptQueueOverflow),
+        ("nat_idle_timeout", Kind::NatIdleTimeout),
     ] {
         let r = analyze(&netdiag_tests::testdata_dir().join(scenario), true);
         let f = r

@@ -252,7 +252,10 @@ impl ConnEvents {
             }
         }
         // Idle, then resumed.
-        if let Some(p) = self.pending.get_mut(&key).filter(|_| !created) {
+        if let Some(p) = (!self.pending.is_empty() && !created)
+            .then(|| self.pending.get_mut(&key))
+            .flatten()
+        {
             if side != p.from {
                 if f.rst() {
                     let p = *p;

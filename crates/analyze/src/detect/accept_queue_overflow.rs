@@ -329,6 +329,63 @@ mod tests {
     }
 
     #[test]
+    fn half_open_handshakes_name_the_syn_queue_from_packets_alone() {
+        let r = run(&["syn_queue_overflow/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert!(f.summary.contains("SYN queue"), "{}", f.summary);
+        assert!(f.remedy.contains("tcp_syncookies"), "{}", f.remedy);
+        assert!(
+            f.evidence
+                .packets
+                .iter()
+                .any(|p| p.role.contains("half-open")),
+            "{:?}",
+            f.evidence.packets
+        );
+    }
+
+    #[test]
+    fn req_q_full_drop_rise_confirms_the_syn_queue() {
+        let r = run(&["syn_queue_overflow/pod.pcap"], |a| {
+            let before = counters(&[
+                ("TcpExt.ListenOverflows", 0),
+                ("TcpExt.TCPReqQFullDrop", 0),
+                ("sysctl.net.ipv4.tcp_syncookies", 0),
+            ]);
+            let after = counters(&[
+                ("TcpExt.ListenOverflows", 0),
+                ("TcpExt.TCPReqQFullDrop", 20),
+                ("sysctl.net.ipv4.tcp_syncookies", 0),
+            ]);
+            a.observe_counters(NetnsRole::Pod, Moment::Before, &before);
+            a.observe_counters(NetnsRole::Pod, Moment::After, &after);
+        });
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert!(
+            f.evidence
+                .notes
+                .iter()
+                .any(|n| n.starts_with("which queue: SYN queue")),
+            "{:?}",
+            f.evidence.notes
+        );
+    }
+
+    #[test]
+    fn the_accept_queue_recordings_still_name_the_accept_queue() {
+        for file in [
+            "accept_overflow_syn/pod.pcap",
+            "accept_overflow_ack/pod.pcap",
+        ] {
+            let r = run(&[file], |_| {});
+            let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+            assert!(!f.summary.contains("SYN queue"), "{file}: {}", f.summary);
+        }
+    }
+
+    #[test]
     fn busy_listener_that_accepts_is_healthy() {
         let r = run(&["healthy_listener/pod.pcap"], |_| {});
         assert!(r.findings.is_empty(), "{:?}", r.findings);
