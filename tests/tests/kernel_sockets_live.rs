@@ -2,6 +2,8 @@
 //! success and failure): sock_diag (`tcp_sockets`) and `/proc/net/tcp` give the same
 //! states, keepalive timers and half-open request sockets, grouped the same way, and
 //! agree with `ss`.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::{Command, Stdio};

@@ -5,6 +5,8 @@
 //! it fails, and after a run that was killed (the marker file).
 //!
 //! Not root: skipped with a message, or a failure under `CI=true`.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use netdiag_tests::lab::conntrack_max;
 use netdiag_tests::lab::more_failures as mf;

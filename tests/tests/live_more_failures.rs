@@ -6,6 +6,8 @@
 //!
 //! Needs `cargo build -p kubectl-netdiag` first. Not root: skipped with a message, or a
 //! failure under `CI=true`. Every lab is torn down by `Drop`, every child killed.
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use netdiag_tests::lab::scenario::{Evidence, Scenario};
 use netdiag_tests::lab::{Lab, Role};

@@ -1,7 +1,7 @@
 //! The reproductions of issue 13: conntrack table full, ephemeral ports exhausted,
 //! connection refused (never listened, and a backend going away), the SYN queue
 //! overflowing, and an idle connection losing its NAT entry — with their healthy twins.
-//! `scenario.rs` dispatches to [`setup`] and [`traffic`] here.
+//! `scenario.rs` dispatches to `setup` and `traffic` here.
 
 use super::conntrack_max;
 use super::scenario::{Evidence, Scenario};
