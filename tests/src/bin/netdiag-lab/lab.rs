@@ -64,7 +64,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 bail!("usage: cargo xtask lab run SCENARIO");
             };
             let s = Scenario::from_name(name)?;
-            let lab = Lab::up(&format!("run-{}", s.name()))?;
+            let tag = format!("run-{}", s.name());
+            let lab = if s.needs_exclusive_lab() {
+                Lab::up_exclusive(&tag)?
+            } else {
+                Lab::up(&tag)?
+            };
             s.setup(&lab)?;
             let ev = s.trigger(&lab)?;
             drop(lab);
