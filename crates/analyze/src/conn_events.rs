@@ -257,7 +257,11 @@ impl ConnEvents {
             .flatten()
         {
             if side != p.from {
-                if f.rst() {
+                if f.fin() {
+                    // The peer closed the idle connection itself (a server's keep-alive
+                    // timeout racing the resumed request): not a lost NAT entry.
+                    self.pending.remove(&key);
+                } else if f.rst() {
                     let p = *p;
                     self.pending.remove(&key);
                     self.record_idle(key, p, IdleAnswer::Reset(pkt));

@@ -27,6 +27,8 @@ pub(crate) struct DestStats {
     pub(crate) unanswered_after_success: u64,
     /// SYN retransmissions of unanswered attempts.
     pub(crate) syn_retransmissions: u64,
+    /// First and last SYN of the unanswered attempts (packet time, ns).
+    pub(crate) unanswered_span: Option<(u64, u64)>,
     /// Connections where the server re-sent its SYN-ACK after the final ACK and never
     /// acknowledged the client's data (the final ACK was dropped: accept queue full).
     pub(crate) final_ack_dropped: u64,
@@ -95,6 +97,11 @@ impl Destinations {
             d.syn_retransmissions += u64::from(conn.syn_count.saturating_sub(1));
             let n = usize::from(conn.syn_count).min(conn.syn_ns.len());
             let last_syn = conn.syn_ns[..n].last().copied().unwrap_or(0);
+            let first_syn = conn.syn_ns[..n].first().copied().unwrap_or(0);
+            d.unanswered_span = Some(match d.unanswered_span {
+                Some((a, b)) => (a.min(first_syn), b.max(last_syn)),
+                None => (first_syn, last_syn),
+            });
             if d.first_answered_ns.is_some_and(|a| a < last_syn) {
                 d.unanswered_after_success += 1;
             }

@@ -2,7 +2,7 @@
 //! every new flow is dropped (kernel log `nf_conntrack: table full, dropping packet`).
 //!
 //! Packets (pod side): connection attempts towards *several* remote destinations at once
-//! retransmit their SYNs and get no SYN-ACK — unlike SNAT exhaustion, which hits one
+//! (their retransmitted SYNs overlap in time) retransmit their SYNs and get no SYN-ACK — unlike SNAT exhaustion, which hits one
 //! destination at a time. Alone that is `possible` (each destination could be dropping on
 //! its own). Counters: the node's `nf_conntrack_count` at ≥ 90 % of `nf_conntrack_max`
 //! together with a rise of conntrack `drop` (no room, nothing evictable) or `early_drop`
@@ -53,14 +53,26 @@ pub(crate) fn proven(ctx: &Ctx<'_>) -> bool {
     node_table_full(ctx).is_some() && !drop_rises(ctx).is_empty()
 }
 
-/// Remote destinations with unanswered, retransmitted connection attempts, sorted.
+/// Remote destinations with unanswered, retransmitted connection attempts whose SYNs
+/// overlap in time with another such destination's ("at once"), sorted.
 pub(crate) fn unanswered_remote(dests: &Destinations, ctx: &Ctx<'_>) -> Vec<(u16, Endpoint)> {
-    let mut keys: Vec<_> = dests
+    let mut spans: Vec<((u16, Endpoint), (u64, u64))> = dests
         .map
         .iter()
         .filter(|(k, d)| d.unanswered > 0 && ctx.server_is_local(k.0, k.1, d) != Some(true))
-        .map(|(k, _)| *k)
+        .filter_map(|(k, d)| d.unanswered_span.map(|s| (*k, s)))
         .collect();
+    spans.sort_by_key(|(k, (start, _))| (*start, *k));
+    let mut keys = Vec::new();
+    for (i, (k, (start, end))) in spans.iter().enumerate() {
+        let overlaps = spans
+            .iter()
+            .enumerate()
+            .any(|(j, (_, (s2, e2)))| j != i && *s2 <= *end && *start <= *e2);
+        if overlaps {
+            keys.push(*k);
+        }
+    }
     keys.sort();
     keys
 }
@@ -253,6 +265,32 @@ mod tests {
             a.observe_counters(NetnsRole::Node, Moment::After, &c);
         });
         assert!(finding(&r, Kind::ConntrackTableFull).is_none());
+    }
+
+    #[test]
+    fn failures_an_hour_apart_are_not_at_once() {
+        // The recording's attempts to :80 as they were, those to :81 an hour later
+        // (same bytes, re-timed), those to :82 left out.
+        let mut a = crate::Analyzer::new(crate::Config::default());
+        a.begin_source("conntrack_table_full/pod.pcap (re-timed)");
+        for (ts, link, bytes) in crate::testutil::packets("conntrack_table_full/pod.pcap") {
+            let frame =
+                netdiag_wire::Frame::parse(netdiag_wire::LinkType::from_linktype(link), &bytes);
+            let Some(netdiag_wire::Transport::Tcp(t)) = frame.transport else {
+                continue;
+            };
+            match (t.src_port.min(t.dst_port), t.src_port.max(t.dst_port)) {
+                (80, _) | (_, 80) => a.feed(ts, link, &bytes),
+                (81, _) | (_, 81) => a.feed(ts + 3_600_000_000_000, link, &bytes),
+                _ => {}
+            }
+        }
+        let r = a.finish();
+        assert!(
+            finding(&r, Kind::ConntrackTableFull).is_none(),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]
