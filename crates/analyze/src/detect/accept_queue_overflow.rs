@@ -374,6 +374,31 @@ mod tests {
     }
 
     #[test]
+    fn syncookies_alone_confirm_a_syn_queue_overflow() {
+        // With tcp_syncookies=1 nothing is dropped and no packet looks wrong: the counters
+        // alone say the SYN queue overflowed (the kernel's "Possible SYN flooding").
+        let mut a = crate::Analyzer::new(crate::Config::default());
+        let c = |n| {
+            counters(&[
+                ("TcpExt.ListenOverflows", 0),
+                ("TcpExt.TCPReqQFullDoCookies", n),
+                ("TcpExt.SyncookiesSent", n),
+            ])
+        };
+        a.observe_counters(NetnsRole::Pod, Moment::Before, &c(0));
+        a.observe_counters(NetnsRole::Pod, Moment::After, &c(7));
+        let r = a.finish();
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert!(
+            f.summary.starts_with("SYN queue overflowed 7 time(s)"),
+            "{}",
+            f.summary
+        );
+        assert!(f.remedy.contains("tcp_syncookies"), "{}", f.remedy);
+    }
+
+    #[test]
     fn the_accept_queue_recordings_still_name_the_accept_queue() {
         for file in [
             "accept_overflow_syn/pod.pcap",
