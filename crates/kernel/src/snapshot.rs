@@ -137,7 +137,8 @@ impl Snapshot {
     }
 
     /// Write the raw files in the testdata layout below `dir` (created if missing), so
-    /// `Snapshot::read_dir(dir)` gives back an equal snapshot (sock_diag listeners aside).
+    /// `Snapshot::read_dir(dir)` gives back an equal snapshot (sock_diag listeners and
+    /// sockets aside: offline they come from `net/tcp{,6}`).
     pub fn write_dir(&self, dir: impl AsRef<Path>) -> Result<(), Error> {
         let dir = dir.as_ref();
         for (rel, text) in &self.files {
