@@ -49,6 +49,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // The integration tests in tests/ run the real binary (and `kubectl netdiag`, which
     // finds it on PATH): build it first, since cargo builds a bin only for its own package.
     sh::run(sh::cargo().args(["build", "--locked", "-p", "kubectl-netdiag"]))?;
+    // The release image (reproducible, read back by skopeo) and the deploy/ manifests
+    // (Kubernetes OpenAPI schema); the agent-pod test in tests/ imports this image.
+    crate::image::ci()?;
     let before = our_netns()?;
     let tests = sh::run(sh::cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]));
     // Every test removes what it created, on success and on failure: a namespace of ours

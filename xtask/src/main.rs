@@ -10,6 +10,7 @@ mod bench;
 mod ci;
 mod completions;
 mod deps;
+mod image;
 mod lab;
 mod sh;
 
@@ -36,6 +37,7 @@ fn run(args: &[String]) -> Result<()> {
         "completions" => completions::run(rest),
         "bench" => bench::run(rest),
         "demo" => lab::run("demo", rest),
+        "image" => image::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -51,4 +53,5 @@ const HELP: &str = "usage: cargo xtask <command>
   lab node up|down  a real containerd node in a box with the demo's pods (root; alias: node)
   completions     bash/zsh/fish completions and man pages into target/dist
   bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
-  demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)";
+  demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
+  image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine";
