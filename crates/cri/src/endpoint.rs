@@ -90,6 +90,7 @@ mod tests {
         assert!(err.contains("/nonexistent/ndr-b.sock"), "{err}");
         assert!(err.contains("CONTAINER_RUNTIME_ENDPOINT"), "{err}");
         assert!(err.contains("--runtime-endpoint"), "{err}");
+        assert!(err.contains("hostPath volume"), "{err}");
     }
 
     #[test]

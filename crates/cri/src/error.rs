@@ -9,7 +9,9 @@ pub enum Error {
     /// No runtime socket exists at any known place.
     #[error(
         "no container runtime socket found; tried {}. Pass --runtime-endpoint unix:///path/to/sock \
-         or set CONTAINER_RUNTIME_ENDPOINT (run this on the node, as root)",
+         or set CONTAINER_RUNTIME_ENDPOINT (run this on the node, as root). In a pod, mount the \
+         node's socket at the same path, read-only, with a hostPath volume (deploy/daemonset.yaml \
+         mounts /run/containerd, /run/k3s/containerd and /run/crio)",
         tried.join(", ")
     )]
     NoSocket {
@@ -126,6 +128,22 @@ pub enum Error {
         what: &'static str,
         /// Its ID.
         id: String,
+    },
+    /// The runtime runs in a PID namespace this process cannot see, so the PID it reports
+    /// is not ours (netdiag in a pod without `hostPID: true`).
+    #[error(
+        "pod {pod}: {endpoint} reports PID {pid} in the node's PID namespace, but this process \
+         runs in another PID namespace (the runtime's process is invisible from here, so /proc \
+         holds no such pod process): netdiag in a pod needs hostPID: true \
+         (deploy/daemonset.yaml sets it)"
+    )]
+    HostPidNeeded {
+        /// `namespace/name`.
+        pod: String,
+        /// The PID the runtime reported.
+        pid: u32,
+        /// The runtime asked.
+        endpoint: String,
     },
     /// A pod reference could not be parsed.
     #[error("bad pod reference {spec:?}: {reason}")]

@@ -6,6 +6,7 @@
 //! | [`Client::list_pods`] | `crictl pods` |
 //! | [`Client::resolve`] | `crictl inspectp <pod> \| jq .info.pid` (or `crictl inspect` with `-c`) |
 //! | [`endpoint::detect`] | crictl's `--runtime-endpoint` / `CONTAINER_RUNTIME_ENDPOINT` / default sockets |
+//! | [`peer::runtime_process`], [`Client::runtime_process`] | `ss -xp` on the socket: is the runtime in our PID namespace (`hostPID`)? |
 //!
 //! Two paths, chosen at [`Client::connect`]: the CRI v1 `RuntimeService` (containerd,
 //! CRI-O, cri-dockerd), and, when the socket does not serve the CRI (containerd with its
@@ -39,9 +40,11 @@ mod criapi;
 pub mod endpoint;
 mod error;
 mod native;
+pub mod peer;
 mod select;
 
 pub use error::Error;
+pub use peer::RuntimeProcess;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -168,6 +171,7 @@ pub struct Client {
     timeout: Duration,
     backend: Backend,
     fallback_note: Option<String>,
+    runtime_process: RuntimeProcess,
 }
 
 impl Client {
@@ -198,7 +202,7 @@ impl Client {
             (None, None) => "",
         };
         let endpoint = format!("unix://{}", socket.display());
-        precheck(&socket, &endpoint, source)?;
+        let runtime_process = peer::of_stream(&peer::connect(&socket, &endpoint, source)?);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -211,6 +215,7 @@ impl Client {
             timeout,
             backend: Backend::Cri,
             fallback_note: None,
+            runtime_process,
         };
         match backend {
             Some(b) => client.backend = b,
@@ -251,12 +256,26 @@ impl Client {
         self.backend
     }
 
-    /// Resolves a pod (and optionally a container) to a PID and its metadata.
+    /// The runtime's process as this process sees it: whether its PIDs are ours to use.
+    pub fn runtime_process(&self) -> RuntimeProcess {
+        self.runtime_process
+    }
+
+    /// Resolves a pod (and optionally a container) to a PID and its metadata. Fails with
+    /// [`Error::HostPidNeeded`] when the runtime lives in a PID namespace this process
+    /// cannot see (a pod without `hostPID: true`), where the PID would name nothing.
     pub fn resolve(&self, pod: &PodRef) -> Result<Target, Error> {
         let mut target = match self.backend {
             Backend::Cri => criapi::resolve(self, pod)?,
             Backend::ContainerdNative => native::resolve(self, pod)?,
         };
+        if !self.runtime_process.pids_usable() {
+            return Err(Error::HostPidNeeded {
+                pod: target.pod.to_string(),
+                pid: target.pid,
+                endpoint: self.endpoint.clone(),
+            });
+        }
         if let Some(n) = &self.fallback_note {
             target.notes.push(n.clone());
         }
@@ -299,26 +318,6 @@ impl Client {
                 after: self.timeout,
             }),
         }
-    }
-}
-
-/// A synchronous connect first, so "permission denied" and "nothing listens" get their own
-/// clear messages instead of a generic transport error.
-fn precheck(socket: &Path, endpoint: &str, source: &str) -> Result<(), Error> {
-    match std::os::unix::net::UnixStream::connect(socket) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(Error::PermissionDenied {
-                endpoint: endpoint.to_string(),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSocket {
-            tried: vec![format!("{}{source}", socket.display())],
-        }),
-        Err(source) => Err(Error::Connect {
-            endpoint: endpoint.to_string(),
-            source,
-        }),
     }
 }
 

@@ -5,6 +5,7 @@
 //! | [`NetNs::from_name`]`("x")?.`[`run`](NetNs::run)`(…)` | `ip netns exec x …` |
 //! | [`NetNs::from_pid`]`(pid)?.`[`run`](NetNs::run)`(…)` | `nsenter -t PID -n …` |
 //! | [`NetNs::from_path`]`("/proc/PID/ns/net")` | `nsenter --net=/proc/PID/ns/net …` |
+//! | [`host::shares_network_with`]`(runtime_pid)` | `readlink /proc/self/ns/net /proc/PID/ns/net`: am I in the node's netns (`hostNetwork`)? |
 //! | [`ContainerRoot::from_pid`]`(pid)?.`[`read`](ContainerRoot::read)`("/etc/resolv.conf", …)` | `cat /proc/PID/root/etc/resolv.conf`, without its symlink hazard |
 //!
 //! Two rules make this safe on a busy node:
@@ -66,6 +67,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod host;
 mod netns;
 mod root;
 mod sys;
