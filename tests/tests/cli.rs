@@ -22,7 +22,9 @@ fn help_lists_every_subcommand() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
-    for sub in ["analyze", "capture", "diagnose", "counters", "pods"] {
+    for sub in [
+        "analyze", "capture", "diagnose", "counters", "pods", "agent",
+    ] {
         assert!(text.contains(sub), "--help does not mention {sub}:\n{text}");
     }
 }

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module with its own `Args`; `main` only dispatches and
 //! maps errors to exit codes: 0 = nothing at or above `--fail-on`, 1 = findings, 2 = error.
 
+mod agent;
 mod analyze;
 mod capture;
 mod completions;
@@ -46,6 +47,8 @@ enum Command {
     Counters(counters::CountersArgs),
     /// List the pods running on this node.
     Pods(pods::PodsArgs),
+    /// Idle in a DaemonSet pod, ready for `kubectl exec` (says what it can see; exits 0 on SIGTERM).
+    Agent(agent::AgentArgs),
     /// Print shell completions (used by `cargo xtask completions`).
     #[command(hide = true)]
     Completions(completions::CompletionsArgs),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Diagnose(a) => diagnose::run(a),
         Command::Counters(a) => counters::run(a),
         Command::Pods(a) => pods::run(a),
+        Command::Agent(a) => agent::run(a),
         Command::Completions(a) => completions::completions(a, command()),
         Command::Man(a) => completions::man(a, command()),
     };
