@@ -174,6 +174,17 @@ pub struct PodSpec {
     pub containers: Vec<(String, Option<Vec<String>>)>,
     /// Kubelet-like DNS: (nameservers, searches, options); `None` = the runtime's default.
     pub dns: Option<(Vec<String>, Vec<String>, Vec<String>)>,
+    /// Image of the containers (`None` = [`IMAGE`]); the sandbox is always [`IMAGE`].
+    pub image: Option<String>,
+    /// `hostPID: true`: the sandbox and containers share the node's PID namespace.
+    pub host_pid: bool,
+    /// `hostNetwork: true`: the node's network namespace, no CNI.
+    pub host_network: bool,
+    /// `securityContext.privileged: true` on the sandbox and every container.
+    pub privileged: bool,
+    /// hostPath mounts of every container: (path on the node, path in the container,
+    /// read-only).
+    pub mounts: Vec<(PathBuf, String, bool)>,
 }
 
 impl PodSpec {
@@ -184,7 +195,27 @@ impl PodSpec {
             name: name.into(),
             attempt: 0,
             containers: vec![("app".into(), None)],
-            dns: None,
+            ..PodSpec::default()
+        }
+    }
+
+    /// The namespaces kubelet asks for: the node's with `hostNetwork`/`hostPID`, else the
+    /// pod's network and a PID namespace per container (no `shareProcessNamespace`).
+    fn namespace_options(&self) -> cri::NamespaceOption {
+        let node = cri::NamespaceMode::Node as i32;
+        cri::NamespaceOption {
+            network: if self.host_network {
+                node
+            } else {
+                cri::NamespaceMode::Pod as i32
+            },
+            pid: if self.host_pid {
+                node
+            } else {
+                cri::NamespaceMode::Container as i32
+            },
+            ipc: cri::NamespaceMode::Pod as i32,
+            ..Default::default()
         }
     }
 
@@ -215,6 +246,8 @@ pub struct Pod {
     pub ip: Option<String>,
     /// Containers: name → (ID, PID reported by `ContainerStatus` verbose).
     pub containers: BTreeMap<String, (String, u32)>,
+    /// Where the runtime writes the containers' logs (`<container name>.log`, CRI format).
+    pub log_dir: PathBuf,
 }
 
 /// Brings the node up, after tearing down whatever a previous run left (`down` first).
@@ -303,7 +336,14 @@ impl Node {
                     options: options.clone(),
                 }),
             labels: labels.clone(),
-            linux: Some(cri::LinuxPodSandboxConfig::default()),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(spec.namespace_options()),
+                    privileged: spec.privileged,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let mut rs = self.runtime();
@@ -327,13 +367,30 @@ impl Node {
                     attempt: 0,
                 }),
                 image: Some(cri::ImageSpec {
-                    image: IMAGE.into(),
+                    image: spec.image.clone().unwrap_or_else(|| IMAGE.into()),
                     ..Default::default()
                 }),
                 command: command.clone().unwrap_or_default(),
                 labels: clabels,
                 log_path: format!("{name}.log"),
-                linux: Some(cri::LinuxContainerConfig::default()),
+                mounts: spec
+                    .mounts
+                    .iter()
+                    .map(|(host, inside, readonly)| cri::Mount {
+                        host_path: host.display().to_string(),
+                        container_path: inside.clone(),
+                        readonly: *readonly,
+                        ..Default::default()
+                    })
+                    .collect(),
+                linux: Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        namespace_options: Some(spec.namespace_options()),
+                        privileged: spec.privileged,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             let id = self
@@ -367,6 +424,7 @@ impl Node {
             pid,
             ip,
             containers,
+            log_dir,
         })
     }
 
@@ -438,6 +496,80 @@ impl Node {
             String::from_utf8_lossy(&r.stdout).into_owned(),
             String::from_utf8_lossy(&r.stderr).into_owned(),
         ))
+    }
+
+    /// Stops a container the way kubelet does: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop_container(&self, container_id: &str, grace: Duration) -> Result<()> {
+        self.rt
+            .block_on(self.runtime().stop_container(cri::StopContainerRequest {
+                container_id: container_id.into(),
+                timeout: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+            }))
+            .with_context(|| format!("StopContainer {container_id}"))?;
+        Ok(())
+    }
+
+    /// A container's state (`ContainerState` as its name, e.g. `CONTAINER_EXITED`) and
+    /// exit code, as `ContainerStatus` reports them.
+    pub fn container_state(&self, container_id: &str) -> Result<(String, i32)> {
+        let status = self
+            .rt
+            .block_on(
+                self.runtime()
+                    .container_status(cri::ContainerStatusRequest {
+                        container_id: container_id.into(),
+                        verbose: false,
+                    }),
+            )
+            .with_context(|| format!("ContainerStatus {container_id}"))?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow!("ContainerStatus {container_id}: no status"))?;
+        let state = cri::ContainerState::try_from(status.state)
+            .map(|s| s.as_str_name().to_string())
+            .unwrap_or_else(|_| format!("state {}", status.state));
+        Ok((state, status.exit_code))
+    }
+
+    /// Imports an OCI image archive (e.g. `cargo xtask image`'s) into the node's `k8s.io`
+    /// namespace, under the name its index gives (`ctr images import`, as an operator
+    /// would on a node without a registry).
+    pub fn import_archive(&self, archive: &Path) -> Result<()> {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(self.config.socket())
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(archive)
+            .output()
+            .context("running ctr images import")?;
+        if !out.status.success() {
+            bail!(
+                "ctr images import {} failed: {}",
+                archive.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The image references the node's `k8s.io` namespace holds (`ctr images ls -q`).
+    pub fn images(&self) -> Result<Vec<String>> {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(self.config.socket())
+            .args(["-n", "k8s.io", "images", "ls", "-q"])
+            .output()
+            .context("running ctr images ls")?;
+        if !out.status.success() {
+            bail!(
+                "ctr images ls failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 
     /// Restarts containerd on the same root with the CRI plugin enabled or disabled;
