@@ -325,7 +325,12 @@ impl Node {
                 namespace: spec.namespace.clone(),
                 attempt: spec.attempt,
             }),
-            hostname: spec.name.clone(),
+            // As kubelet: a hostNetwork pod has the node's UTS namespace and hostname.
+            hostname: if spec.host_network {
+                String::new()
+            } else {
+                spec.name.clone()
+            },
             log_directory: log_dir.display().to_string(),
             dns_config: spec
                 .dns

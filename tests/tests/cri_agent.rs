@@ -136,7 +136,9 @@ fn agent_line(pod: &Pod) -> String {
     loop {
         let raw = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(line) = raw.lines().find(|l| l.contains("kubectl-netdiag agent")) {
-            return line.splitn(4, ' ').nth(3).unwrap_or(line).to_string();
+            let line = line.splitn(4, ' ').nth(3).unwrap_or(line).to_string();
+            eprintln!("{}: {line}", log.display());
+            return line;
         }
         assert!(
             Instant::now() < deadline,
@@ -152,8 +154,11 @@ fn exec(node: &Node, pod: &Pod, args: &[&str]) -> (i32, String, String) {
     let id = &pod.containers["netdiag"].0;
     let mut cmd = vec!["kubectl-netdiag"];
     cmd.extend_from_slice(args);
-    node.exec(id, &cmd, Duration::from_secs(60))
-        .expect("ExecSync in the agent")
+    let (code, stdout, stderr) = node
+        .exec(id, &cmd, Duration::from_secs(60))
+        .expect("ExecSync in the agent");
+    eprintln!("exec {cmd:?} → exit {code}\n{stderr}");
+    (code, stdout, stderr)
 }
 
 fn findings(stdout: &str, stderr: &str) -> Vec<(String, String)> {
