@@ -129,8 +129,10 @@ pub(crate) fn ci() -> Result<()> {
 /// with PyPI's kubernetes-validate (installed with pip when missing), strictly: an unknown
 /// or misspelt field is an error, not a warning.
 pub(crate) fn validate_manifests() -> Result<()> {
-    let installed = Command::new("kubernetes-validate")
-        .arg("--version")
+    // Through `python3 -m`: a package pip just installed has no console script on PATH
+    // yet where a version manager (pyenv) needs its shims rehashed.
+    let installed = Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !installed {
@@ -153,8 +155,8 @@ pub(crate) fn validate_manifests() -> Result<()> {
         bail!("no manifests in {}", deploy.display());
     }
     run_cmd(
-        Command::new("kubernetes-validate")
-            .arg("--strict")
+        Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict"])
             .args(&files),
     )
 }
