@@ -89,6 +89,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// gives the same digest and bytes, skopeo reads it as an OCI archive, and the manifests
 /// in `deploy/` validate against the Kubernetes OpenAPI schema.
 pub(crate) fn ci() -> Result<()> {
+    ensure_debian_packages()?;
     let binary = build_release()?;
     let first = write_archive(&binary, &default_out())?;
     let again_path = default_out().with_file_name("kubectl-netdiag.again.oci.tar");
@@ -136,13 +137,16 @@ pub(crate) fn validate_manifests() -> Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !installed {
-        run_cmd(Command::new("python3").args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "kubernetes-validate",
-        ]))?;
+        let pip = ["-m", "pip", "install", "--quiet", "kubernetes-validate"];
+        // Debian's own python3 is "externally managed" (PEP 668): pip refuses without the
+        // flag; a pyenv or venv python takes the plain command.
+        if run_cmd(Command::new("python3").args(pip)).is_err() {
+            run_cmd(
+                Command::new("python3")
+                    .args(pip)
+                    .arg("--break-system-packages"),
+            )?;
+        }
     }
     let deploy = workspace_root().join("deploy");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&deploy)
@@ -158,6 +162,41 @@ pub(crate) fn validate_manifests() -> Result<()> {
         Command::new("python3")
             .args(["-m", "kubernetes_validate", "--strict"])
             .args(&files),
+    )
+}
+
+/// What the image step needs beyond `cargo xtask deps`' list: objcopy (binutils), skopeo,
+/// python3's pip. Installed with apt-get when missing (root, as `cargo xtask ci` runs).
+fn ensure_debian_packages() -> Result<()> {
+    let present = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut missing = Vec::new();
+    if !present("objcopy", &["--version"]) {
+        missing.push("binutils");
+    }
+    if !present("skopeo", &["--version"]) {
+        missing.push("skopeo");
+    }
+    if !present("python3", &["-m", "pip", "--version"]) {
+        missing.push("python3-pip");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run_cmd(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 
