@@ -112,6 +112,7 @@ pub(crate) fn resolve(c: &Client, pod: &PodRef) -> Result<Target, Error> {
         ip,
         netns_path: netns,
         notes,
+        runtime_process: crate::RuntimeProcess::Unknown,
     };
     match &pod.container {
         None => {

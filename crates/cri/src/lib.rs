@@ -130,6 +130,9 @@ pub struct Target {
     pub netns_path: Option<PathBuf>,
     /// Things the user should know about the choice (several sandboxes, fallback API …).
     pub notes: Vec<String>,
+    /// The runtime's own process as the caller sees it: a process of the node, to check
+    /// the caller's namespaces against (see [`Client::runtime_process`]).
+    pub runtime_process: RuntimeProcess,
 }
 
 /// One pod sandbox on this node, for `kubectl-netdiag pods`.
@@ -276,6 +279,7 @@ impl Client {
                 endpoint: self.endpoint.clone(),
             });
         }
+        target.runtime_process = self.runtime_process;
         if let Some(n) = &self.fallback_note {
             target.notes.push(n.clone());
         }

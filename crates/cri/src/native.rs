@@ -147,6 +147,7 @@ pub(crate) fn resolve(c: &Client, pod: &PodRef) -> Result<Target, Error> {
         ip,
         netns_path: netns,
         notes,
+        runtime_process: crate::RuntimeProcess::Unknown,
     };
     if let Some(name) = &pod.container {
         let filter = format!(

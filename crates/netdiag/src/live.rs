@@ -84,6 +84,9 @@ pub(crate) fn run(
         warnings.push(text.clone());
         events(Event::Warning(text));
     };
+    if let Some(text) = target.outside_node_netns(node.is_some() && d.node.netns.is_none()) {
+        warn(events, text);
+    }
     match crate::explicit_resolv_conf(&d.resolv_conf)? {
         Some(text) => analyzer.set_resolv_conf(&text),
         None => match target.resolv_conf() {

@@ -153,6 +153,27 @@ impl Target {
     }
 }
 
+impl Target {
+    /// When the node's counters are to be read in our own namespace (`default_node`), and
+    /// we are not in the node's: what to tell the user. The container runtime runs in the
+    /// node's network namespace, so a pod target's runtime process is the reference; in a
+    /// pod without `hostNetwork: true` the "node" counters would be the container's own.
+    pub(crate) fn outside_node_netns(&self, default_node: bool) -> Option<String> {
+        let cri::RuntimeProcess::Visible(pid) = self.pod.as_ref()?.runtime_process else {
+            return None;
+        };
+        if !default_node || netdiag_netns::host::shares_network_with(pid).ok()? {
+            return None;
+        }
+        Some(format!(
+            "this process is not in the node's network namespace (the container runtime, \
+             pid {pid}, is in another one): the node counters are this container's own; run \
+             it with hostNetwork: true (deploy/daemonset.yaml does), or pass --node-netns \
+             /proc/{pid}/ns/net"
+        ))
+    }
+}
+
 /// The node's network namespace: `path`, else the caller's own (the host's on a node).
 pub fn node_netns(path: Option<&Path>) -> Result<NetNs, Error> {
     Ok(match path {
