@@ -9,6 +9,8 @@
 //! Needs root and the image archive (`cargo xtask image`, which `cargo xtask ci` builds
 //! before the tests): either missing is a skip with a message, or a failure under `CI=true`.
 
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
