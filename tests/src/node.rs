@@ -829,18 +829,21 @@ pub fn down(config: &NodeConfig) -> Result<()> {
     let socket = config.socket().display().to_string();
     // 1. Processes: our containerd, shims started for our socket, and all their descendants.
     let procs = processes();
+    // "/run/ndr-node/…", never "/run/ndr-node-test/…": the lab's and the tests' nodes
+    // have directory names that are prefixes of each other.
+    let under = format!("{dir}/");
     let mut roots = BTreeSet::new();
     if let Some(pid) = our_containerd(config)? {
         roots.insert(pid);
     }
     for (pid, args) in &procs {
         let is_shim = args.first().is_some_and(|a| a.contains("containerd-shim"));
-        if is_shim && args.iter().any(|a| *a == socket || a.starts_with(&dir)) {
+        if is_shim && args.iter().any(|a| *a == socket || a.starts_with(&under)) {
             roots.insert(*pid);
         }
         // The lab's DNS server (`cargo xtask demo`), recognised by its files under our dir.
         let is_dnsmasq = args.first().is_some_and(|a| a.ends_with("dnsmasq"));
-        if is_dnsmasq && args.iter().any(|a| a.contains(&dir)) {
+        if is_dnsmasq && args.iter().any(|a| a.contains(&under)) {
             roots.insert(*pid);
         }
         // Helpers that name the node they belong to (`xtask node hold-listener`).
