@@ -227,15 +227,10 @@ fn cut_to_last_complete(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
     let mut reader = netdiag::pcapio::Reader::open(path)?;
     let mut end = 0u64;
     let mut packets = 0u64;
-    loop {
-        match reader.next_packet() {
-            Ok(Some(_)) => {
-                packets += 1;
-                end = reader.offset();
-            }
-            // The end, or the partial record the failed write left.
-            Ok(None) | Err(_) => break,
-        }
+    // Up to the end, or to the partial record the failed write left.
+    while let Ok(Some(_)) = reader.next_packet() {
+        packets += 1;
+        end = reader.offset();
     }
     if packets == 0 {
         // Not even one packet: keep the file header (and pcapng's interface block).
