@@ -22,6 +22,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "/usr/bin/ip"),
     ("netsniff-ng", "/usr/sbin/trafgen"),
     ("time", "/usr/bin/time"),
+    // `cargo xtask image`: strip the release binary, check the OCI archive; pip for
+    // kubernetes-validate on deploy/.
+    ("binutils", "/usr/bin/strip"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("python3-pip", "/usr/bin/pip3"),
 ];
 
 /// Installs whatever is missing, `apt-get update` first, non-interactively.
