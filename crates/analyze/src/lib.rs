@@ -112,11 +112,13 @@ mod error;
 mod flow;
 mod model;
 mod resolv;
+mod resolver;
 mod tcp;
 #[cfg(test)]
 mod testutil;
 
 pub use counters::{Counters, ListenerQueue, Moment, NetnsRole, SocketGroup, SocketSide};
+pub use detect::udp_receive_buffer_overflow::UdpSocketQueue;
 pub use error::Error;
 pub use model::{
     CaptureStats, Confidence, CounterDelta, DnsStats, Evidence, EvidencePacket, Finding, Kind,
@@ -124,6 +126,7 @@ pub use model::{
     Timing,
 };
 pub use resolv::ResolvConf;
+pub use resolver::{Resolver, ResolverLibrary, ResolverSource};
 
 use counters::CounterBook;
 use destinations::{Destinations, Locality};
@@ -239,6 +242,10 @@ pub struct Analyzer {
     conn_events: conn_events::ConnEvents,
     counters: CounterBook,
     resolv: Option<ResolvConf>,
+    resolver: Option<Resolver>,
+    resolver_hints: resolver::ResolverHints,
+    udp_services: detect::udp_receive_buffer_overflow::UdpServices,
+    pmtu: detect::path_mtu_blackhole::PmtuTracker,
     capture: CaptureStats,
     tcp: TcpStats,
     rst_origin: [u64; 3],
@@ -310,6 +317,10 @@ impl Analyzer {
             conn_events: conn_events::ConnEvents::default(),
             counters: CounterBook::default(),
             resolv: None,
+            resolver: None,
+            resolver_hints: resolver::ResolverHints::default(),
+            udp_services: Default::default(),
+            pmtu: Default::default(),
             capture: CaptureStats {
                 flow_cap: config.max_flows as u64,
                 ..CaptureStats::default()
@@ -370,6 +381,29 @@ impl Analyzer {
         let rc = ResolvConf::parse(text);
         self.dns.set_resolv_conf(&rc);
         self.resolv = Some(rc);
+    }
+
+    /// Gives the pod's resolver library: live from the ELF interpreter of the container's
+    /// process (`netdiag_netns::resolver_identity`), or as the user states it. Without it
+    /// the analyzer infers the library from the query pattern where it can. The DNS
+    /// findings follow that library's rules and remedies.
+    pub fn set_resolver(&mut self, resolver: Resolver) {
+        self.resolver = Some(resolver);
+    }
+
+    /// Gives the UDP sockets of a netns (sock_diag, ≈ `ss -lnum`): the receive queue and
+    /// buffer size of a local UDP server named by `udp_receive_buffer_overflow`. Only the
+    /// pod's are used; the latest call wins.
+    pub fn observe_udp_sockets(&mut self, role: NetnsRole, sockets: &[UdpSocketQueue]) {
+        if role == NetnsRole::Pod {
+            self.udp_services.set_sockets(sockets);
+        }
+    }
+
+    /// Gives the MTU of the pod's interface (live: `ip link`), stated by
+    /// `path_mtu_blackhole` and used to recognise captures taken with segmentation offload.
+    pub fn set_interface_mtu(&mut self, interface: &str, mtu: u32) {
+        self.pmtu.set_interface_mtu(interface, mtu);
     }
 
     /// Gives a counter snapshot of the pod or node netns, taken before or after.
@@ -471,16 +505,32 @@ impl Analyzer {
         let (Some(src), Some(dst)) = (net.src(), net.dst()) else {
             return;
         };
-        let ttl = match net {
-            Net::Ipv4(i) => i.ttl,
-            Net::Ipv6(i) => i.hop_limit,
-            _ => 0,
+        let (ttl, df) = match net {
+            Net::Ipv4(i) => (i.ttl, i.dont_fragment),
+            Net::Ipv6(i) => (i.hop_limit, true),
+            _ => (0, false),
         };
         match transport {
             Transport::Tcp(seg) => {
                 self.capture.tcp_packets += 1;
                 self.locality.observe(self.source, src, ttl);
                 self.on_tcp(src, dst, &seg, pkt, timestamp_ns);
+                self.pmtu.on_segment(
+                    self.source,
+                    &detect::path_mtu_blackhole::Seg {
+                        src: (src, seg.src_port),
+                        dst: (dst, seg.dst_port),
+                        syn: seg.flags.syn(),
+                        ack: seg.flags.ack().then_some(seg.ack),
+                        seq: seg.seq,
+                        len: seg.payload_len,
+                        wire_len: bytes.len() as u32,
+                        df,
+                        mss: seg.options.mss(),
+                    },
+                    pkt,
+                    timestamp_ns,
+                );
                 if seg.src_port == 53 || seg.dst_port == 53 {
                     self.skip(SkipKind::DnsOverTcp);
                 }
@@ -496,10 +546,24 @@ impl Analyzer {
                 if created {
                     self.capture.flows += 1;
                 }
+                let mut dns_id = None;
                 if d.src_port == 53 || d.dst_port == 53 {
                     match netdiag_wire::dns::Message::parse(d.payload) {
                         Ok(msg) => {
                             self.capture.dns_messages += 1;
+                            dns_id = Some((msg.id(), msg.is_response()));
+                            if !msg.is_response() {
+                                if let Some(q) = msg.question() {
+                                    self.resolver_hints.on_query(
+                                        self.source,
+                                        (src, d.src_port),
+                                        (dst, d.dst_port),
+                                        msg.id(),
+                                        q.qtype,
+                                        timestamp_ns,
+                                    );
+                                }
+                            }
                             self.dns.on_message(
                                 self.source,
                                 (src, d.src_port),
@@ -512,9 +576,36 @@ impl Analyzer {
                         Err(_) => self.skip(SkipKind::DnsMalformed),
                     }
                 }
+                self.udp_services.on_datagram(
+                    self.source,
+                    (src, d.src_port),
+                    (dst, d.dst_port),
+                    dns_id,
+                    pkt,
+                    timestamp_ns,
+                );
                 self.close_out();
             }
-            Transport::Icmp(_) => {}
+            Transport::Icmp(m) => {
+                let too_big = if m.v6 {
+                    m.icmp_type == netdiag_wire::icmp::v6_type::PACKET_TOO_BIG
+                } else {
+                    m.icmp_type == netdiag_wire::icmp::v4_type::DEST_UNREACHABLE && m.code == 4
+                };
+                if too_big {
+                    if let Some(o) = m.original {
+                        if let (6, Some(sp), Some(dp)) = (o.protocol, o.src_port, o.dst_port) {
+                            let mtu = if m.v6 {
+                                m.rest_of_header
+                            } else {
+                                m.rest_of_header & 0xffff
+                            };
+                            self.pmtu
+                                .on_too_big(self.source, (o.src, sp), (o.dst, dp), mtu, pkt);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -649,9 +740,15 @@ impl Analyzer {
         self.capture.flows_evicted_idle = self.flows.evicted_idle;
         self.capture.flows_peak = self.flows.peak as u64;
         let dns_stats = self.dns.finish();
+        if self.resolver.is_none() {
+            let gaps: Vec<u64> = self.dns.retries.iter().map(|r| r.gap_ns).collect();
+            self.resolver = self.resolver_hints.infer(&gaps, self.resolv.as_ref());
+        }
+        let last_ns = self.capture.last_ns.unwrap_or(0);
         let ctx = detect::Ctx {
             counters: &self.counters,
             resolv: self.resolv.as_ref(),
+            resolver: self.resolver.as_ref(),
             locality: &self.locality,
             max_evidence: self.config.max_evidence_packets,
         };
@@ -665,6 +762,8 @@ impl Analyzer {
             detect::ephemeral_port_exhaustion::finish(&self.conn_events, &ctx),
             detect::connection_refused::finish(&self.conn_events, &self.dests, &ctx),
             detect::nat_idle_timeout::finish(&self.conn_events, &ctx),
+            detect::udp_receive_buffer_overflow::finish(&self.udp_services, last_ns, &ctx),
+            detect::path_mtu_blackhole::finish(&self.pmtu, &ctx),
         ]
         .into_iter()
         .flatten()
@@ -774,6 +873,7 @@ impl Analyzer {
             tcp,
             dns: dns_stats,
             resolv_conf: self.resolv,
+            resolver: self.resolver,
             counters_used,
             skipped: skipped_out,
             limits,

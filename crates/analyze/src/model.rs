@@ -7,7 +7,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The diagnoses. The JSON strings are fixed (see DETECTION.md and `docs/DETECTION.md`).
+/// The diagnoses. The JSON strings are fixed (see DETECTION.md and `docs/DETECTION.md`, `docs/detectors-resolver-udp-mtu.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -30,6 +30,12 @@ pub enum Kind {
     ConnectionRefused,
     /// An idle connection lost its conntrack/NAT entry; resumed data is reset or ignored.
     NatIdleTimeout,
+    /// A local UDP server's socket buffer overflowed: datagrams to it were dropped
+    /// (`Udp.RcvbufErrors`).
+    UdpReceiveBufferOverflow,
+    /// Full-size segments vanish on the path and no ICMP "fragmentation needed" / "packet
+    /// too big" comes back: a path-MTU black hole.
+    PathMtuBlackhole,
 }
 
 impl Kind {
@@ -45,6 +51,8 @@ impl Kind {
             Kind::EphemeralPortExhaustion => "ephemeral_port_exhaustion",
             Kind::ConnectionRefused => "connection_refused",
             Kind::NatIdleTimeout => "nat_idle_timeout",
+            Kind::UdpReceiveBufferOverflow => "udp_receive_buffer_overflow",
+            Kind::PathMtuBlackhole => "path_mtu_blackhole",
         }
     }
 
@@ -60,6 +68,8 @@ impl Kind {
             "ephemeral_port_exhaustion" => Kind::EphemeralPortExhaustion,
             "connection_refused" => Kind::ConnectionRefused,
             "nat_idle_timeout" => Kind::NatIdleTimeout,
+            "udp_receive_buffer_overflow" => Kind::UdpReceiveBufferOverflow,
+            "path_mtu_blackhole" => Kind::PathMtuBlackhole,
             _ => return None,
         })
     }
@@ -75,6 +85,8 @@ impl Kind {
         Kind::EphemeralPortExhaustion,
         Kind::ConnectionRefused,
         Kind::NatIdleTimeout,
+        Kind::UdpReceiveBufferOverflow,
+        Kind::PathMtuBlackhole,
     ];
 }
 
@@ -344,6 +356,9 @@ pub struct Report {
     pub dns: DnsStats,
     /// The resolv.conf used, if one was given.
     pub resolv_conf: Option<crate::resolv::ResolvConf>,
+    /// The pod's resolver library (given, read from the ELF interpreter live, or inferred
+    /// from the query pattern), if known. The DNS findings follow its rules.
+    pub resolver: Option<crate::resolver::Resolver>,
     /// Counter snapshots given: `"pod"`, `"node"` (those with both before and after).
     pub counters_used: Vec<String>,
     /// What was skipped and why.

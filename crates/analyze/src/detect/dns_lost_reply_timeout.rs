@@ -15,6 +15,19 @@ const REMEDY: &str = "Add `dnsConfig.options: [{name: single-request-reopen}]` t
 run NodeLocal DNSCache, or upgrade the node kernel (conntrack clash resolution); DNS over TCP \
 (`use-vc`) as a last resort.";
 
+/// musl ignores `single-request(-reopen)` and `use-vc`: only the path can change.
+const REMEDY_MUSL: &str = "The pod resolves with musl (Alpine), which ignores \
+`single-request-reopen`, `single-request` and `use-vc` and re-sends an unanswered query every \
+timeout/attempts (2.5 s by default): run NodeLocal DNSCache (queries to a node-local address, no \
+Service DNAT race), upgrade the node kernel (conntrack clash resolution), and write names fully \
+qualified (`name.`) so fewer queries race; a glibc-based image would also accept \
+`single-request-reopen`.";
+
+/// Library unknown: say what holds for each.
+const REMEDY_UNKNOWN: &str = "Run NodeLocal DNSCache or upgrade the node kernel (conntrack clash \
+resolution); for a glibc-based image also add `dnsConfig.options: [{name: single-request-reopen}]` \
+(musl, as in Alpine images, ignores it; static Go binaries use their own resolver).";
+
 /// The finding, if any.
 pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Option<Finding> {
     if retries.is_empty() {
@@ -111,6 +124,23 @@ pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Optio
                 .push("the nameserver is NodeLocal DNSCache (169.254.20.10)".to_string());
         }
     }
+    let library = ctx.resolver.map(|r| r.library);
+    if let Some(r) = ctx.resolver {
+        evidence.notes.push(format!("resolver: {}", r.describe()));
+        let musl_ns = crate::resolver::musl_retry_ns(ctx.resolv);
+        let glibc_ns = crate::resolver::glibc_retry_ns(ctx.resolv);
+        evidence.notes.push(match r.library {
+            crate::ResolverLibrary::Musl => format!(
+                "musl re-sends an unanswered query every timeout/attempts = {:.1} s, to every nameserver at once",
+                musl_ns as f64 / 1e9
+            ),
+            crate::ResolverLibrary::Glibc => format!(
+                "glibc re-sends after timeout = {:.1} s, the A/AAAA pair from one socket",
+                glibc_ns as f64 / 1e9
+            ),
+            _ => "resolver library unknown: glibc would re-send after timeout, musl after timeout/attempts".to_string(),
+        });
+    }
     let (confidence, alternative) = if paired > 0 && !rises.is_empty() {
         (Confidence::Confirmed, None)
     } else if paired > 0 {
@@ -146,7 +176,12 @@ pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Optio
         listeners: Vec::new(),
         names,
         evidence,
-        remedy: REMEDY.to_string(),
+        remedy: match library {
+            Some(crate::ResolverLibrary::Musl) => REMEDY_MUSL,
+            Some(crate::ResolverLibrary::Glibc) => REMEDY,
+            _ => REMEDY_UNKNOWN,
+        }
+        .to_string(),
         alternative,
     })
 }

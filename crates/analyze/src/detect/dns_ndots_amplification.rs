@@ -13,6 +13,15 @@ const REMEDY: &str = "Lower ndots for the pod: `dnsConfig.options: [{name: ndots
 write external names fully qualified with a trailing dot (`api.example.com.`), enable CoreDNS \
 `autopath`, or run NodeLocal DNSCache.";
 
+/// musl (Alpine): the same levers, said its way. musl walks the search list only for
+/// names with fewer dots than ndots and never after trying the name as written; it
+/// ignores `RES_OPTIONS`/`LOCALDOMAIN`, so the fix goes into resolv.conf (`dnsConfig`).
+const REMEDY_MUSL: &str = "The pod resolves with musl (Alpine), which walks the search list for \
+every name with fewer dots than ndots: write names fully qualified with a trailing dot \
+(`api.example.com.`: musl then sends one query per address family), or lower ndots in the pod \
+spec (`dnsConfig.options: [{name: ndots, value: \"2\"}]`; musl ignores `RES_OPTIONS`), and run \
+NodeLocal DNSCache; CoreDNS `autopath` also cuts the round trips.";
+
 /// The finding, if any.
 pub(crate) fn finish(
     expanded: &[ExpandedLookup],
@@ -66,6 +75,17 @@ pub(crate) fn finish(
         "amplification factor {factor:.1}: {queries} queries where fully-qualified names would need {minimal} (all lookups: {:.2})",
         stats.amplification_factor
     ));
+    let musl = ctx
+        .resolver
+        .is_some_and(|r| r.library == crate::ResolverLibrary::Musl);
+    if let Some(r) = ctx.resolver {
+        evidence.notes.push(format!("resolver: {}", r.describe()));
+        evidence.notes.push(match r.library {
+            crate::ResolverLibrary::Musl => "musl's rule: a name with fewer dots than ndots goes through every search domain first; one with at least ndots dots (or a trailing dot) is sent only as written".to_string(),
+            crate::ResolverLibrary::Glibc => "glibc's rule: a name with fewer dots than ndots goes through every search domain first, then as written; one with at least ndots dots is tried as written first, then still through the search list".to_string(),
+            _ => "resolver library unknown (static binary or no evidence): glibc's and musl's search rules agree for names with fewer dots than ndots".to_string(),
+        });
+    }
     let mut confidence = Confidence::Likely;
     match ctx.resolv {
         Some(rc) => {
@@ -114,7 +134,7 @@ pub(crate) fn finish(
         listeners: Vec::new(),
         names,
         evidence,
-        remedy: REMEDY.to_string(),
+        remedy: if musl { REMEDY_MUSL } else { REMEDY }.to_string(),
         alternative: None,
     })
 }

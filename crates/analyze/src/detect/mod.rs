@@ -10,7 +10,9 @@ pub(crate) mod dns_lost_reply_timeout;
 pub(crate) mod dns_ndots_amplification;
 pub(crate) mod ephemeral_port_exhaustion;
 pub(crate) mod nat_idle_timeout;
+pub(crate) mod path_mtu_blackhole;
 pub(crate) mod snat_port_exhaustion;
+pub(crate) mod udp_receive_buffer_overflow;
 
 use crate::counters::CounterBook;
 use crate::destinations::{DestStats, Locality};
@@ -23,6 +25,8 @@ use std::net::IpAddr;
 pub(crate) struct Ctx<'a> {
     pub(crate) counters: &'a CounterBook,
     pub(crate) resolv: Option<&'a ResolvConf>,
+    /// The pod's resolver (given, live, or inferred from the packets).
+    pub(crate) resolver: Option<&'a crate::resolver::Resolver>,
     pub(crate) locality: &'a Locality,
     pub(crate) max_evidence: usize,
 }

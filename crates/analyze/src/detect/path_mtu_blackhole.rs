@@ -1,0 +1,459 @@
+//! `path_mtu_blackhole`: full-size segments vanish on the path and the "fragmentation
+//! needed" / "packet too big" that would tell the sender never arrives
+//! (`docs/detectors-dns3.md`).
+//!
+//! Per direction of a TCP connection the tracker remembers the last few data segments
+//! sent (sequence, size, DF) and which of them the peer acknowledged. The signature: one
+//! segment larger than every acknowledged one is sent at least three times at the same
+//! size (the original and two retransmissions, DF set or IPv6) and the peer's ACK never
+//! passes it, while smaller segments of the same connection were acknowledged; no ICMP
+//! too-big quoting the connection arrived, or one did and the sender kept the size
+//! (ignored). An ICMP too-big followed by smaller segments is path-MTU discovery working:
+//! no finding.
+//!
+//! State is bounded: at most `MAX_DIRS` directions, and when full the directions
+//! without a suspect are dropped first.
+
+use super::{Ctx, EvidenceSink, endpoint_text};
+use crate::flow::{Endpoint, FxMap};
+use crate::model::{Confidence, Evidence, Finding, Kind, PacketRef, Timing};
+
+const MAX_DIRS: usize = 1 << 15;
+const RING: usize = 8;
+/// Sends of one segment (original + retransmissions) at the same size that make it a suspect.
+const MIN_SENDS: u16 = 3;
+const MAX_ICMP: usize = 64;
+
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Sent {
+    seq: u32,
+    len: u32,
+    pkt: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Suspect {
+    seq: u32,
+    len: u32,
+    wire_len: u32,
+    df: bool,
+    sends: u16,
+    pkts: [u64; 6],
+    first_ns: u64,
+    last_ns: u64,
+    /// The peer's ACK passed it (ns).
+    acked_ns: Option<u64>,
+    /// Re-sent smaller after it (the sender lowered its size).
+    resized: bool,
+    /// Sends at the full size after an ICMP too-big for this connection.
+    sends_after_icmp: u16,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Dir {
+    /// MSS this sender announced in its SYN.
+    mss: Option<u16>,
+    high_end: u32,
+    high_seen: bool,
+    max_len_sent: u32,
+    max_len_acked: u32,
+    ring: [Sent; RING],
+    ring_next: usize,
+    suspect: Option<Suspect>,
+    /// An ICMP too-big for this direction: (packet, announced MTU).
+    icmp: Option<(u64, u32)>,
+}
+
+/// One ICMP too-big seen.
+#[derive(Clone, Copy, Debug)]
+struct TooBig {
+    pkt: PacketRef,
+    mtu: u32,
+}
+
+/// The tracker.
+#[derive(Default)]
+pub(crate) struct PmtuTracker {
+    dirs: FxMap<(u16, Endpoint, Endpoint), Dir>,
+    too_big: Vec<TooBig>,
+    too_big_total: u64,
+    pub(crate) not_tracked: u64,
+    interface_mtu: Option<(String, u32)>,
+}
+
+/// What the analyzer hands over per TCP segment.
+pub(crate) struct Seg {
+    pub(crate) src: Endpoint,
+    pub(crate) dst: Endpoint,
+    pub(crate) syn: bool,
+    pub(crate) ack: Option<u32>,
+    pub(crate) seq: u32,
+    pub(crate) len: u32,
+    pub(crate) wire_len: u32,
+    pub(crate) df: bool,
+    pub(crate) mss: Option<u16>,
+}
+
+impl PmtuTracker {
+    /// The pod interface's MTU (live: from the kernel's link table).
+    pub(crate) fn set_interface_mtu(&mut self, name: &str, mtu: u32) {
+        self.interface_mtu = Some((name.to_string(), mtu));
+    }
+
+    fn make_room(&mut self) -> bool {
+        if self.dirs.len() < MAX_DIRS {
+            return true;
+        }
+        self.dirs.retain(|_, d| d.suspect.is_some());
+        self.dirs.len() < MAX_DIRS
+    }
+
+    pub(crate) fn on_segment(&mut self, source: u16, s: &Seg, pkt: u64, ns: u64) {
+        // The peer's ACK acknowledges what this direction's reverse sent.
+        if let Some(ack) = s.ack {
+            if let Some(rev) = self.dirs.get_mut(&(source, s.dst, s.src)) {
+                rev.on_ack(ack, ns);
+            }
+        }
+        if s.len == 0 && !s.syn {
+            return;
+        }
+        let key = (source, s.src, s.dst);
+        if !self.dirs.contains_key(&key) && !self.make_room() {
+            self.not_tracked += 1;
+            return;
+        }
+        let d = self.dirs.entry(key).or_default();
+        if s.syn {
+            if s.mss.is_some() {
+                d.mss = s.mss;
+            }
+            d.high_end = s.seq.wrapping_add(1);
+            d.high_seen = true;
+            return;
+        }
+        d.on_data(s, pkt, ns);
+    }
+
+    /// An ICMP "fragmentation needed" (v4 type 3 code 4) or "packet too big" (v6 type 2)
+    /// quoting `quoted_src -> quoted_dst`.
+    pub(crate) fn on_too_big(
+        &mut self,
+        source: u16,
+        quoted_src: Endpoint,
+        quoted_dst: Endpoint,
+        mtu: u32,
+        pkt: u64,
+    ) {
+        self.too_big_total += 1;
+        if self.too_big.len() < MAX_ICMP {
+            self.too_big.push(TooBig {
+                pkt: PacketRef {
+                    source,
+                    number: pkt,
+                },
+                mtu,
+            });
+        }
+        if let Some(d) = self.dirs.get_mut(&(source, quoted_src, quoted_dst)) {
+            d.icmp = Some((pkt, mtu));
+        }
+    }
+}
+
+impl Dir {
+    fn on_ack(&mut self, ack: u32, ns: u64) {
+        for e in &mut self.ring {
+            if e.len > 0 && !seq_after(e.seq.wrapping_add(e.len), ack) {
+                self.max_len_acked = self.max_len_acked.max(e.len);
+                e.len = 0;
+            }
+        }
+        if let Some(s) = &mut self.suspect {
+            if s.acked_ns.is_none() && seq_after(ack, s.seq) {
+                s.acked_ns = Some(ns);
+                if s.sends < MIN_SENDS {
+                    // An ordinary loss, repaired.
+                    self.suspect = None;
+                }
+            }
+        }
+    }
+
+    fn on_data(&mut self, s: &Seg, pkt: u64, ns: u64) {
+        let end = s.seq.wrapping_add(s.len);
+        let retrans = self.high_seen && !seq_after(end, self.high_end);
+        if !self.high_seen || seq_after(end, self.high_end) {
+            self.high_end = end;
+            self.high_seen = true;
+        }
+        self.max_len_sent = self.max_len_sent.max(s.len);
+        if retrans {
+            if let Some(sp) = &mut self.suspect {
+                if sp.acked_ns.is_none() && sp.seq == s.seq {
+                    if s.len == sp.len {
+                        let i = usize::from(sp.sends);
+                        if i < sp.pkts.len() {
+                            sp.pkts[i] = pkt;
+                        }
+                        sp.sends = sp.sends.saturating_add(1);
+                        sp.last_ns = ns;
+                        if self.icmp.is_some() {
+                            sp.sends_after_icmp = sp.sends_after_icmp.saturating_add(1);
+                        }
+                    } else if s.len < sp.len {
+                        sp.resized = true;
+                    }
+                }
+                return;
+            }
+            // First retransmission of a segment larger than anything acknowledged.
+            if let Some(orig) = self
+                .ring
+                .iter()
+                .find(|e| e.len == s.len && e.seq == s.seq)
+                .copied()
+            {
+                if s.len > self.max_len_acked {
+                    let mut pkts = [0u64; 6];
+                    pkts[0] = orig.pkt;
+                    pkts[1] = pkt;
+                    self.suspect = Some(Suspect {
+                        seq: s.seq,
+                        len: s.len,
+                        wire_len: s.wire_len,
+                        df: s.df,
+                        sends: 2,
+                        pkts,
+                        first_ns: ns,
+                        last_ns: ns,
+                        acked_ns: None,
+                        resized: false,
+                        sends_after_icmp: 0,
+                    });
+                }
+            }
+            return;
+        }
+        self.ring[self.ring_next] = Sent {
+            seq: s.seq,
+            len: s.len,
+            pkt,
+        };
+        self.ring_next = (self.ring_next + 1) % RING;
+    }
+}
+
+/// The finding, if any.
+pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
+    let mut hits: Vec<(&(u16, Endpoint, Endpoint), &Dir, &Suspect)> = Vec::new();
+    for (k, d) in &t.dirs {
+        let Some(s) = &d.suspect else { continue };
+        let ignored_icmp = d.icmp.is_some() && s.sends_after_icmp > 0;
+        if s.sends >= MIN_SENDS
+            && s.df
+            && d.max_len_acked > 0
+            && s.len > d.max_len_acked
+            && (d.icmp.is_none() || ignored_icmp)
+        {
+            if let Some((_, mtu)) = &t.interface_mtu {
+                // Captured with segmentation offload: sizes are not what the wire carried.
+                if s.wire_len > mtu.saturating_add(18) {
+                    continue;
+                }
+            }
+            hits.push((k, d, s));
+        }
+    }
+    if hits.is_empty() {
+        return None;
+    }
+    hits.sort_by(|a, b| a.0.cmp(b.0));
+    let mut evidence = Evidence::default();
+    let mut flows = Vec::new();
+    let largest_acked = hits.iter().map(|h| h.1.max_len_acked).max().unwrap_or(0);
+    let smallest_lost = hits.iter().map(|h| h.2.len).min().unwrap_or(0);
+    let mut stall_ms = Vec::new();
+    {
+        let mut sink = EvidenceSink {
+            out: &mut evidence.packets,
+            total: &mut evidence.packets_total,
+            cap: ctx.max_evidence,
+        };
+        for (k, d, s) in &hits {
+            let (source, a, b) = **k;
+            flows.push(super::flow_text(a, b, "tcp"));
+            for (i, p) in s.pkts.iter().take(usize::from(s.sends)).enumerate() {
+                if *p == 0 {
+                    continue;
+                }
+                sink.push(
+                    PacketRef { source, number: *p },
+                    if i == 0 {
+                        format!(
+                            "{}-byte segment ({} bytes on the wire{}) sent, never acknowledged",
+                            s.len,
+                            s.wire_len,
+                            if s.df { ", DF" } else { "" }
+                        )
+                    } else {
+                        format!("same {}-byte segment retransmitted", s.len)
+                    },
+                );
+            }
+            if let Some((p, _)) = d.icmp {
+                sink.push(
+                    PacketRef { source, number: p },
+                    "ICMP too-big for this connection, ignored: the size was not lowered",
+                );
+            }
+            let peer = t.dirs.get(&(source, b, a));
+            evidence.notes.push(format!(
+                "{} -> {}: largest acknowledged segment {} bytes, {}-byte segment sent {} times and never acknowledged; MSS announced by {} {}, by {} {}",
+                endpoint_text(a),
+                endpoint_text(b),
+                d.max_len_acked,
+                s.len,
+                s.sends,
+                endpoint_text(a),
+                d.mss.map_or("not seen".to_string(), |m| m.to_string()),
+                endpoint_text(b),
+                peer.and_then(|p| p.mss)
+                    .map_or("not seen".to_string(), |m| m.to_string()),
+            ));
+            if s.resized {
+                evidence.notes.push(format!(
+                    "{}: the sender then re-sent the data in smaller segments (MTU probing)",
+                    super::flow_text(a, b, "tcp")
+                ));
+            }
+            stall_ms.push(s.last_ns.saturating_sub(s.first_ns) as f64 / 1e6);
+        }
+        for i in &t.too_big {
+            sink.push(i.pkt, format!("ICMP too-big, next-hop MTU {}", i.mtu));
+        }
+    }
+    evidence.notes.push(format!(
+        "largest acknowledged segment {largest_acked} bytes; smallest never-acknowledged {smallest_lost} bytes: the path MTU lies between"
+    ));
+    if t.too_big_total == 0 {
+        evidence.notes.push(
+            "no ICMP fragmentation-needed / packet-too-big came back in the capture".to_string(),
+        );
+    } else {
+        let mtus: Vec<String> = t.too_big.iter().map(|i| i.mtu.to_string()).collect();
+        evidence.notes.push(format!(
+            "{} ICMP too-big message(s) seen (MTU {})",
+            t.too_big_total,
+            mtus.join(", ")
+        ));
+    }
+    if let Some((name, mtu)) = &t.interface_mtu {
+        evidence
+            .notes
+            .push(format!("pod interface {name}: MTU {mtu}"));
+    }
+    evidence.timings.push(Timing {
+        what: "first retransmission to last of the never-acknowledged segment".to_string(),
+        millis: stall_ms,
+    });
+    let summary = format!(
+        "{} connection(s) stall on a path-MTU black hole: {smallest_lost}-byte segments are re-sent and never acknowledged while segments up to {largest_acked} bytes get through, and no ICMP too-big {}",
+        hits.len(),
+        if t.too_big_total == 0 {
+            "comes back"
+        } else {
+            "was acted on"
+        }
+    );
+    Some(Finding {
+        kind: Kind::PathMtuBlackhole,
+        confidence: Confidence::Likely,
+        summary,
+        flows,
+        listeners: Vec::new(),
+        names: Vec::new(),
+        evidence,
+        remedy: "Lower the pod MTU to what the path carries (the CNI's MTU setting: the overlay's \
+MTU minus its encapsulation, e.g. 1450 for VXLAN on 1500), clamp the MSS on the node \
+(`iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`), \
+allow ICMP type 3 code 4 (IPv4) and ICMPv6 type 2 through every firewall and security group on \
+the path, and enable `net.ipv4.tcp_mtu_probing=1` so senders find the size on their own."
+            .to_string(),
+        alternative: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str, p: u16) -> Endpoint {
+        (s.parse().expect("ip"), p)
+    }
+
+    fn seg(src: Endpoint, dst: Endpoint, seq: u32, len: u32, ack: Option<u32>) -> Seg {
+        Seg {
+            src,
+            dst,
+            syn: false,
+            ack,
+            seq,
+            len,
+            wire_len: len + 52,
+            df: true,
+            mss: None,
+        }
+    }
+
+    /// Small request acked, then a full-size segment sent three times, never acked.
+    fn blackhole(t: &mut PmtuTracker, resend_small_after_icmp: bool) {
+        let c = ep("10.244.1.10", 40000);
+        let s = ep("172.31.0.2", 8080);
+        let mut syn = seg(c, s, 999, 0, None);
+        syn.syn = true;
+        syn.mss = Some(1460);
+        t.on_segment(0, &syn, 1, 0);
+        let mut sa = seg(s, c, 4999, 0, Some(1000));
+        sa.syn = true;
+        sa.mss = Some(1460);
+        t.on_segment(0, &sa, 2, 1);
+        t.on_segment(0, &seg(c, s, 1000, 100, Some(5000)), 3, 2);
+        t.on_segment(0, &seg(s, c, 5000, 0, Some(1100)), 4, 3);
+        t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 5, 4);
+        if resend_small_after_icmp {
+            t.on_too_big(0, c, s, 1400, 6);
+            t.on_segment(0, &seg(c, s, 1100, 1348, Some(5000)), 7, 5);
+            t.on_segment(0, &seg(c, s, 2448, 100, Some(5000)), 8, 6);
+            t.on_segment(0, &seg(s, c, 5000, 0, Some(2548)), 9, 7);
+        } else {
+            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 6, 200);
+            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 7, 600);
+        }
+    }
+
+    #[test]
+    fn full_size_resent_never_acked_is_a_blackhole() {
+        let mut t = PmtuTracker::default();
+        blackhole(&mut t, false);
+        let d = &t.dirs[&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080))];
+        assert_eq!(d.max_len_acked, 100);
+        assert_eq!(d.mss, Some(1460));
+        let s = d.suspect.expect("suspect");
+        assert_eq!((s.len, s.sends), (1448, 3));
+        assert!(s.acked_ns.is_none());
+    }
+
+    #[test]
+    fn icmp_honoured_is_pmtud_working() {
+        let mut t = PmtuTracker::default();
+        blackhole(&mut t, true);
+        let d = &t.dirs[&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080))];
+        assert!(d.suspect.is_none(), "{:?}", d.suspect);
+        assert_eq!(d.icmp, Some((6, 1400)));
+    }
+}

@@ -1,0 +1,405 @@
+//! `udp_receive_buffer_overflow`: a local UDP server cannot keep up and the kernel drops
+//! datagrams at its socket (`docs/detectors-dns3.md`).
+//!
+//! Packets: datagrams (DNS queries, or requests of any request/response UDP service) to a
+//! port served **in the capture's namespace** arrive and a share of them is never
+//! answered, in bursts, while the rest is. The kernel counts each datagram it could not
+//! queue (`sk_rmem_alloc` over `sk_rcvbuf`) in `Udp.RcvbufErrors` (`Udp6.RcvbufErrors`)
+//! of the server's netns, and per socket in sock_diag's `drops`.
+//!
+//! - pod `Udp.RcvbufErrors`/`Udp6.RcvbufErrors` rose: `confirmed`;
+//! - pod counters given and neither rose: no finding (the datagrams were lost elsewhere);
+//! - no pod counters: `possible`, naming the other explanation (the conntrack race, or
+//!   loss between client and server).
+//!
+//! Only servers whose own packets leave with an initial TTL (they live in the capture's
+//! netns), or that a pod UDP socket listens on, qualify: a client that waits for a remote
+//! server (the lost-reply case) is not this.
+
+use super::{Ctx, EvidenceSink, endpoint_text};
+use crate::NetnsRole;
+use crate::flow::{Endpoint, FxMap};
+use crate::model::{Confidence, Evidence, Finding, Kind, ListenerRef, PacketRef, Timing};
+use std::net::IpAddr;
+
+/// A UDP socket of a namespace, from sock_diag (`ss -lnump`): what it holds and may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpSocketQueue {
+    /// Local address (unspecified for a wildcard socket).
+    pub addr: IpAddr,
+    /// Local port.
+    pub port: u16,
+    /// Bytes in the receive queue (`ss` Recv-Q, `sk_rmem_alloc`).
+    pub queued_bytes: u32,
+    /// Receive buffer size (`SO_RCVBUF` as the kernel doubled it, `sk_rcvbuf`), if known.
+    pub rcvbuf_bytes: Option<u32>,
+    /// Datagrams this socket dropped (`sk_drops`), if known.
+    pub drops: Option<u32>,
+}
+
+impl UdpSocketQueue {
+    /// A socket record.
+    pub fn new(addr: IpAddr, port: u16, queued_bytes: u32) -> Self {
+        UdpSocketQueue {
+            addr,
+            port,
+            queued_bytes,
+            rcvbuf_bytes: None,
+            drops: None,
+        }
+    }
+
+    /// With the buffer size and drop count sock_diag reports.
+    pub fn with_memory(mut self, rcvbuf_bytes: u32, drops: u32) -> Self {
+        self.rcvbuf_bytes = Some(rcvbuf_bytes);
+        self.drops = Some(drops);
+        self
+    }
+}
+
+/// Most servers (address:port) tracked.
+const MAX_SERVERS: usize = 1024;
+/// Most DNS queries waiting for an answer.
+const MAX_PENDING: usize = 1 << 16;
+/// Queries younger than this at the end of the capture are not counted as unanswered.
+const GRACE_NS: u64 = 1_000_000_000;
+/// Width of the windows in which unanswered datagrams are counted as bursts.
+const BURST_NS: u64 = 100_000_000;
+/// Fewest unanswered datagrams for a finding.
+const MIN_UNANSWERED: u64 = 3;
+
+#[derive(Clone, Debug, Default)]
+struct Server {
+    datagrams_in: u64,
+    datagrams_out: u64,
+    dns: bool,
+    first_ns: u64,
+    last_ns: u64,
+    /// Distinct client sockets (capped count).
+    clients: u32,
+    example_in: Option<PacketRef>,
+}
+
+/// The UDP request/response tracker, by server endpoint.
+#[derive(Default)]
+pub(crate) struct UdpServices {
+    servers: FxMap<(u16, Endpoint), Server>,
+    seen_clients: FxMap<(u16, Endpoint, Endpoint), ()>,
+    /// (source, server, client, DNS id) → (packet, ns) of an unanswered query.
+    pending: FxMap<(u16, Endpoint, Endpoint, u16), (u64, u64)>,
+    pub(crate) not_tracked: u64,
+    sockets: Vec<UdpSocketQueue>,
+}
+
+fn is_ephemeral(p: u16) -> bool {
+    p >= 32768
+}
+
+impl UdpServices {
+    /// Which end of a datagram is the server: port 53 for DNS, otherwise a fixed port
+    /// facing an ephemeral one.
+    fn server_of(src: Endpoint, dst: Endpoint) -> Option<(Endpoint, Endpoint, bool)> {
+        if dst.1 == 53 && src.1 != 53 {
+            return Some((dst, src, true));
+        }
+        if src.1 == 53 && dst.1 != 53 {
+            return Some((src, dst, false));
+        }
+        match (is_ephemeral(src.1), is_ephemeral(dst.1)) {
+            (true, false) => Some((dst, src, true)),
+            (false, true) => Some((src, dst, false)),
+            _ => None,
+        }
+    }
+
+    /// One UDP datagram; `dns_id` is `Some((id, is_response))` when it parsed as DNS.
+    pub(crate) fn on_datagram(
+        &mut self,
+        source: u16,
+        src: Endpoint,
+        dst: Endpoint,
+        dns_id: Option<(u16, bool)>,
+        pkt: u64,
+        ns: u64,
+    ) {
+        let Some((server, client, inbound)) = Self::server_of(src, dst) else {
+            return;
+        };
+        let key = (source, server);
+        if !self.servers.contains_key(&key) && self.servers.len() >= MAX_SERVERS {
+            self.not_tracked += 1;
+            return;
+        }
+        let s = self.servers.entry(key).or_default();
+        if s.datagrams_in == 0 && s.datagrams_out == 0 {
+            s.first_ns = ns;
+        }
+        s.last_ns = s.last_ns.max(ns);
+        if inbound {
+            s.datagrams_in += 1;
+            if s.example_in.is_none() {
+                s.example_in = Some(PacketRef {
+                    source,
+                    number: pkt,
+                });
+            }
+            if self.seen_clients.len() < MAX_PENDING
+                && self
+                    .seen_clients
+                    .insert((source, server, client), ())
+                    .is_none()
+            {
+                s.clients = s.clients.saturating_add(1);
+            }
+        } else {
+            s.datagrams_out += 1;
+        }
+        if let Some((id, response)) = dns_id {
+            s.dns = true;
+            let k = (source, server, client, id);
+            if response {
+                self.pending.remove(&k);
+            } else if inbound {
+                if self.pending.len() < MAX_PENDING || self.pending.contains_key(&k) {
+                    self.pending.entry(k).or_insert((pkt, ns));
+                } else {
+                    self.not_tracked += 1;
+                }
+            }
+        }
+    }
+
+    /// The UDP sockets of the pod netns (sock_diag), latest wins.
+    pub(crate) fn set_sockets(&mut self, sockets: &[UdpSocketQueue]) {
+        self.sockets = sockets.to_vec();
+    }
+
+    fn socket_for(&self, server: Endpoint) -> Option<&UdpSocketQueue> {
+        self.sockets
+            .iter()
+            .find(|s| s.port == server.1 && (s.addr == server.0 || s.addr.is_unspecified()))
+    }
+}
+
+struct Candidate<'a> {
+    source: u16,
+    server: Endpoint,
+    s: &'a Server,
+    unanswered: u64,
+    pending: Vec<(u64, u64)>,
+}
+
+/// The finding, if any.
+pub(crate) fn finish(t: &UdpServices, last_ns: u64, ctx: &Ctx<'_>) -> Option<Finding> {
+    let cutoff = last_ns.saturating_sub(GRACE_NS);
+    let mut by_server: FxMap<(u16, Endpoint), Vec<(u64, u64)>> = FxMap::default();
+    for (&(source, server, _, _), &(pkt, ns)) in &t.pending {
+        if ns <= cutoff {
+            by_server
+                .entry((source, server))
+                .or_default()
+                .push((pkt, ns));
+        }
+    }
+    let mut cands: Vec<Candidate<'_>> = Vec::new();
+    for (&(source, server), s) in &t.servers {
+        let local =
+            ctx.locality.is_local(source, server.0) == Some(true) || t.socket_for(server).is_some();
+        if !local || s.datagrams_out == 0 {
+            continue;
+        }
+        let mut pending = by_server.remove(&(source, server)).unwrap_or_default();
+        pending.sort_unstable();
+        let unanswered = if s.dns {
+            pending.len() as u64
+        } else {
+            s.datagrams_in.saturating_sub(s.datagrams_out)
+        };
+        if unanswered < MIN_UNANSWERED {
+            continue;
+        }
+        cands.push(Candidate {
+            source,
+            server,
+            s,
+            unanswered,
+            pending,
+        });
+    }
+    if cands.is_empty() {
+        return None;
+    }
+    cands.sort_by(|a, b| {
+        b.unanswered
+            .cmp(&a.unanswered)
+            .then(a.server.cmp(&b.server))
+    });
+
+    let rises: Vec<_> = ["Udp.RcvbufErrors", "Udp6.RcvbufErrors"]
+        .iter()
+        .filter_map(|k| ctx.counters.rise(NetnsRole::Pod, k))
+        .collect();
+    let pod_counters = ctx.counters.has(NetnsRole::Pod);
+    if pod_counters && rises.is_empty() {
+        // The kernel says no datagram was dropped at a socket here.
+        return None;
+    }
+    let mut evidence = Evidence::default();
+    let mut listeners = Vec::new();
+    let mut flows = Vec::new();
+    let mut bursts_ms = Vec::new();
+    {
+        let mut sink = EvidenceSink {
+            out: &mut evidence.packets,
+            total: &mut evidence.packets_total,
+            cap: ctx.max_evidence,
+        };
+        for c in &cands {
+            let what = if c.s.dns { "DNS queries" } else { "datagrams" };
+            evidence.notes.push(format!(
+                "{}: {} {what} in from {} client socket(s), {} answers out, {} never answered",
+                endpoint_text(c.server),
+                c.s.datagrams_in,
+                c.s.clients,
+                c.s.datagrams_out,
+                c.unanswered
+            ));
+            // Bursts: unanswered queries per 100 ms window.
+            let mut windows: Vec<(u64, u32)> = Vec::new();
+            for &(_, ns) in &c.pending {
+                let w = ns / BURST_NS;
+                match windows.last_mut() {
+                    Some((lw, n)) if *lw == w => *n += 1,
+                    _ => windows.push((w, 1)),
+                }
+            }
+            windows.sort_unstable();
+            if let Some(max) = windows.iter().map(|w| w.1).max() {
+                evidence.notes.push(format!(
+                    "unanswered in bursts: {} window(s) of 100 ms with drops, up to {max} in one",
+                    windows.len()
+                ));
+                bursts_ms.push(f64::from(max));
+            }
+            for &(pkt, _) in &c.pending {
+                sink.push(
+                    PacketRef {
+                        source: c.source,
+                        number: pkt,
+                    },
+                    format!("query to {} never answered", endpoint_text(c.server)),
+                );
+            }
+            let sock = t.socket_for(c.server);
+            if let Some(so) = sock {
+                evidence.notes.push(format!(
+                    "socket {}:{}: receive queue {} bytes of {} (SO_RCVBUF), {} datagrams dropped (sock_diag)",
+                    so.addr,
+                    so.port,
+                    so.queued_bytes,
+                    so.rcvbuf_bytes
+                        .map_or("?".to_string(), |b| b.to_string()),
+                    so.drops.map_or("?".to_string(), |d| d.to_string()),
+                ));
+            }
+            listeners.push(ListenerRef {
+                addr: c.server.0.to_string(),
+                port: c.server.1,
+                queued: None,
+                backlog: None,
+            });
+            flows.push(format!("* -> {}/udp", endpoint_text(c.server)));
+        }
+    }
+    if !bursts_ms.is_empty() {
+        evidence.timings.push(Timing {
+            what: "most unanswered datagrams in one 100 ms window (count, not ms)".to_string(),
+            millis: bursts_ms,
+        });
+    }
+    let (confidence, alternative) = if !rises.is_empty() {
+        (Confidence::Confirmed, None)
+    } else {
+        (
+            Confidence::Possible,
+            Some(
+                "replies lost after the server sent them, or queries lost before they reached it (e.g. the DNS conntrack race on the node); the server netns' Udp.RcvbufErrors settles it"
+                    .to_string(),
+            ),
+        )
+    };
+    evidence.counters = rises;
+    let top = &cands[0];
+    let dns = top.s.dns;
+    let summary = format!(
+        "{} of {} {} to the local UDP server {} were never answered{}",
+        top.unanswered,
+        top.s.datagrams_in,
+        if dns { "DNS queries" } else { "datagrams" },
+        endpoint_text(top.server),
+        if confidence == Confidence::Confirmed {
+            ": its socket receive buffer overflowed (Udp.RcvbufErrors rose)"
+        } else {
+            ", in bursts: consistent with a full socket receive buffer"
+        }
+    );
+    let remedy = if dns {
+        "Give the DNS server more room and capacity: a larger receive buffer (`SO_RCVBUF`; raise \
+`net.core.rmem_max`/`net.core.rmem_default` in its netns so the request can take effect), more \
+replicas (CoreDNS: scale the Deployment or use the dns-autoscaler), and NodeLocal DNSCache so \
+each node answers its own pods' queries."
+    } else {
+        "Give the UDP server more room and capacity: a larger receive buffer (`SO_RCVBUF`; raise \
+`net.core.rmem_max`/`net.core.rmem_default` in its netns), more reader threads or replicas, and \
+rate-limit the senders."
+    };
+    Some(Finding {
+        kind: Kind::UdpReceiveBufferOverflow,
+        confidence,
+        summary,
+        flows,
+        listeners,
+        names: Vec::new(),
+        evidence,
+        remedy: remedy.to_string(),
+        alternative,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str, p: u16) -> Endpoint {
+        (s.parse().expect("ip"), p)
+    }
+
+    #[test]
+    fn server_side_is_port_53_or_the_fixed_port() {
+        let c = ep("10.0.0.1", 40000);
+        let s = ep("10.0.0.2", 53);
+        assert_eq!(UdpServices::server_of(c, s), Some((s, c, true)));
+        assert_eq!(UdpServices::server_of(s, c), Some((s, c, false)));
+        let n = ep("10.0.0.2", 123);
+        assert_eq!(UdpServices::server_of(n, c), Some((n, c, false)));
+        assert_eq!(UdpServices::server_of(ep("10.0.0.1", 123), n), None);
+    }
+
+    #[test]
+    fn answered_queries_leave_nothing_pending() {
+        let mut t = UdpServices::default();
+        let c = ep("10.0.0.1", 40000);
+        let s = ep("10.0.0.2", 53);
+        t.on_datagram(0, c, s, Some((1, false)), 1, 10);
+        t.on_datagram(0, c, s, Some((2, false)), 2, 20);
+        t.on_datagram(0, s, c, Some((1, true)), 3, 30);
+        assert_eq!(t.pending.len(), 1);
+        assert!(t.pending.contains_key(&(0, s, c, 2)));
+        let srv = &t.servers[&(0, s)];
+        assert_eq!(
+            (srv.datagrams_in, srv.datagrams_out, srv.clients),
+            (2, 1, 1)
+        );
+    }
+}
