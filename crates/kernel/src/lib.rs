@@ -13,6 +13,7 @@
 //! | [`Snapshot::capture_current`] | all of the above, live, in the calling thread's netns | `/proc/thread-self/net/…`, `/proc/sys/…` |
 //! | [`tcp_listeners`], [`Snapshot::listeners`] | `ss -lnt` (Recv-Q = queued, Send-Q = backlog) | sock_diag `inet_diag`; offline `/proc/net/tcp{,6}` |
 //! | [`sockets`]: [`tcp_sockets`], [`Snapshot::tcp_sockets`], [`Snapshot::socket_groups`] | `ss -tano` (states, `timer:(keepalive,…)`), per peer | sock_diag `inet_diag`, all states; offline `/proc/net/tcp{,6}` |
+//! | [`udp_sockets`] | `ss -uamn` (Recv-Q, `skmem` rb = buffer, d = drops) | sock_diag `inet_diag` + `SKMEMINFO` |
 //! | [`links`](mod@links): [`links()`], [`addresses`], [`routes`], [`default_route_interface`] | `ip link`, `ip addr`, `ip route` | rtnetlink |
 //! | [`conntrack`]: [`conntrack::entries`], [`conntrack::summary`] (streamed), [`conntrack::summarize`] | `conntrack -L` | ctnetlink |
 //!
@@ -71,12 +72,14 @@ mod netlink;
 mod parse;
 pub mod snapshot;
 pub mod sockets;
+mod udp;
 
 pub use conntrack::OtherAttr;
 pub use links::{Address, Link, Route, addresses, default_route_interface, links, routes};
 pub use live::tcp_listeners;
 pub use snapshot::{Backwards, Delta, Listener, SNAPSHOT_FILES, Snapshot};
 pub use sockets::{GroupSide, SocketGroup, SocketTimer, TcpSocket, TcpState, tcp_sockets};
+pub use udp::{UdpSocket, udp_sockets};
 
 use std::path::PathBuf;
 
