@@ -7,6 +7,7 @@
 //! | [`NetNs::from_path`]`("/proc/PID/ns/net")` | `nsenter --net=/proc/PID/ns/net …` |
 //! | [`host::shares_network_with`]`(runtime_pid)` | `readlink /proc/self/ns/net /proc/PID/ns/net`: am I in the node's netns (`hostNetwork`)? |
 //! | [`ContainerRoot::from_pid`]`(pid)?.`[`read`](ContainerRoot::read)`("/etc/resolv.conf", …)` | `cat /proc/PID/root/etc/resolv.conf`, without its symlink hazard |
+//! | [`resolver_identity`]`(pid)?` | `readelf -l /proc/PID/root$(readlink /proc/PID/exe) \| grep interpreter` (glibc or musl?) |
 //!
 //! Two rules make this safe on a busy node:
 //!
@@ -67,12 +68,15 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod elf;
 pub mod host;
 mod netns;
+mod resolver;
 mod root;
 mod sys;
 
 pub use netns::{NetNs, NetNsId, NetNsThread, Target};
+pub use resolver::{Libc, ResolverIdentity, identify, resolver_identity};
 pub use root::{ContainerRoot, read_in_root};
 
 use std::path::PathBuf;

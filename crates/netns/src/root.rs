@@ -85,7 +85,10 @@ impl ContainerRoot {
     /// Read `path` (absolute or relative, both resolved inside this root) of at most
     /// `max_len` bytes.
     pub fn read(&self, path: impl AsRef<Path>, max_len: usize) -> Result<Vec<u8>, Error> {
-        let path = path.as_ref();
+        self.read_limited(path.as_ref(), max_len, true)
+    }
+
+    fn read_limited(&self, path: &Path, max_len: usize, whole: bool) -> Result<Vec<u8>, Error> {
         let ctx = || self.desc.join(path.strip_prefix("/").unwrap_or(path));
         let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::ReadInRoot {
             root: self.desc.clone(),
@@ -128,6 +131,9 @@ impl ContainerRoot {
                 path: path.to_path_buf(),
                 source,
             })?;
+        if buf.len() > max_len && !whole {
+            buf.truncate(max_len);
+        }
         if buf.len() > max_len {
             return Err(Error::TooLarge {
                 path: ctx(),
@@ -135,6 +141,13 @@ impl ContainerRoot {
             });
         }
         Ok(buf)
+    }
+
+    /// The first `max_len` bytes of `path` (resolved inside this root like
+    /// [`ContainerRoot::read`]); a longer file is not an error, its rest is not read.
+    /// For headers of large files (an ELF program's program headers).
+    pub fn read_prefix(&self, path: impl AsRef<Path>, max_len: usize) -> Result<Vec<u8>, Error> {
+        self.read_limited(path.as_ref(), max_len, false)
     }
 
     /// [`ContainerRoot::read`] as UTF-8 text (invalid bytes replaced).
