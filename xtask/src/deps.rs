@@ -27,6 +27,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("binutils", "/usr/bin/strip"),
     ("skopeo", "/usr/bin/skopeo"),
     ("python3-pip", "/usr/bin/pip3"),
+    // musl-gcc builds the musl resolver probe of the resolver lab tests (tests/probe/).
+    ("musl-tools", "/usr/bin/musl-gcc"),
 ];
 
 /// Installs whatever is missing, `apt-get update` first, non-interactively.

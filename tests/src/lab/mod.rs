@@ -28,6 +28,7 @@ pub mod inject;
 pub mod more_failures;
 pub mod pcap;
 pub mod record;
+pub mod resolver_udp_mtu;
 pub mod scenario;
 mod sock;
 

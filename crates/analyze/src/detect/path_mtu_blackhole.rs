@@ -63,6 +63,9 @@ struct Dir {
     max_len_acked: u32,
     ring: [Sent; RING],
     ring_next: usize,
+    /// The oldest segment not yet acknowledged (what a sender retransmits first), kept
+    /// apart from the ring, which a burst of later segments overwrites.
+    head: Sent,
     suspect: Option<Suspect>,
     /// An ICMP too-big for this direction: (packet, announced MTU).
     icmp: Option<(u64, u32)>,
@@ -167,6 +170,9 @@ impl PmtuTracker {
 
 impl Dir {
     fn on_ack(&mut self, ack: u32, ns: u64) {
+        if self.head.len > 0 && !seq_after(self.head.seq.wrapping_add(self.head.len), ack) {
+            self.head.len = 0;
+        }
         for e in &mut self.ring {
             if e.len > 0 && !seq_after(e.seq.wrapping_add(e.len), ack) {
                 self.max_len_acked = self.max_len_acked.max(e.len);
@@ -215,6 +221,7 @@ impl Dir {
             if let Some(orig) = self
                 .ring
                 .iter()
+                .chain(std::iter::once(&self.head))
                 .find(|e| e.len == s.len && e.seq == s.seq)
                 .copied()
             {
@@ -239,11 +246,15 @@ impl Dir {
             }
             return;
         }
-        self.ring[self.ring_next] = Sent {
+        let sent = Sent {
             seq: s.seq,
             len: s.len,
             pkt,
         };
+        if self.head.len == 0 {
+            self.head = sent;
+        }
+        self.ring[self.ring_next] = sent;
         self.ring_next = (self.ring_next + 1) % RING;
     }
 }
@@ -431,8 +442,17 @@ mod tests {
             t.on_segment(0, &seg(c, s, 2448, 100, Some(5000)), 8, 6);
             t.on_segment(0, &seg(s, c, 5000, 0, Some(2548)), 9, 7);
         } else {
-            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 6, 200);
-            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 7, 600);
+            // A burst that overwrites the ring: the head is still known.
+            for i in 1..12u32 {
+                t.on_segment(
+                    0,
+                    &seg(c, s, 1100 + i * 1448, 1448, Some(5000)),
+                    5 + u64::from(i),
+                    5,
+                );
+            }
+            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 20, 200);
+            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 21, 600);
         }
     }
 
@@ -445,6 +465,7 @@ mod tests {
         assert_eq!(d.mss, Some(1460));
         let s = d.suspect.expect("suspect");
         assert_eq!((s.len, s.sends), (1448, 3));
+        assert_eq!(s.pkts[..3], [5, 20, 21]);
         assert!(s.acked_ns.is_none());
     }
 
