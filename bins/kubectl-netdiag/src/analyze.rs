@@ -11,7 +11,7 @@ pub(crate) mod report;
 
 use crate::exit::Outcome;
 use anyhow::Result;
-use netdiag::analyze::{Config, Moment, NetnsRole};
+use netdiag::analyze::{Config, Moment, NetnsRole, Resolver, ResolverLibrary, ResolverSource};
 use netdiag::{Diagnosis, Event};
 use report::{FailOn, OutputFormat};
 use std::io::Write;
@@ -27,6 +27,11 @@ pub(crate) struct AnalyzeArgs {
     /// The pod's resolv.conf (ndots, search list, timeout, attempts).
     #[arg(long, value_name = "PATH")]
     resolv_conf: Option<PathBuf>,
+    /// The pod's resolver library, when known (`readelf -l` on the container's program:
+    /// `ld-musl-*` is musl, `ld-linux-*` glibc). Without it, it is inferred from the queries
+    /// where they tell (retry interval, queries to several nameservers at once).
+    #[arg(long, value_name = "LIB", value_parser = ["glibc", "musl"])]
+    resolver: Option<String>,
     /// Counter snapshot of the pod netns taken before the capture (a directory mirroring /proc).
     #[arg(long, value_name = "DIR", requires = "counters_after")]
     counters_before: Option<PathBuf>,
@@ -61,6 +66,13 @@ pub(crate) fn run(args: AnalyzeArgs) -> Result<Outcome> {
     }
     if let Some(p) = &args.resolv_conf {
         d = d.resolv_conf_file(p);
+    }
+    if let Some(lib) = args
+        .resolver
+        .as_deref()
+        .and_then(ResolverLibrary::from_str_opt)
+    {
+        d = d.resolver(Resolver::new(lib, ResolverSource::Given, "--resolver"));
     }
     let snapshots = [
         (&args.counters_before, NetnsRole::Pod, Moment::Before),

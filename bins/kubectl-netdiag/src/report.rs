@@ -188,6 +188,9 @@ fn render_human(r: &Report, color: bool, out: &mut dyn Write) -> io::Result<()> 
             rc.nameservers.join(",")
         )?;
     }
+    if let Some(res) = &r.resolver {
+        writeln!(out, "     resolver: {}", res.describe())?;
+    }
     if c.flows_evicted_full > 0 {
         writeln!(
             out,

@@ -64,6 +64,8 @@ mod live;
 mod offline;
 #[cfg(feature = "live")]
 mod privilege;
+#[cfg(feature = "live")]
+mod resolver;
 mod stop;
 #[cfg(feature = "live")]
 mod target;
@@ -71,6 +73,8 @@ mod target;
 pub use offline::annotate;
 #[cfg(feature = "live")]
 pub use privilege::{Dropped, drop_privileges};
+#[cfg(feature = "live")]
+pub use resolver::resolver_of_pid;
 pub use stop::StopHandle;
 #[cfg(feature = "live")]
 pub use target::{RuntimeOptions, Target, TargetSpec, node_netns, snapshot_in};
@@ -330,6 +334,7 @@ pub struct Diagnosis {
     #[cfg(feature = "live")]
     node: NodeOptions,
     resolv_conf: ResolvConfSource,
+    resolver: Option<analyze::Resolver>,
     snapshots: Vec<(NetnsRole, Moment, PathBuf)>,
     annotate: Option<PathBuf>,
     truncated: Truncated,
@@ -382,6 +387,7 @@ impl Diagnosis {
                 interface: None,
             },
             resolv_conf: ResolvConfSource::Auto,
+            resolver: None,
             snapshots: Vec::new(),
             annotate: None,
             truncated: Truncated::default(),
@@ -504,6 +510,13 @@ impl Diagnosis {
         self
     }
 
+    /// The pod's resolver library (default: live, the ELF interpreter of the pod's
+    /// process; offline, inferred from the queries where they tell).
+    pub fn resolver(mut self, resolver: analyze::Resolver) -> Diagnosis {
+        self.resolver = Some(resolver);
+        self
+    }
+
     /// The pod's resolv.conf from a file (default: live, read from the pod's root).
     pub fn resolv_conf_file(mut self, path: impl Into<PathBuf>) -> Diagnosis {
         self.resolv_conf = ResolvConfSource::File(path.into());
@@ -585,6 +598,9 @@ impl Diagnosis {
         let mut analyzer = analyze::Analyzer::try_new(self.config.clone())?;
         if let Some(text) = explicit_resolv_conf(&self.resolv_conf)? {
             analyzer.set_resolv_conf(&text);
+        }
+        if let Some(r) = &self.resolver {
+            analyzer.set_resolver(r.clone());
         }
         for (role, moment, dir) in &self.snapshots {
             analyzer.observe_counters(*role, *moment, &counters(&kernel::Snapshot::read_dir(dir)?));

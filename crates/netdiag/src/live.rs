@@ -102,6 +102,20 @@ pub(crate) fn run(
         },
     }
 
+    match (&d.resolver, target.pid()) {
+        (Some(r), _) => analyzer.set_resolver(r.clone()),
+        (None, Some(pid)) => match crate::resolver::resolver_of_pid(pid) {
+            Ok(r) => analyzer.set_resolver(r),
+            Err(e) => warn(
+                events,
+                format!(
+                    "the pod's resolver library is unknown ({e}); it will be inferred from                      the traffic where it shows"
+                ),
+            ),
+        },
+        (None, None) => {}
+    }
+
     let pod_before = target.snapshot()?;
     let node_before = match (&node, d.node.counters) {
         (Some(ns), true) => Some(snapshot_in(ns)?),
