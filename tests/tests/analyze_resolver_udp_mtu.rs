@@ -3,7 +3,7 @@
 //! nothing; the CLI states the resolver and takes `--resolver`.
 
 use netdiag::analyze::{
-    Analyzer, Config, Confidence, Kind, Moment, NetnsRole, Report, ResolverLibrary,
+    Analyzer, Confidence, Config, Kind, Moment, NetnsRole, Report, ResolverLibrary,
 };
 
 fn analyze(name: &str, with_counters: bool) -> Report {
@@ -39,7 +39,12 @@ fn each_recording_yields_its_finding_and_twins_nothing() {
     ] {
         for with in [true, false] {
             let r = analyze(name, with);
-            assert_eq!(r.kinds(), want, "{name} (counters: {with}): {:#?}", r.findings);
+            assert_eq!(
+                r.kinds(),
+                want,
+                "{name} (counters: {with}): {:#?}",
+                r.findings
+            );
         }
     }
 }
@@ -91,5 +96,8 @@ fn cli_states_the_given_resolver_and_uses_its_remedy() {
     assert_eq!(v["resolver"]["library"], "musl", "{v}");
     assert_eq!(v["resolver"]["source"], "given");
     let remedy = v["findings"][0]["remedy"].as_str().unwrap_or("");
-    assert!(remedy.contains("musl") && !remedy.contains("single-request"), "{remedy}");
+    assert!(
+        remedy.contains("musl") && !remedy.contains("single-request"),
+        "{remedy}"
+    );
 }

@@ -31,10 +31,12 @@
 //! | [`flow`](crate) (private) | bounded bidirectional flow table, LRU + idle eviction | `conntrack -L` |
 //! | `tcp` | handshake, seq/ack/window (scaled), retransmissions, RST origin | `tcpdump` `[S]`, `[S.]`, `[R]` |
 //! | `dns` | transactions (ID + 5-tuple), logical lookups, search expansions | `tcpdump port 53`, `dig` |
-//! | `detect::*` | the five detectors of DETECTION.md and the four of `docs/DETECTION.md` | `nstat`, `conntrack -S`, `ss -lnt`, `ss -tano` |
+//! | `detect::*` | the five detectors of DETECTION.md, the four of `docs/DETECTION.md` and the two of `docs/detectors-resolver-udp-mtu.md` | `nstat`, `conntrack -S`, `ss -lnt`, `ss -tano` |
 //! | `conn_events` | who closed first, SYNs answered by RST, silences then RST | `tcpdump` `[F.]`, `[R.]` |
 //! | [`Counters`], [`SocketGroup`] | counter snapshots (pod and node netns), the pod's sockets per peer | `nstat -a`, `conntrack -S`, `ss -lnt`, `ss -tan` |
 //! | [`ResolvConf`] | the pod's resolver settings | `cat /etc/resolv.conf` |
+//! | [`Resolver`] | glibc or musl: whose rules and remedies apply (`docs/detectors-resolver-udp-mtu.md`) | `readelf -l` on the container's program |
+//! | [`UdpSocketQueue`] | a UDP socket's queue, buffer and drops | `ss -uamn` |
 //!
 //! # Confidence
 //!
@@ -70,7 +72,8 @@
 //!       "kind": "conntrack_invalid" | "accept_queue_overflow" | "snat_port_exhaustion"
 //!             | "dns_ndots_amplification" | "dns_lost_reply_timeout"
 //!             | "conntrack_table_full" | "ephemeral_port_exhaustion"
-//!             | "connection_refused" | "nat_idle_timeout",
+//!             | "connection_refused" | "nat_idle_timeout"
+//!             | "udp_receive_buffer_overflow" | "path_mtu_blackhole",
 //!       "confidence": "possible" | "likely" | "confirmed",
 //!       "summary": str, "flows": [str], "names": [str],
 //!       "listeners": [ {"addr": str, "port": u16, "queued": u32|null, "backlog": u32|null} ],
@@ -92,6 +95,8 @@
 //!            "search_from_resolv_conf": bool },
 //!   "resolv_conf": null | { "nameservers", "search", "ndots", "timeout_s", "attempts",
 //!                           "single_request", "single_request_reopen", "use_vc" },
+//!   "resolver": null | { "library": "glibc"|"musl"|"unknown", "source": "elf"|"packets"|"given",
+//!                        "detail": str, "nsswitch_conf": bool|null },
 //!   "counters_used": ["pod"|"node"],
 //!   "skipped": [ {"what": str, "why": str, "count": u64} ],
 //!   "limits": [str]

@@ -83,10 +83,10 @@ pub fn spawn_probe_held(lab: &Lab, bin: &Path, name: &str, hold_s: u32) -> Resul
     // `ip netns exec` execs the probe after setns; wait until /proc/PID/exe is the probe.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Ok(p) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-            if p == Path::new(&bin) {
-                return Ok(pid);
-            }
+        if let Ok(p) = std::fs::read_link(format!("/proc/{pid}/exe"))
+            && p == Path::new(&bin)
+        {
+            return Ok(pid);
         }
         if Instant::now() > deadline {
             bail!("probe {pid} did not exec {bin} within 5 s");

@@ -1,6 +1,6 @@
 //! `path_mtu_blackhole`: full-size segments vanish on the path and the "fragmentation
 //! needed" / "packet too big" that would tell the sender never arrives
-//! (`docs/detectors-dns3.md`).
+//! (`docs/detectors-resolver-udp-mtu.md`).
 //!
 //! Per direction of a TCP connection the tracker remembers the last few data segments
 //! sent (sequence, size, DF) and which of them the peer acknowledged. The signature: one

@@ -1,5 +1,5 @@
 //! `udp_receive_buffer_overflow`: a local UDP server cannot keep up and the kernel drops
-//! datagrams at its socket (`docs/detectors-dns3.md`).
+//! datagrams at its socket (`docs/detectors-resolver-udp-mtu.md`).
 //!
 //! Packets: datagrams (DNS queries, or requests of any request/response UDP service) to a
 //! port served **in the capture's namespace** arrive and a share of them is never
