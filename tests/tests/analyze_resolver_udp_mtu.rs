@@ -2,6 +2,8 @@
 //! with `NETDIAG_RECORD_TESTDATA=1`) yield exactly their finding, and their healthy twins
 //! nothing; the CLI states the resolver and takes `--resolver`.
 
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use netdiag::analyze::{
     Analyzer, Confidence, Config, Kind, Moment, NetnsRole, Report, ResolverLibrary,
 };

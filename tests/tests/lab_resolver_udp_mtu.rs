@@ -6,6 +6,8 @@
 //! `NETDIAG_RECORD_TESTDATA=1` writes the recordings into `testdata/<name>/` (provenance
 //! in testdata/README.md) instead of a temporary directory.
 
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use netdiag::analyze::{
     Analyzer, Confidence, Config, Finding, Kind, Moment, NetnsRole, Report, Resolver,
     ResolverLibrary, ResolverSource, UdpSocketQueue,
