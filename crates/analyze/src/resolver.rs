@@ -154,6 +154,22 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// What a missing `/etc/nsswitch.conf` means for this library, if it is missing.
+    pub(crate) fn nsswitch_note(&self) -> Option<&'static str> {
+        match (self.nsswitch_conf, self.library) {
+            (Some(false), ResolverLibrary::Musl) => None,
+            (Some(false), ResolverLibrary::Glibc) => Some(
+                "the image has no /etc/nsswitch.conf: glibc then uses `hosts: dns [!UNAVAIL=return] files`, so names in /etc/hosts are asked of DNS first (add an nsswitch.conf with `hosts: files dns`)",
+            ),
+            (Some(false), _) => Some(
+                "the image has no /etc/nsswitch.conf: glibc-based clients then ask DNS before /etc/hosts (Go's resolver and musl read /etc/hosts first)",
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// musl's re-send interval for an unanswered query: `timeout / attempts`, in ns.
 pub(crate) fn musl_retry_ns(rc: Option<&ResolvConf>) -> u64 {
     let (t, a) = rc.map_or((5, 2), |r| (u64::from(r.timeout_s), u64::from(r.attempts)));
@@ -308,5 +324,27 @@ mod tests {
         h.on_query(0, c, s1, 7, 1, 0);
         h.on_query(0, c, s2, 7, 1, 5_000_000_000);
         assert_eq!(h.parallel, 0);
+    }
+}
+
+#[cfg(test)]
+mod nsswitch_tests {
+    use super::*;
+
+    #[test]
+    fn missing_nsswitch_matters_for_glibc_not_musl() {
+        let g = Resolver::new(ResolverLibrary::Glibc, ResolverSource::Elf, "x")
+            .with_nsswitch_conf(false);
+        assert!(
+            g.nsswitch_note()
+                .is_some_and(|n| n.contains("dns [!UNAVAIL=return] files"))
+        );
+        let m = Resolver::new(ResolverLibrary::Musl, ResolverSource::Elf, "x")
+            .with_nsswitch_conf(false);
+        assert!(m.nsswitch_note().is_none());
+        let present = Resolver::new(ResolverLibrary::Glibc, ResolverSource::Elf, "x")
+            .with_nsswitch_conf(true);
+        assert!(present.nsswitch_note().is_none());
+        assert!(g.describe().contains("no /etc/nsswitch.conf"));
     }
 }

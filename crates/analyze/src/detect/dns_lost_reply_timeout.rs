@@ -127,6 +127,9 @@ pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Optio
     let library = ctx.resolver.map(|r| r.library);
     if let Some(r) = ctx.resolver {
         evidence.notes.push(format!("resolver: {}", r.describe()));
+        if let Some(n) = r.nsswitch_note() {
+            evidence.notes.push(n.to_string());
+        }
         let musl_ns = crate::resolver::musl_retry_ns(ctx.resolv);
         let glibc_ns = crate::resolver::glibc_retry_ns(ctx.resolv);
         evidence.notes.push(match r.library {
@@ -242,5 +245,59 @@ mod tests {
             assert!(finding(&r, Kind::DnsLostReplyTimeout).is_none(), "{file}");
             assert_eq!(r.dns.retries, 0, "{file}");
         }
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use crate::testutil::{finding, run};
+    use crate::{Kind, Resolver, ResolverLibrary, ResolverSource};
+
+    #[test]
+    fn musl_retry_after_2_5_s_gets_musl_remedy_glibc_5_s_glibc_remedy() {
+        let r = run(&["musl_dns_lost_reply/pod.pcap"], |_| {});
+        assert_eq!(
+            r.resolver.as_ref().map(|x| (x.library, x.source)),
+            Some((ResolverLibrary::Musl, ResolverSource::Packets))
+        );
+        let f = finding(&r, Kind::DnsLostReplyTimeout).expect("found");
+        assert!(
+            f.remedy.starts_with("The pod resolves with musl"),
+            "{}",
+            f.remedy
+        );
+        assert!(!f.remedy.contains("{name: single-request-reopen}"));
+        let r = run(&["dns_lost_reply/pod.pcap"], |_| {});
+        assert_eq!(
+            r.resolver.as_ref().map(|x| x.library),
+            Some(ResolverLibrary::Glibc)
+        );
+        let f = finding(&r, Kind::DnsLostReplyTimeout).expect("found");
+        assert!(f.remedy.contains("{name: single-request-reopen}"));
+    }
+
+    #[test]
+    fn unknown_library_remedy_says_what_holds_for_each() {
+        let r = run(&["dns_lost_reply/pod.pcap"], |a| {
+            a.set_resolver(Resolver::new(
+                ResolverLibrary::Unknown,
+                ResolverSource::Elf,
+                "/app is statically linked",
+            ))
+        });
+        let f = finding(&r, Kind::DnsLostReplyTimeout).expect("found");
+        assert!(
+            f.remedy.contains("musl") && f.remedy.contains("glibc"),
+            "{}",
+            f.remedy
+        );
+        assert!(
+            f.evidence
+                .notes
+                .iter()
+                .any(|n| n.contains("statically linked")),
+            "{:?}",
+            f.evidence.notes
+        );
     }
 }

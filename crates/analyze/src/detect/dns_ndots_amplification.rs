@@ -80,6 +80,9 @@ pub(crate) fn finish(
         .is_some_and(|r| r.library == crate::ResolverLibrary::Musl);
     if let Some(r) = ctx.resolver {
         evidence.notes.push(format!("resolver: {}", r.describe()));
+        if let Some(n) = r.nsswitch_note() {
+            evidence.notes.push(n.to_string());
+        }
         evidence.notes.push(match r.library {
             crate::ResolverLibrary::Musl => "musl's rule: a name with fewer dots than ndots goes through every search domain first; one with at least ndots dots (or a trailing dot) is sent only as written".to_string(),
             crate::ResolverLibrary::Glibc => "glibc's rule: a name with fewer dots than ndots goes through every search domain first, then as written; one with at least ndots dots is tried as written first, then still through the search list".to_string(),
@@ -203,5 +206,42 @@ mod tests {
             "{}",
             r.dns.amplification_factor
         );
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use crate::testutil::{finding, run, testdata};
+    use crate::{Confidence, Kind, Resolver, ResolverLibrary, ResolverSource};
+
+    #[test]
+    fn musl_walk_is_confirmed_with_musl_rule_and_remedy() {
+        let rc = std::fs::read_to_string(testdata("musl_dns_ndots/resolv.conf")).expect("rc");
+        let r = run(&["musl_dns_ndots/pod.pcap"], |a| {
+            a.set_resolv_conf(&rc);
+            a.set_resolver(
+                Resolver::new(
+                    ResolverLibrary::Musl,
+                    ResolverSource::Elf,
+                    "interpreter /lib/ld-musl-x86_64.so.1 of /app",
+                )
+                .with_nsswitch_conf(false),
+            );
+        });
+        let f = finding(&r, Kind::DnsNdotsAmplification).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert!(
+            f.remedy.starts_with("The pod resolves with musl"),
+            "{}",
+            f.remedy
+        );
+        let notes = f.evidence.notes.join("\n");
+        assert!(notes.contains("musl's rule"), "{notes}");
+        assert!(notes.contains("no /etc/nsswitch.conf"), "{notes}");
+        assert_eq!(r.dns.queries_sent, 8);
+        // glibc's recording of the same walk keeps glibc's remedy.
+        let r = run(&["dns_ndots/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::DnsNdotsAmplification).expect("found");
+        assert!(!f.remedy.contains("musl"), "{}", f.remedy);
     }
 }

@@ -478,3 +478,47 @@ mod tests {
         assert_eq!(d.icmp, Some((6, 1400)));
     }
 }
+
+#[cfg(test)]
+mod lab_tests {
+    use crate::testutil::{finding, run};
+    use crate::{Confidence, Kind};
+
+    #[test]
+    fn lab_blackhole_names_sizes_mss_and_mtu() {
+        let r = run(&["pmtu_blackhole/pod.pcap"], |a| {
+            a.set_interface_mtu("eth0", 1500)
+        });
+        let f = finding(&r, Kind::PathMtuBlackhole).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert_eq!(f.flows.len(), 1);
+        let notes = f.evidence.notes.join("\n");
+        for want in [
+            "largest acknowledged segment 100 bytes",
+            "smallest never-acknowledged 1448 bytes",
+            "MSS announced by 10.244.1.10",
+            "1460",
+            "no ICMP",
+            "pod interface eth0: MTU 1500",
+        ] {
+            assert!(notes.contains(want), "{want:?} not in {notes}");
+        }
+        // The original and its retransmissions (0.2, 0.4, 0.8, 1.7 s) are the evidence.
+        assert!(f.evidence.packets.len() >= 4, "{:?}", f.evidence.packets);
+        assert_eq!(r.kinds(), [Kind::PathMtuBlackhole]);
+    }
+
+    #[test]
+    fn pmtu_discovery_working_and_other_tcp_recordings_are_clean() {
+        for file in [
+            "healthy_pmtu/pod.pcap",
+            "healthy_http/pod.pcap",
+            "accept_overflow_ack/pod.pcap",
+            "conntrack_invalid/pod.pcap",
+            "snat_exhaustion/pod.pcap",
+        ] {
+            let r = run(&[file], |_| {});
+            assert!(finding(&r, Kind::PathMtuBlackhole).is_none(), "{file}");
+        }
+    }
+}

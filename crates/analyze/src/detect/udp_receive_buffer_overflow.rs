@@ -403,3 +403,81 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod lab_tests {
+    use crate::testutil::{counters, finding, run};
+    use crate::{Confidence, Kind, Moment, NetnsRole, UdpSocketQueue};
+
+    fn with_rcvbuf_errors(a: &mut crate::Analyzer, before: u64, after: u64) {
+        a.observe_counters(
+            NetnsRole::Pod,
+            Moment::Before,
+            &counters(&[("Udp.RcvbufErrors", before), ("Udp6.RcvbufErrors", 0)]),
+        );
+        a.observe_counters(
+            NetnsRole::Pod,
+            Moment::After,
+            &counters(&[("Udp.RcvbufErrors", after), ("Udp6.RcvbufErrors", 0)]),
+        );
+    }
+
+    #[test]
+    fn flooded_pod_dns_server_is_confirmed_by_rcvbuf_errors() {
+        // The lab's counters: Udp.RcvbufErrors 0 -> 1487 in the pod.
+        let r = run(&["udp_rcvbuf_overflow/pod.pcap"], |a| {
+            with_rcvbuf_errors(a, 0, 1487);
+            a.observe_udp_sockets(
+                NetnsRole::Pod,
+                &[
+                    UdpSocketQueue::new("10.244.1.10".parse().expect("ip"), 53, 0)
+                        .with_memory(4608, 1487),
+                ],
+            );
+        });
+        let f = finding(&r, Kind::UdpReceiveBufferOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Confirmed);
+        assert_eq!(f.listeners[0].addr, "10.244.1.10");
+        assert_eq!(f.listeners[0].port, 53);
+        assert!(f.summary.contains("1487 of 1500"), "{}", f.summary);
+        let notes = f.evidence.notes.join("\n");
+        assert!(
+            notes.contains("4608 (SO_RCVBUF), 1487 datagrams dropped"),
+            "{notes}"
+        );
+        assert!(notes.contains("in bursts"), "{notes}");
+        assert!(f.evidence.packets.len() <= 64 && f.evidence.packets_total == 1487);
+        assert_eq!(r.kinds(), [Kind::UdpReceiveBufferOverflow]);
+    }
+
+    #[test]
+    fn without_counters_possible_and_with_flat_counters_nothing() {
+        let r = run(&["udp_rcvbuf_overflow/pod.pcap"], |_| {});
+        let f = finding(&r, Kind::UdpReceiveBufferOverflow).expect("found");
+        assert_eq!(f.confidence, Confidence::Possible);
+        assert!(
+            f.alternative
+                .as_deref()
+                .unwrap_or("")
+                .contains("conntrack race")
+        );
+        // The kernel says no datagram was dropped at a socket: another cause.
+        let r = run(&["udp_rcvbuf_overflow/pod.pcap"], |a| {
+            with_rcvbuf_errors(a, 7, 7)
+        });
+        assert!(finding(&r, Kind::UdpReceiveBufferOverflow).is_none());
+    }
+
+    #[test]
+    fn answered_server_and_lost_reply_client_are_not_overflows() {
+        for f in [
+            "healthy_udp_dns/pod.pcap",
+            "dns_lost_reply/pod.pcap",
+            "musl_dns_lost_reply/pod.pcap",
+            "dns_ndots/pod.pcap",
+        ] {
+            let r = run(&[f], |_| {});
+            assert!(finding(&r, Kind::UdpReceiveBufferOverflow).is_none(), "{f}");
+        }
+    }
+}
