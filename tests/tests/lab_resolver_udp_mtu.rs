@@ -390,3 +390,50 @@ fn lab_path_mtu_discovery_working_is_healthy() {
     assert!(rep.findings.is_empty(), "{:#?}", rep.findings);
     assert!(rep.capture.packets > 10);
 }
+
+/// The library's live diagnosis of a musl process names the resolver from its ELF
+/// interpreter and gives the musl remedy for the lost reply it captures.
+#[test]
+fn lab_live_diagnosis_of_a_musl_pod_names_the_resolver() {
+    let Some(lab) = up("dns3-live", "lab_live_musl") else {
+        return;
+    };
+    let probe = r::build_probe(&lab.scratch().join("probe")).expect("build probe");
+    // `localhost` comes from /etc/hosts: the held process sends no query of its own.
+    let held =
+        r::spawn_probe_held(&lab, &probe.dynamic_bin, "localhost", 20).expect("dynamic probe");
+    r::drop_first_aaaa_reply(&lab).expect("drop rule");
+    let bin = probe.static_bin.to_string_lossy().into_owned();
+    let lab_ref = &lab;
+    let (diag, lookup) = std::thread::scope(|s| {
+        let d = s.spawn(move || {
+            netdiag::Diagnosis::pid(held)
+                .node_netns(lab_ref.netns_path(Role::Node))
+                .duration(Duration::from_secs(5))
+                .run()
+        });
+        // Let the capture open first.
+        std::thread::sleep(Duration::from_millis(1200));
+        let l = r::resolve_in_pod(lab_ref, &[&bin], "api.example.test.");
+        (d.join().expect("diagnosis thread"), l)
+    });
+    let (answer, _) = lookup.expect("lookup");
+    assert!(answer.contains("203.0.113.7"), "{answer}");
+    let diag = diag.expect("diagnosis");
+    let rep = &diag.report;
+    let res = rep.resolver.as_ref().expect("resolver");
+    assert_eq!(
+        (res.library, res.source),
+        (ResolverLibrary::Musl, ResolverSource::Elf),
+        "{res:?}"
+    );
+    assert!(res.detail.contains("ld-musl"), "{}", res.detail);
+    let f = finding(rep, Kind::DnsLostReplyTimeout).expect("lost reply finding");
+    assert!(
+        f.remedy.starts_with("The pod resolves with musl"),
+        "{}",
+        f.remedy
+    );
+    assert!(finding(rep, Kind::UdpReceiveBufferOverflow).is_none());
+    assert!(diag.warnings.is_empty(), "{:?}", diag.warnings);
+}

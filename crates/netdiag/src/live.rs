@@ -109,7 +109,7 @@ pub(crate) fn run(
             Err(e) => warn(
                 events,
                 format!(
-                    "the pod's resolver library is unknown ({e}); it will be inferred from                      the traffic where it shows"
+                    "the pod's resolver library is unknown ({e}); it will be inferred from the traffic where it shows"
                 ),
             ),
         },
@@ -125,6 +125,7 @@ pub(crate) fn run(
     // process may still do so, and wait: the thread that parses packets may give up every
     // capability in between (least privilege).
     let pod_after = AfterReader::start(target.netns())?;
+    let udp_after = crate::resolver::UdpAfter::start(target.netns())?;
     let node_after = match (&node, d.node_counters_wanted()) {
         (Some(ns), true) => Some(AfterReader::start(ns)?),
         _ => None,
@@ -143,6 +144,23 @@ pub(crate) fn run(
         ..CaptureConfig::default()
     };
     let cap = target.run(move || LiveCapture::open(&pod_config))??;
+    let iface = cap.interface().to_owned();
+    match target.run(move || crate::resolver::mtu_here(&iface)) {
+        Ok(Ok(Some(mtu))) => analyzer.set_interface_mtu(cap.interface(), mtu),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => warn(
+            events,
+            format!(
+                "the pod interface's MTU is unknown ({e}); path-MTU findings will not state it"
+            ),
+        ),
+        Err(e) => warn(
+            events,
+            format!(
+                "the pod interface's MTU is unknown ({e}); path-MTU findings will not state it"
+            ),
+        ),
+    }
     let source = analyzer.add_source(target.label());
     points.push((CapturePoint::Pod, cap, source));
     if let (Some(iface), Some(ns)) = (&d.node.interface, &node) {
@@ -317,6 +335,15 @@ pub(crate) fn run(
 
     // The reader entered the pod's namespace beforehand, so a pod that went away still
     // has its last counters read; if even that fails, the report says so and goes on.
+    match udp_after.read() {
+        Ok(sockets) => analyzer.observe_udp_sockets(NetnsRole::Pod, &sockets),
+        Err(e) => warn(
+            events,
+            format!(
+                "the pod's UDP sockets are unreadable ({e}); a receive-buffer overflow cannot name its socket's buffer"
+            ),
+        ),
+    }
     match pod_after.read() {
         Ok(after) => {
             analyzer.observe_counters(NetnsRole::Pod, Moment::Before, &counters(&pod_before));
