@@ -332,6 +332,16 @@ mod tests {
     }
 
     #[test]
+    fn human_report_musl_lost_reply_names_the_resolver() {
+        insta::assert_snapshot!(human("musl_dns_lost_reply"));
+    }
+
+    #[test]
+    fn human_report_pmtu_blackhole() {
+        insta::assert_snapshot!(human("pmtu_blackhole"));
+    }
+
+    #[test]
     fn colour_only_when_asked() {
         let plain = human("accept_overflow_syn");
         assert!(!plain.contains('\x1b'));
