@@ -291,7 +291,12 @@ fn lab_flooded_dns_server_overflows_its_receive_buffer() {
             .collect();
         a.observe_udp_sockets(NetnsRole::Pod, &q);
     });
-    let f = finding(&rep, Kind::UdpReceiveBufferOverflow).expect("finding");
+    let f = finding(&rep, Kind::UdpReceiveBufferOverflow).unwrap_or_else(|| {
+        panic!(
+            "no finding: {answered} of {sent} answered, capture {:?}, dns {:?}",
+            rep.capture, rep.dns
+        )
+    });
     assert_eq!(f.confidence, Confidence::Confirmed, "{f:#?}");
     assert_eq!(f.listeners[0].port, 53);
     assert!(

@@ -424,14 +424,14 @@ mod lab_tests {
 
     #[test]
     fn flooded_pod_dns_server_is_confirmed_by_rcvbuf_errors() {
-        // The lab's counters: Udp.RcvbufErrors 0 -> 1487 in the pod.
+        // The lab's counters: Udp.RcvbufErrors 0 -> 1416 in the pod.
         let r = run(&["udp_rcvbuf_overflow/pod.pcap"], |a| {
-            with_rcvbuf_errors(a, 0, 1487);
+            with_rcvbuf_errors(a, 0, 1416);
             a.observe_udp_sockets(
                 NetnsRole::Pod,
                 &[
                     UdpSocketQueue::new("10.244.1.10".parse().expect("ip"), 53, 0)
-                        .with_memory(4608, 1487),
+                        .with_memory(4608, 1416),
                 ],
             );
         });
@@ -439,14 +439,14 @@ mod lab_tests {
         assert_eq!(f.confidence, Confidence::Confirmed);
         assert_eq!(f.listeners[0].addr, "10.244.1.10");
         assert_eq!(f.listeners[0].port, 53);
-        assert!(f.summary.contains("1487 of 1500"), "{}", f.summary);
+        assert!(f.summary.contains("1416 of 1500"), "{}", f.summary);
         let notes = f.evidence.notes.join("\n");
         assert!(
-            notes.contains("4608 (SO_RCVBUF), 1487 datagrams dropped"),
+            notes.contains("4608 (SO_RCVBUF), 1416 datagrams dropped"),
             "{notes}"
         );
         assert!(notes.contains("in bursts"), "{notes}");
-        assert!(f.evidence.packets.len() <= 64 && f.evidence.packets_total == 1487);
+        assert!(f.evidence.packets.len() <= 64 && f.evidence.packets_total == 1416);
         assert_eq!(r.kinds(), [Kind::UdpReceiveBufferOverflow]);
     }
 
