@@ -749,7 +749,6 @@ impl Analyzer {
             let gaps: Vec<u64> = self.dns.retries.iter().map(|r| r.gap_ns).collect();
             self.resolver = self.resolver_hints.infer(&gaps, self.resolv.as_ref());
         }
-        let last_ns = self.capture.last_ns.unwrap_or(0);
         let ctx = detect::Ctx {
             counters: &self.counters,
             resolv: self.resolv.as_ref(),
@@ -767,7 +766,7 @@ impl Analyzer {
             detect::ephemeral_port_exhaustion::finish(&self.conn_events, &ctx),
             detect::connection_refused::finish(&self.conn_events, &self.dests, &ctx),
             detect::nat_idle_timeout::finish(&self.conn_events, &ctx),
-            detect::udp_receive_buffer_overflow::finish(&self.udp_services, last_ns, &ctx),
+            detect::udp_receive_buffer_overflow::finish(&self.udp_services, &ctx),
             detect::path_mtu_blackhole::finish(&self.pmtu, &ctx),
         ]
         .into_iter()

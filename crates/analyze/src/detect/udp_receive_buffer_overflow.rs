@@ -62,8 +62,6 @@ impl UdpSocketQueue {
 const MAX_SERVERS: usize = 1024;
 /// Most DNS queries waiting for an answer.
 const MAX_PENDING: usize = 1 << 16;
-/// Queries younger than this at the end of the capture are not counted as unanswered.
-const GRACE_NS: u64 = 1_000_000_000;
 /// Width of the windows in which unanswered datagrams are counted as bursts.
 const BURST_NS: u64 = 100_000_000;
 /// Fewest unanswered datagrams for a finding.
@@ -76,6 +74,9 @@ struct Server {
     dns: bool,
     first_ns: u64,
     last_ns: u64,
+    /// The server's last answer: a query after it may still have been in the queue when
+    /// the capture ended, so only earlier ones count as never answered.
+    last_out_ns: u64,
     /// Distinct client sockets (capped count).
     clients: u32,
     example_in: Option<PacketRef>,
@@ -154,6 +155,7 @@ impl UdpServices {
             }
         } else {
             s.datagrams_out += 1;
+            s.last_out_ns = s.last_out_ns.max(ns);
         }
         if let Some((id, response)) = dns_id {
             s.dns = true;
@@ -191,11 +193,14 @@ struct Candidate<'a> {
 }
 
 /// The finding, if any.
-pub(crate) fn finish(t: &UdpServices, last_ns: u64, ctx: &Ctx<'_>) -> Option<Finding> {
-    let cutoff = last_ns.saturating_sub(GRACE_NS);
+pub(crate) fn finish(t: &UdpServices, ctx: &Ctx<'_>) -> Option<Finding> {
     let mut by_server: FxMap<(u16, Endpoint), Vec<(u64, u64)>> = FxMap::default();
     for (&(source, server, _, _), &(pkt, ns)) in &t.pending {
-        if ns <= cutoff {
+        let answered_later = t
+            .servers
+            .get(&(source, server))
+            .is_some_and(|s| ns < s.last_out_ns);
+        if answered_later {
             by_server
                 .entry((source, server))
                 .or_default()
