@@ -7,6 +7,7 @@ use crate::icmp::{self, IcmpMessage};
 use crate::ip::{self, Ipv4Info, Ipv6Info, Upper, protocol};
 use crate::link::{self, LinkStop, LinkType, Next, ethertype};
 use crate::tcp::{self, TcpSegment};
+use crate::tunnel::{self, Inner, Outer, Tunnel};
 use crate::udp::{self, UdpDatagram};
 
 /// The protocol layer at which parsing stopped.
@@ -31,6 +32,14 @@ pub enum Layer {
     Icmp,
     /// A DNS message.
     Dns,
+    /// A VXLAN header.
+    Vxlan,
+    /// A Geneve header (with its options).
+    Geneve,
+    /// A GRE header (with its optional fields).
+    Gre,
+    /// A tunnel inside tunnels deeper than [`tunnel::MAX_DEPTH`](crate::tunnel::MAX_DEPTH).
+    Tunnel,
 }
 
 /// Why parsing stopped.
@@ -169,8 +178,17 @@ pub struct Frame<'a> {
     pub net: Option<Net<'a>>,
     /// Transport layer, when the network layer was IP and parsed.
     pub transport: Option<Transport<'a>>,
-    /// Where parsing stopped early, if it did.
+    /// Where parsing stopped early, if it did. A frame that carries a tunnel stops
+    /// here only when the tunnel's own header is cut or malformed; how far the packet
+    /// inside parses is the [`Frame::inner`] frame's `stop`.
     pub stop: Option<Stop>,
+    /// The overlay tunnel this frame carries (VXLAN, Geneve, IP-in-IP, GRE), found
+    /// above `net` (IP-in-IP, GRE) or `transport` (UDP tunnels). [`Frame::inner`]
+    /// parses the packet inside.
+    pub tunnel: Option<Tunnel<'a>>,
+    /// How many tunnels this frame is inside: 0 for a captured frame, 1 for the
+    /// [`Frame::inner`] of that, and so on up to [`tunnel::MAX_DEPTH`].
+    pub depth: u8,
 }
 
 impl<'a> Frame<'a> {
@@ -178,12 +196,53 @@ impl<'a> Frame<'a> {
     /// never reads past the end of `bytes`.
     #[inline]
     pub fn parse(link: LinkType, bytes: &'a [u8]) -> Frame<'a> {
+        Frame::parse_at_depth(link, bytes, 0)
+    }
+
+    /// The packet inside this frame's tunnel, parsed as a frame of its own (zero-copy;
+    /// its `link` is Ethernet for VXLAN and Ethernet-over-GRE/Geneve, else raw IPv4 or
+    /// IPv6). Offsets in its [`Stop`] count from the start of the outermost frame.
+    /// `None` when the frame carries no tunnel.
+    #[inline]
+    pub fn inner(&self) -> Option<Frame<'a>> {
+        let t = self.tunnel.as_ref()?;
+        let link = match t.inner {
+            Inner::Ethernet => LinkType::Ethernet,
+            Inner::Ipv4 => LinkType::Ipv4,
+            Inner::Ipv6 => LinkType::Ipv6,
+        };
+        let mut f = Frame::parse_at_depth(link, t.payload, self.depth.saturating_add(1));
+        if let Some(s) = f.stop.as_mut() {
+            s.offset = s.offset.saturating_add(t.offset);
+        }
+        if let Some(it) = f.tunnel.as_mut() {
+            it.offset = it.offset.saturating_add(t.offset);
+        }
+        Some(f)
+    }
+
+    /// The innermost frame: follows [`Frame::inner`] through every tunnel (at most
+    /// [`tunnel::MAX_DEPTH`]), returning it with the outermost tunnel (the node-to-node
+    /// one), if there was any.
+    #[inline]
+    pub fn innermost(&self) -> (Frame<'a>, Option<Tunnel<'a>>) {
+        let outermost = self.tunnel;
+        let mut f = *self;
+        while let Some(inner) = f.inner() {
+            f = inner;
+        }
+        (f, outermost)
+    }
+
+    fn parse_at_depth(link: LinkType, bytes: &'a [u8], depth: u8) -> Frame<'a> {
         let mut f = Frame {
             link,
             vlan: None,
             net: None,
             transport: None,
             stop: None,
+            tunnel: None,
+            depth,
         };
         let l = link::parse(link, bytes);
         f.vlan = l.vlan;
@@ -246,15 +305,69 @@ impl<'a> Frame<'a> {
         f
     }
 
+    fn outer(&self) -> Option<Outer> {
+        let net = self.net.as_ref()?;
+        Some(Outer {
+            src: net.src()?,
+            dst: net.dst()?,
+        })
+    }
+
+    /// Records a tunnel found in this frame, or the stop when nested too deeply.
+    fn found_tunnel(&mut self, t: Result<Tunnel<'a>, Stop>, at: usize) {
+        if self.depth >= tunnel::MAX_DEPTH {
+            self.stop = Some(Stop {
+                layer: Layer::Tunnel,
+                reason: StopReason::Malformed("tunnels nested too deeply"),
+                offset: at,
+            });
+            return;
+        }
+        match t {
+            Ok(t) => self.tunnel = Some(t),
+            Err(s) => self.stop = Some(s),
+        }
+    }
+
     #[inline]
     fn parse_transport(&mut self, up: Upper<'a>) {
         let (transport, stop) = match up.protocol {
+            protocol::IPIP | protocol::IPV6 | protocol::GRE => {
+                if let Some(outer) = self.outer() {
+                    let t = match up.protocol {
+                        protocol::GRE => {
+                            let layer = if matches!(self.net, Some(Net::Ipv6(_))) {
+                                Layer::Ipv6
+                            } else {
+                                Layer::Ipv4
+                            };
+                            tunnel::parse_gre(outer, up.data, up.offset, layer)
+                        }
+                        protocol::IPIP => {
+                            Ok(tunnel::ip_in_ip(outer, Inner::Ipv4, up.data, up.offset))
+                        }
+                        _ => Ok(tunnel::ip_in_ip(outer, Inner::Ipv6, up.data, up.offset)),
+                    };
+                    self.found_tunnel(t, up.offset);
+                }
+                return;
+            }
             protocol::TCP => {
                 let (t, s) = tcp::parse(up.data, up.offset, up.wire_len);
                 (t.map(Transport::Tcp), s)
             }
             protocol::UDP => {
                 let (t, s) = udp::parse(up.data, up.offset, up.wire_len);
+                if let (Some(d), None) = (&t, &s) {
+                    if let Some(kind) = tunnel::udp_kind(d.src_port, d.dst_port) {
+                        if let Some(outer) = self.outer() {
+                            let at = up.offset + 8;
+                            self.transport = t.map(Transport::Udp);
+                            self.found_tunnel(tunnel::parse_udp(kind, outer, d.payload, at), at);
+                            return;
+                        }
+                    }
+                }
                 (t.map(Transport::Udp), s)
             }
             protocol::ICMP if matches!(self.net, Some(Net::Ipv4(_))) => {

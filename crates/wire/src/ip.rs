@@ -11,14 +11,20 @@ pub mod protocol {
     pub const HOPOPT: u8 = 0;
     /// ICMP for IPv4.
     pub const ICMP: u8 = 1;
+    /// IPv4 inside IP (IP-in-IP, RFC 2003).
+    pub const IPIP: u8 = 4;
     /// TCP.
     pub const TCP: u8 = 6;
     /// UDP.
     pub const UDP: u8 = 17;
+    /// IPv6 inside IP (RFC 2473; 6in4).
+    pub const IPV6: u8 = 41;
     /// IPv6 routing extension header.
     pub const IPV6_ROUTE: u8 = 43;
     /// IPv6 fragment extension header.
     pub const IPV6_FRAG: u8 = 44;
+    /// Generic routing encapsulation (RFC 2784).
+    pub const GRE: u8 = 47;
     /// Encapsulating security payload (opaque).
     pub const ESP: u8 = 50;
     /// Authentication header.

@@ -15,6 +15,7 @@
 //! | [`UdpDatagram`] | `tcpdump`: `UDP, length N` |
 //! | [`IcmpMessage`], [`EmbeddedHeader`] | `tcpdump`: `ICMP … tcp port 80 unreachable` (the quoted original header) |
 //! | [`dns::Message`], [`dns::Name`] | `dig`: header, rcode, question, counts; compressed names |
+//! | [`Tunnel`], [`Frame::inner`] | `tcpdump -v`: `VXLAN … vni 1`, `Geneve`, `GREv0, key=…`, IP-in-IP; the pod packet inside the node packet |
 //!
 //! Style (after smoltcp and etherparse): each protocol module keeps its offsets in a
 //! private `field` module; a header's length is checked once, after which reads cannot
@@ -55,6 +56,7 @@ pub mod icmp;
 pub mod ip;
 pub mod link;
 pub mod tcp;
+pub mod tunnel;
 pub mod udp;
 
 pub use frame::{FiveTuple, Frame, Layer, Net, Stop, StopReason, Transport};
@@ -62,6 +64,7 @@ pub use icmp::{EmbeddedHeader, IcmpMessage};
 pub use ip::{Fragment, Ipv4Info, Ipv6Info};
 pub use link::LinkType;
 pub use tcp::{TcpFlags, TcpOption, TcpOptions, TcpSegment};
+pub use tunnel::{Tunnel, TunnelKind};
 pub use udp::UdpDatagram;
 
 #[cfg(test)]

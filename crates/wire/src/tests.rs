@@ -593,6 +593,24 @@ mod never_panics {
         if let Some(Ok(m)) = f.dns() {
             check_dns(m);
         }
+        let mut cur = f;
+        let mut depth = 0;
+        while let Some(t) = cur.tunnel {
+            assert!(inside(t.payload) && inside(t.options));
+            let Some(i) = cur.inner() else {
+                panic!("a tunnel without an inner frame")
+            };
+            assert_eq!(i.depth, cur.depth + 1);
+            if let Some(s) = i.stop {
+                assert!(s.offset <= b.len().max(40) + t.offset, "{s:?}");
+            }
+            if let Some(Ok(m)) = i.dns() {
+                check_dns(m);
+            }
+            cur = i;
+            depth += 1;
+        }
+        assert!(depth <= usize::from(crate::tunnel::MAX_DEPTH));
     }
 
     fn check_dns(m: Message<'_>) {
@@ -619,20 +637,44 @@ mod never_panics {
 
         #[test]
         fn frame_parse_mutated_real_packets(
-            which in 0usize..6,
+            which in 0usize..10,
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
             cut in any::<usize>(),
         ) {
             let (link, src) = [
                 (1, BGP_SYN), (113, SLL_SYN), (0, NULL_DNS), (101, RAW6_DNS), (1, DNS_RESPONSE), (113, SLL_IPV6_HBH),
+                (1, super::tunnels::VXLAN_ICMP), (1, super::tunnels::GENEVE_ICMP), (1, super::tunnels::GRE_KEY_8909),
+                (101, ""),
             ][which];
-            let mut b = hex(src);
+            // The last entry: the raw IPv6 DNS query inside GRE (key, sequence) inside IP-in-IP.
+            let mut b = if src.is_empty() { super::tunnels::nested_gre_dns() } else { hex(src) };
             for (i, x) in flips {
                 let n = b.len();
                 b[i % n] ^= x;
             }
             let n = cut % (b.len() + 1);
             check_frame(link, &b[..n]);
+        }
+
+        /// Arbitrary bytes where a tunnel header and its inner packet belong: behind UDP
+        /// 4789/8472/6081 and IP protocols 4, 41 and 47.
+        #[test]
+        fn tunnel_headers_arbitrary_bytes(
+            which in 0usize..6,
+            b in proptest::collection::vec(any::<u8>(), 0..160),
+        ) {
+            let frame = match which {
+                0..=2 => {
+                    let port = [4789u16, 8472, 6081][which];
+                    let mut udp = vec![0x30, 0x39, 0, 0, 0, 0, 0, 0];
+                    udp[2..4].copy_from_slice(&port.to_be_bytes());
+                    udp[4..6].copy_from_slice(&((8 + b.len()) as u16).to_be_bytes());
+                    udp.extend_from_slice(&b);
+                    super::tunnels::wrap_v4(17, &[], &udp)
+                }
+                _ => super::tunnels::wrap_v4([4u8, 41, 47][which - 3], &[], &b),
+            };
+            check_frame(101, &frame);
         }
 
         #[test]
@@ -654,5 +696,298 @@ mod never_panics {
                 check_dns(m);
             }
         }
+    }
+}
+
+mod tunnels {
+    use super::*;
+    use crate::tunnel::{Inner, MAX_DEPTH, TunnelKind};
+
+    /// vxlan.pcap #1: Ethernet, IPv4 192.168.203.1.45149 > 192.168.202.1.4789, VXLAN
+    /// flags [I] vni 100, inner Ethernet, IPv4 192.168.203.3 > 192.168.203.5 ICMP echo.
+    pub(super) const VXLAN_ICMP: &str = "0016 3e08 71cf 36dc 851e b340 0800 4500
+        0086 d2c0 4000 4011 5152 c0a8 cb01 c0a8
+        ca01 b05d 12b5 0072 0000 0800 0000 0000
+        6400 0030 8801 0002 0016 3e37 f604 0800
+        4500 0054 0000 4000 4001 234f c0a8 cb03
+        c0a8 cb05 0800 f6f2 050c 0001 fce2 9751
+        0000 0000 a6f8 0200 0000 0000 1011 1213
+        1415 1617 1819 1a1b 1c1d 1e1f 2021 2223
+        2425 2627 2829 2a2b 2c2d 2e2f 3031 3233
+        3435 3637";
+
+    /// geneve.pcap #1: IPv4 20.0.0.1.12618 > 20.0.0.2.6081, Geneve flags [C] vni 0xa,
+    /// 8 bytes of options, inner Ethernet, IPv4 30.0.0.1 > 30.0.0.2 ICMP echo.
+    pub(super) const GENEVE_ICMP: &str = "001b 213c ac30 001b 213c ab64 0800 4500
+        008e dfad 4000 4011 32af 1400 0001 1400
+        0002 314a 17c1 007a 0000 0240 6558 0000
+        0a00 0000 8001 0000 000c fe71 d883 724f
+        b69e d249 5148 0800 4500 0054 bda2 4000
+        4001 4104 1e00 0001 1e00 0002 0800 2c54
+        2952 0017 f1a2 ce54 0000 0000 1778 0c00
+        0000 0000 1011 1213 1415 1617 1819 1a1b
+        1c1d 1e1f 2021 2223 2425 2627 2829 2a2b
+        2c2d 2e2f 3031 3233 3435 3637";
+
+    /// various_gre.pcap #11: 802.1Q, IPv4 10.172.64.7 > 10.172.64.6, GREv0 key=0x28,
+    /// protocol 0x8909 (not an encapsulation we follow).
+    pub(super) const GRE_KEY_8909: &str = "aabb cc00 0100 aabb cc00 0200 8100 04bd
+        0800 45c0 0040 00a4 0000 ff2f 24c6 0aac
+        4007 0aac 4006 2000 8909 0000 0028 0800
+        0101 0001 0000 45c0 001c 00a3 0000 ff2f
+        24eb 0aac 4006 0aac 4007 2000 0000 0000
+        0028";
+
+    /// The inner IPv4 packet of `VXLAN_ICMP` (offset 64), wrapped in an outer IPv4
+    /// header 10.0.0.1 > 10.0.0.2 with `protocol` and the `mid` bytes (a GRE header)
+    /// in between: how the lab wraps real frames in tunnels the kernel cannot make.
+    pub(super) fn wrap_v4(protocol: u8, mid: &[u8], inner: &[u8]) -> Vec<u8> {
+        let total = (20 + mid.len() + inner.len()) as u16;
+        let mut b = vec![
+            0x45, 0, 0, 0, 0, 1, 0, 0, 64, protocol, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        b[2..4].copy_from_slice(&total.to_be_bytes());
+        b.extend_from_slice(mid);
+        b.extend_from_slice(inner);
+        b
+    }
+
+    pub(super) fn nested_gre_dns() -> Vec<u8> {
+        let gre = [0x30, 0x00, 0x86, 0xdd, 0, 0, 0, 42, 0, 0, 0, 7];
+        wrap_v4(4, &[], &wrap_v4(47, &gre, &hex(RAW6_DNS)))
+    }
+
+    fn inner_ip() -> Vec<u8> {
+        hex(VXLAN_ICMP)[64..].to_vec()
+    }
+
+    fn inner_eth() -> Vec<u8> {
+        hex(VXLAN_ICMP)[50..].to_vec()
+    }
+
+    #[test]
+    fn vxlan_exposes_outer_addresses_vni_and_inner_packet() {
+        let b = hex(VXLAN_ICMP);
+        let f = eth(&b);
+        assert_eq!(f.stop, None);
+        assert!(matches!(f.transport, Some(Transport::Udp(u)) if u.dst_port == 4789));
+        let t = f.tunnel.unwrap();
+        assert_eq!(t.kind, TunnelKind::Vxlan);
+        assert_eq!(t.vni, Some(100));
+        assert_eq!(t.outer_src, IpAddr::V4(Ipv4Addr::new(192, 168, 203, 1)));
+        assert_eq!(t.outer_dst, IpAddr::V4(Ipv4Addr::new(192, 168, 202, 1)));
+        assert_eq!(t.inner, Inner::Ethernet);
+        assert_eq!(t.offset, 50);
+        let i = f.inner().unwrap();
+        assert_eq!(i.depth, 1);
+        assert_eq!(i.stop, None);
+        assert_eq!(
+            i.net.unwrap().src(),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 168, 203, 3)))
+        );
+        assert!(matches!(i.transport, Some(Transport::Icmp(_))));
+        let (innermost, outer) = f.innermost();
+        assert_eq!(innermost, i);
+        assert_eq!(outer, Some(t));
+    }
+
+    #[test]
+    fn vxlan_on_flannels_port_8472() {
+        let mut b = hex(VXLAN_ICMP);
+        b[36..38].copy_from_slice(&8472u16.to_be_bytes());
+        let f = eth(&b);
+        assert_eq!(f.tunnel.unwrap().kind, TunnelKind::Vxlan);
+        assert!(f.inner().unwrap().net.is_some());
+    }
+
+    #[test]
+    fn geneve_with_options() {
+        let b = hex(GENEVE_ICMP);
+        let f = eth(&b);
+        assert_eq!(f.stop, None);
+        let t = f.tunnel.unwrap();
+        assert_eq!(
+            (t.kind, t.vni, t.inner),
+            (TunnelKind::Geneve, Some(10), Inner::Ethernet)
+        );
+        assert_eq!(t.options, &b[50..58]);
+        let i = f.inner().unwrap();
+        assert_eq!(
+            i.net.unwrap().dst(),
+            Some(IpAddr::V4(Ipv4Addr::new(30, 0, 0, 2)))
+        );
+        // Options longer than the packet: the Geneve header is cut.
+        let mut cut = b.clone();
+        cut[42] = 0x3f;
+        let s = eth(&cut).stop.unwrap();
+        assert_eq!(s.layer, Layer::Geneve);
+        assert!(matches!(
+            s.reason,
+            StopReason::Truncated { required: 260, .. }
+        ));
+        // Version 1 does not exist.
+        let mut v = b.clone();
+        v[42] |= 0x40;
+        assert!(matches!(
+            eth(&v).stop.unwrap().reason,
+            StopReason::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn ip_in_ip_both_versions() {
+        let inner = inner_ip();
+        let b = wrap_v4(4, &[], &inner);
+        let f = Frame::parse(LinkType::Raw, &b);
+        assert_eq!(f.stop, None);
+        let t = f.tunnel.unwrap();
+        assert_eq!(
+            (t.kind, t.inner, t.offset),
+            (TunnelKind::IpInIp, Inner::Ipv4, 20)
+        );
+        assert!(matches!(
+            f.inner().unwrap().transport,
+            Some(Transport::Icmp(_))
+        ));
+        // IPv6 inside IPv4 (protocol 41): the raw IPv6 DNS query from the corpus.
+        let v6 = hex(RAW6_DNS);
+        let b = wrap_v4(41, &[], &v6);
+        let f = Frame::parse(LinkType::Raw, &b);
+        let i = f.inner().unwrap();
+        assert_eq!(f.tunnel.unwrap().inner, Inner::Ipv6);
+        assert_eq!(i.five_tuple().unwrap().dst_port, 53);
+        assert_eq!(
+            i.dns()
+                .unwrap()
+                .unwrap()
+                .question()
+                .unwrap()
+                .name
+                .to_string(),
+            "example.com"
+        );
+        // IPv4 inside IPv6: next header 4 after the fixed header.
+        let mut outer6 = hex(RAW6_DNS)[..40].to_vec();
+        outer6[4..6].copy_from_slice(&(inner.len() as u16).to_be_bytes());
+        outer6[6] = 4;
+        outer6.extend_from_slice(&inner);
+        let f = Frame::parse(LinkType::Raw, &outer6);
+        let t = f.tunnel.unwrap();
+        assert!(t.outer_src.is_ipv6());
+        assert!(f.inner().unwrap().net.unwrap().src().unwrap().is_ipv4());
+        // A cut inner header stops the inner frame, at its offset in the whole frame.
+        let b = wrap_v4(4, &[], &inner[..10]);
+        let s = Frame::parse(LinkType::Raw, &b)
+            .inner()
+            .unwrap()
+            .stop
+            .unwrap();
+        assert_eq!((s.layer, s.offset), (Layer::Ipv4, 20));
+    }
+
+    #[test]
+    fn gre_key_sequence_ip_and_ethernet_inside() {
+        // Key 42 and sequence 7, IPv4 inside.
+        let gre = [0x30, 0x00, 0x08, 0x00, 0, 0, 0, 42, 0, 0, 0, 7];
+        let b = wrap_v4(47, &gre, &inner_ip());
+        let f = Frame::parse(LinkType::Raw, &b);
+        assert_eq!(f.stop, None);
+        let t = f.tunnel.unwrap();
+        assert_eq!(
+            (t.kind, t.key, t.sequence, t.inner),
+            (TunnelKind::Gre, Some(42), Some(7), Inner::Ipv4)
+        );
+        assert_eq!(t.offset, 32);
+        assert!(f.inner().unwrap().net.is_some());
+        // Checksum present, Ethernet inside (0x6558).
+        let gre = [0x80, 0x00, 0x65, 0x58, 0, 0, 0, 0];
+        let b = wrap_v4(47, &gre, &inner_eth());
+        let f = Frame::parse(LinkType::Raw, &b);
+        let t = f.tunnel.unwrap();
+        assert_eq!((t.key, t.sequence, t.inner), (None, None, Inner::Ethernet));
+        assert!(matches!(
+            f.inner().unwrap().transport,
+            Some(Transport::Icmp(_))
+        ));
+        // The key flag promises 4 more bytes that are not there.
+        let s = Frame::parse(LinkType::Raw, &wrap_v4(47, &[0x20, 0, 8, 0, 0], &[]))
+            .stop
+            .unwrap();
+        assert_eq!(s.layer, Layer::Gre);
+        assert_eq!(
+            s.reason,
+            StopReason::Truncated {
+                required: 8,
+                available: 5
+            }
+        );
+        // PPTP's GRE version 1 is not followed.
+        let s = Frame::parse(
+            LinkType::Raw,
+            &wrap_v4(47, &[0x30, 1, 0x88, 0x0b, 0, 0, 0, 0, 0, 0, 0, 0], &[]),
+        )
+        .stop
+        .unwrap();
+        assert_eq!(s.reason, StopReason::Unsupported);
+    }
+
+    #[test]
+    fn gre_with_an_unfollowed_protocol_stops_after_the_header() {
+        let b = hex(GRE_KEY_8909);
+        let f = eth(&b);
+        let s = f.stop.unwrap();
+        assert_eq!(
+            (s.layer, s.reason, s.offset),
+            (Layer::Ipv4, StopReason::Unsupported, 38)
+        );
+        assert!(f.tunnel.is_none());
+    }
+
+    #[test]
+    fn truncated_vxlan_header() {
+        let b = hex(VXLAN_ICMP);
+        // Keep the UDP header and 4 of the 8 VXLAN bytes; fix the IP and UDP lengths.
+        let mut c = b[..46].to_vec();
+        c[16..18].copy_from_slice(&32u16.to_be_bytes());
+        c[38..40].copy_from_slice(&12u16.to_be_bytes());
+        let s = eth(&c).stop.unwrap();
+        assert_eq!(s.layer, Layer::Vxlan);
+        assert_eq!(s.offset, 42);
+        assert!(matches!(
+            s.reason,
+            StopReason::Truncated {
+                required: 8,
+                available: 4
+            }
+        ));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        // IP-in-IP wrapped MAX_DEPTH + 2 times around the ICMP packet.
+        let mut b = inner_ip();
+        for _ in 0..usize::from(MAX_DEPTH) + 2 {
+            b = wrap_v4(4, &[], &b);
+        }
+        let f = Frame::parse(LinkType::Raw, &b);
+        let mut depth = 0;
+        let mut cur = f;
+        while let Some(i) = cur.inner() {
+            cur = i;
+            depth += 1;
+        }
+        assert_eq!(depth, usize::from(MAX_DEPTH));
+        let s = cur.stop.unwrap();
+        assert_eq!(s.layer, Layer::Tunnel);
+        assert_eq!(cur.innermost().0.depth, MAX_DEPTH);
+    }
+
+    #[test]
+    fn a_dns_query_from_port_4789_stays_dns() {
+        let mut b = hex(RAW6_DNS);
+        b[40..42].copy_from_slice(&4789u16.to_be_bytes());
+        let f = Frame::parse(LinkType::Raw, &b);
+        assert!(f.tunnel.is_none());
+        assert!(f.dns().unwrap().is_ok());
     }
 }
