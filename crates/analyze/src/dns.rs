@@ -89,6 +89,8 @@ struct Txn {
     answered: Option<(u64, u64, Rcode)>, // (ns, pkt, rcode)
     lookup: u64,
     sibling: Option<u16>,
+    /// Sent over TCP.
+    tcp: bool,
 }
 
 /// One timeout retry, with what was around it.
@@ -107,6 +109,8 @@ pub(crate) struct RetryEvent {
     /// The parallel sibling query (other type, same socket) and its answer, when it
     /// was answered before the retry: one reply of the pair was lost.
     pub(crate) sibling: Option<(PacketRef, PacketRef, u16)>,
+    /// The query went over TCP.
+    pub(crate) tcp: bool,
 }
 
 /// A logical lookup that went through the search list.
@@ -120,6 +124,10 @@ pub(crate) struct ExpandedLookup {
     pub(crate) wasted_ns: u64,
     pub(crate) latency_ns: Option<u64>,
     pub(crate) packets: Vec<(PacketRef, &'static str)>,
+    /// Client and server of the lookup's first query.
+    pub(crate) flow: Option<(Endpoint, Endpoint)>,
+    /// The first query went over TCP.
+    pub(crate) tcp: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +143,8 @@ struct Lookup {
     positive_ns: Option<u64>,
     last_answer_ns: Option<u64>,
     packets: Vec<(PacketRef, &'static str)>,
+    flow: Option<(Endpoint, Endpoint)>,
+    tcp: bool,
 }
 
 #[derive(Default)]
@@ -224,7 +234,8 @@ impl DnsTracker {
             .any(|t| gap.abs_diff(*t) <= TIMEOUT_TOLERANCE_NS)
     }
 
-    /// One DNS message over UDP from `src` to `dst`.
+    /// One DNS message from `src` to `dst`, over UDP or (reassembled) TCP.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_message(
         &mut self,
         source: u16,
@@ -233,14 +244,16 @@ impl DnsTracker {
         msg: &Message<'_>,
         pkt: u64,
         ns: u64,
+        tcp: bool,
     ) {
         if msg.is_response() {
             self.on_response(source, src, dst, msg, pkt, ns);
         } else if msg.opcode() == 0 {
-            self.on_query(source, src, dst, msg, pkt, ns);
+            self.on_query(source, src, dst, msg, pkt, ns, tcp);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_query(
         &mut self,
         source: u16,
@@ -249,6 +262,7 @@ impl DnsTracker {
         msg: &Message<'_>,
         pkt: u64,
         ns: u64,
+        tcp: bool,
     ) {
         self.stats.queries_sent += 1;
         let Some(q) = msg.question() else { return };
@@ -295,12 +309,13 @@ impl DnsTracker {
         let _ = q.name.write_dotted(&mut name);
         let lookup = self.attach_to_lookup(
             source,
-            client.0,
+            (client, server),
             name.as_str(),
             name_hash,
             q.qtype,
             pref,
             ns,
+            tcp,
         );
         let sock = (source, client, server);
         let mut sibling = None;
@@ -329,6 +344,7 @@ impl DnsTracker {
                 answered: None,
                 lookup,
                 sibling,
+                tcp,
             },
         );
     }
@@ -375,6 +391,7 @@ impl DnsTracker {
             retry,
             gap_ns: gap,
             sibling,
+            tcp: t.tcp,
         });
     }
 
@@ -406,6 +423,24 @@ impl DnsTracker {
             return;
         }
         t.answered = Some((ns, pkt, rcode));
+        if msg.truncated() {
+            // TC: the answer did not fit; the resolver asks the same question again over
+            // TCP, which belongs to the same logical lookup (and its latency).
+            let lookup = t.lookup;
+            if let Some(l) = self.find_lookup(source, client.0, lookup) {
+                l.last_ns = l.last_ns.max(ns);
+                if l.packets.len() < PKTS_PER_LOOKUP {
+                    l.packets.push((
+                        PacketRef {
+                            source,
+                            number: pkt,
+                        },
+                        "truncated answer (TC): the resolver retries over TCP",
+                    ));
+                }
+            }
+            return;
+        }
         let latency = ns.saturating_sub(t.last_send_ns);
         let lookup = t.lookup;
         let positive = rcode == Rcode::NOERROR && msg.answer_count() > 0;
@@ -466,13 +501,15 @@ impl DnsTracker {
     fn attach_to_lookup(
         &mut self,
         source: u16,
-        client: IpAddr,
+        flow: (Endpoint, Endpoint),
         name: &str,
         name_hash: u64,
         qtype: u16,
         pref: PacketRef,
         ns: u64,
+        tcp: bool,
     ) -> u64 {
+        let client = flow.0.0;
         let ckey = (source, client);
         if !self.clients.contains_key(&ckey) && self.clients.len() >= self.max_clients {
             // Make room by closing one other client's lookups (whichever the map yields
@@ -591,6 +628,8 @@ impl DnsTracker {
                     positive_ns: None,
                     last_answer_ns: None,
                     packets: vec![(pref, "query for a search-list expansion")],
+                    flow: Some(flow),
+                    tcp,
                 });
                 if let Some(l) = evicted {
                     self.close_lookup(l);
@@ -639,6 +678,8 @@ impl DnsTracker {
                     wasted_ns: l.wasted_ns,
                     latency_ns: latency,
                     packets: l.packets.clone(),
+                    flow: l.flow,
+                    tcp: l.tcp,
                 });
             }
         }

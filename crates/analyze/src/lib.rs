@@ -113,9 +113,11 @@ mod counters;
 mod destinations;
 mod detect;
 mod dns;
+mod dnstcp;
 mod error;
 mod flow;
 mod model;
+mod overlay;
 mod resolv;
 mod resolver;
 mod tcp;
@@ -232,7 +234,6 @@ enum SkipKind {
     UnsupportedProto(&'static str),
     Fragment,
     DnsMalformed,
-    DnsOverTcp,
 }
 
 /// The analyzer. See the crate docs.
@@ -241,6 +242,8 @@ pub struct Analyzer {
     flows: FlowTable<Flow>,
     closed: Vec<(FlowKey, TcpConn)>,
     dns: dns::DnsTracker,
+    dns_tcp: dnstcp::DnsTcp,
+    overlay: overlay::Overlay,
     dests: Destinations,
     locality: Locality,
     invalid: ConntrackInvalid,
@@ -316,6 +319,8 @@ impl Analyzer {
             flows: FlowTable::new(config.max_flows, config.flow_idle_timeout_ns),
             closed: Vec::new(),
             dns: dns::DnsTracker::new(config.max_dns_transactions, config.max_dns_clients),
+            dns_tcp: dnstcp::DnsTcp::default(),
+            overlay: overlay::Overlay::default(),
             dests: Destinations::new(config.max_destinations),
             locality: Locality::new(8192),
             invalid: ConntrackInvalid::default(),
@@ -491,7 +496,15 @@ impl Analyzer {
             self.skip(SkipKind::LinkType(link_type));
             return;
         }
-        let frame = Frame::parse(link, bytes);
+        let mut frame = Frame::parse(link, bytes);
+        // Overlay traffic is analyzed by the packet inside the tunnel (the pod's).
+        let mut tunnel = None;
+        if frame.tunnel.is_some() {
+            (frame, tunnel) = frame.innermost();
+        }
+        if frame.net.and_then(|n| n.protocol()) == Some(netdiag_wire::ip::protocol::ESP) {
+            self.overlay.esp += 1;
+        }
         let Some(transport) = frame.transport else {
             let kind = match (&frame.net, frame.stop) {
                 (Some(Net::Arp | Net::Other { .. }), _) => SkipKind::NotIp,
@@ -515,6 +528,9 @@ impl Analyzer {
             Net::Ipv6(i) => (i.hop_limit, true),
             _ => (0, false),
         };
+        if let Some(t) = &tunnel {
+            self.overlay.observe(self.source, t, src, dst);
+        }
         match transport {
             Transport::Tcp(seg) => {
                 self.capture.tcp_packets += 1;
@@ -537,11 +553,14 @@ impl Analyzer {
                     timestamp_ns,
                 );
                 if seg.src_port == 53 || seg.dst_port == 53 {
-                    self.skip(SkipKind::DnsOverTcp);
+                    self.on_dns_tcp(src, dst, &seg, pkt, timestamp_ns);
                 }
             }
             Transport::Udp(d) => {
                 self.capture.udp_packets += 1;
+                if d.src_port == overlay::WIREGUARD_PORT || d.dst_port == overlay::WIREGUARD_PORT {
+                    self.overlay.wireguard += 1;
+                }
                 self.locality.observe(self.source, src, ttl);
                 let (key, _) = FlowKey::new(self.source, 17, (src, d.src_port), (dst, d.dst_port));
                 let closed = &mut self.closed;
@@ -576,6 +595,7 @@ impl Analyzer {
                                 &msg,
                                 pkt,
                                 timestamp_ns,
+                                false,
                             );
                         }
                         Err(_) => self.skip(SkipKind::DnsMalformed),
@@ -612,6 +632,35 @@ impl Analyzer {
                 }
             }
         }
+    }
+
+    /// A TCP segment on port 53: its DNS messages, reassembled (several per segment, or
+    /// one across segments), go to the DNS tracker like UDP ones.
+    fn on_dns_tcp(
+        &mut self,
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        seg: &netdiag_wire::TcpSegment<'_>,
+        pkt: u64,
+        ns: u64,
+    ) {
+        let s = dnstcp::Segment {
+            seq: seg.seq,
+            syn: seg.flags.syn(),
+            fin_or_rst: seg.flags.fin() || seg.flags.rst(),
+            payload: seg.payload,
+        };
+        let source = self.source;
+        let (from, to) = ((src, seg.src_port), (dst, seg.dst_port));
+        self.dns_tcp.on_segment(source, from, to, &s, ns, |bytes| {
+            match netdiag_wire::dns::Message::parse(bytes) {
+                Ok(msg) => {
+                    self.capture.dns_messages += 1;
+                    self.dns.on_message(source, from, to, &msg, pkt, ns, true);
+                }
+                Err(_) => *self.skipped.entry(SkipKind::DnsMalformed).or_insert(0) += 1,
+            }
+        });
     }
 
     fn on_tcp(
@@ -736,6 +785,32 @@ impl Analyzer {
         }
     }
 
+    /// Names the outer (node) addresses of tunnelled flows in the findings: each flow gets
+    /// `(inside VXLAN a → b, VNI n)`, and a DNS finding, whose evidence is by name,
+    /// gets the pod flows of its lookups.
+    fn annotate_overlay(&self, findings: &mut [Finding]) {
+        for f in findings.iter_mut() {
+            if f.kind == Kind::DnsNdotsAmplification && f.flows.is_empty() {
+                for l in &self.dns.expanded {
+                    if let Some((c, s)) = l.flow {
+                        let text = detect::flow_text(c, s, if l.tcp { "tcp" } else { "udp" });
+                        if !f.flows.contains(&text) {
+                            f.flows.push(text);
+                        }
+                    }
+                }
+            }
+            for flow in &mut f.flows {
+                if let Some(t) = self.overlay.annotate_flow(flow) {
+                    *flow = t;
+                }
+            }
+            if let Some(n) = self.overlay.note() {
+                f.evidence.notes.push(n);
+            }
+        }
+    }
+
     /// Ends the input and returns the report.
     pub fn finish(mut self) -> Report {
         let closed = &mut self.closed;
@@ -754,6 +829,7 @@ impl Analyzer {
             resolv: self.resolv.as_ref(),
             resolver: self.resolver.as_ref(),
             locality: &self.locality,
+            overlay: &self.overlay,
             max_evidence: self.config.max_evidence_packets,
         };
         let mut findings: Vec<Finding> = [
@@ -775,6 +851,9 @@ impl Analyzer {
         findings.sort_by(|a, b| b.confidence.cmp(&a.confidence).then(a.kind.cmp(&b.kind)));
         for f in &mut findings {
             f.evidence.packets.sort_by_key(|p| p.packet);
+        }
+        if self.overlay.any() {
+            self.annotate_overlay(&mut findings);
         }
 
         let mut tcp = self.tcp.clone();
@@ -826,10 +905,6 @@ impl Analyzer {
                         "malformed DNS on port 53".to_string(),
                         "not a parseable DNS message".to_string(),
                     ),
-                    SkipKind::DnsOverTcp => (
-                        "DNS over TCP segments".to_string(),
-                        "TCP DNS is tracked as TCP only, not as DNS transactions".to_string(),
-                    ),
                 };
                 Skipped { what, why, count }
             })
@@ -840,6 +915,31 @@ impl Analyzer {
                 why: "the DNS transaction table was full".to_string(),
                 count: self.dns.not_tracked,
             });
+        }
+        for (count, what, why) in [
+            (
+                self.dns_tcp.over_cap,
+                "DNS-over-TCP messages",
+                "longer than the reassembly cap (16 KiB) and split across segments",
+            ),
+            (
+                self.dns_tcp.not_tracked,
+                "DNS-over-TCP segments",
+                "the TCP DNS stream table was full",
+            ),
+            (
+                self.dns_tcp.gaps,
+                "DNS-over-TCP sequence gaps",
+                "the capture missed a segment; the message in progress was lost",
+            ),
+        ] {
+            if count > 0 {
+                skipped_out.push(Skipped {
+                    what: what.to_string(),
+                    why: why.to_string(),
+                    count,
+                });
+            }
         }
         if self.dests.not_tracked > 0 {
             skipped_out.push(Skipped {
@@ -861,6 +961,9 @@ impl Analyzer {
         }
         if !self.counters.has(NetnsRole::Pod) {
             limits.push("no pod counters: accept-queue overflow cannot be confirmed (TcpExt.ListenOverflows)".to_string());
+        }
+        if let Some(l) = self.overlay.encrypted_limit() {
+            limits.push(l);
         }
         if self.resolv.is_none() {
             limits.push(

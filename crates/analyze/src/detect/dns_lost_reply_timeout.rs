@@ -77,9 +77,10 @@ pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Optio
                 names.push(r.name.clone());
             }
             let f = format!(
-                "{} -> {}/udp",
+                "{} -> {}/{}",
                 endpoint_text(r.client),
-                endpoint_text(r.server)
+                endpoint_text(r.server),
+                if r.tcp { "tcp" } else { "udp" }
             );
             if !flows.contains(&f) {
                 flows.push(f);

@@ -28,6 +28,7 @@ pub(crate) struct Ctx<'a> {
     /// The pod's resolver (given, live, or inferred from the packets).
     pub(crate) resolver: Option<&'a crate::resolver::Resolver>,
     pub(crate) locality: &'a Locality,
+    pub(crate) overlay: &'a crate::overlay::Overlay,
     pub(crate) max_evidence: usize,
 }
 
@@ -47,6 +48,11 @@ impl Ctx<'_> {
         }
         if !self.counters.listeners(crate::NetnsRole::Pod).is_empty() {
             return Some(false);
+        }
+        // A listener seen inside an overlay tunnel is a pod's, reached pod to pod without
+        // SNAT: its dropped SYNs are its own queue's, wherever the capture was taken.
+        if self.overlay.is_pod(source, server.0) {
+            return Some(true);
         }
         let s = self.locality.is_local(source, server.0);
         let c = client_locality(self.locality, source, &d.client_ips);
