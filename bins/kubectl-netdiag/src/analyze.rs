@@ -45,7 +45,7 @@ pub(crate) struct AnalyzeArgs {
     #[arg(long, value_name = "DIR", requires = "node_counters_before")]
     node_counters_after: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Human)]
     output: OutputFormat,
     /// Write a pcapng copy of the input with a comment on every evidence packet.
     #[arg(long, value_name = "OUT.pcapng")]

@@ -35,7 +35,7 @@ pub(crate) struct CountersArgs {
     #[arg(short = 'z', long)]
     pub(crate) zeros: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = CountersFormat::Human)]
+    #[arg(short = 'o', long, value_enum, default_value_t = CountersFormat::Human)]
     pub(crate) output: CountersFormat,
     /// Also save the raw kernel files into DIR (the layout `analyze --counters-*` reads).
     #[arg(long, value_name = "DIR")]

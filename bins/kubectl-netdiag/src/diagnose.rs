@@ -49,7 +49,7 @@ pub(crate) struct DiagnoseArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) resolv_conf: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Human)]
     pub(crate) output: OutputFormat,
     /// Also write the capture as pcapng with a comment on every evidence packet.
     #[arg(long, value_name = "OUT.pcapng")]
