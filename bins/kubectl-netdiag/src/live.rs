@@ -72,6 +72,9 @@ pub(crate) struct Limits {
 pub(crate) fn open(target: &Target, mut config: CaptureConfig) -> anyhow::Result<LiveCapture> {
     config.netns_label = target.label().to_owned();
     let cap = target.run(move || LiveCapture::open(&config))??;
+    if let Some(note) = cap.interface_note() {
+        eprintln!("kubectl-netdiag: {note}");
+    }
     Ok(cap)
 }
 

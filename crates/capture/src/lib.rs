@@ -271,6 +271,8 @@ impl StopHandle {
 pub struct LiveCapture {
     cap: pcap::Capture<pcap::Active>,
     interface: String,
+    /// Why `interface` was chosen, when tcpdump's fallback chose it.
+    interface_note: Option<String>,
     netns: String,
     link_type: u32,
     snaplen: u32,
@@ -301,10 +303,15 @@ impl LiveCapture {
     /// be moved to and read on any thread afterwards.
     pub fn open(config: &CaptureConfig) -> Result<LiveCapture, Error> {
         let netns = config.netns_label.clone();
+        let mut interface_note = None;
         let interface = match &config.interface {
             InterfaceChoice::Any => "any".to_owned(),
             InterfaceChoice::Named(name) => name.clone(),
-            InterfaceChoice::DefaultRoute => default_route_interface(&netns)?,
+            InterfaceChoice::DefaultRoute => {
+                let (name, note) = resolve_default_interface(&netns)?;
+                interface_note = note;
+                name
+            }
         };
         let snaplen = if config.snaplen == 0 {
             DEFAULT_SNAPLEN
@@ -360,6 +367,7 @@ impl LiveCapture {
         };
         Ok(LiveCapture {
             cap,
+            interface_note,
             interface,
             netns,
             link_type,
@@ -375,6 +383,13 @@ impl LiveCapture {
     /// The interface actually opened (the resolved default-route interface, or `any`).
     pub fn interface(&self) -> &str {
         &self.interface
+    }
+
+    /// Why the interface was chosen when it was not named and the namespace has no
+    /// default route (tcpdump's fallback: the first UP non-loopback interface), to show
+    /// the user; `None` otherwise.
+    pub fn interface_note(&self) -> Option<&str> {
+        self.interface_note.as_deref()
     }
 
     /// The namespace label given in the config.
@@ -554,23 +569,82 @@ impl Ctx<'_> {
 /// The interface carrying the default route in the calling thread's network namespace
 /// (`ip route show default`, IPv4 first, lowest metric first), as
 /// [`netdiag_kernel::default_route_interface`] reads it through rtnetlink.
+///
+/// Without a default route (a namespace wired only with on-link routes, a node's
+/// isolated test netns) it falls back, like tcpdump without `-i`, to the first interface
+/// libpcap lists that is UP and not loopback ([`LiveCapture::interface_note`] then says so).
 pub fn default_route_interface(netns_label: &str) -> Result<String, Error> {
-    match netdiag_kernel::default_route_interface() {
-        Ok(Some(link)) => Ok(link.name),
-        Ok(None) => Err(Error::NoDefaultInterface {
-            netns: netns_label.to_owned(),
-            detail: "the main routing table has no default route".to_owned(),
-        }),
-        Err(e) => Err(Error::NoDefaultInterface {
-            netns: netns_label.to_owned(),
-            detail: format!("reading the routes failed: {e}"),
-        }),
+    resolve_default_interface(netns_label).map(|(name, _)| name)
+}
+
+/// [`default_route_interface`], with a note when the tcpdump fallback chose it.
+fn resolve_default_interface(netns_label: &str) -> Result<(String, Option<String>), Error> {
+    let why = match netdiag_kernel::default_route_interface() {
+        Ok(Some(link)) => return Ok((link.name, None)),
+        Ok(None) => "the main routing table has no default route".to_owned(),
+        Err(e) => format!("reading the routes failed: {e}"),
+    };
+    // pcap_findalldevs opens its sockets in the calling thread's namespace.
+    let devices = pcap::Device::list().unwrap_or_default();
+    let candidates = devices.iter().map(|d| {
+        (
+            d.name.as_str(),
+            d.flags.is_up(),
+            d.flags.is_loopback(),
+            d.flags.is_running(),
+        )
+    });
+    if let Some(name) = first_up_non_loopback(candidates) {
+        let note = format!(
+            "no default route in {netns_label} ({why}): capturing on {name}, the first UP non-loopback interface (as tcpdump does without -i)"
+        );
+        return Ok((name, Some(note)));
     }
+    Err(Error::NoDefaultInterface {
+        netns: netns_label.to_owned(),
+        detail: format!("{why}, and no interface apart from loopback is UP"),
+    })
+}
+
+/// tcpdump's choice without `-i` (pcap_findalldevs order, which puts running interfaces
+/// first): the first UP, non-loopback device, skipping libpcap's pseudo-devices (`any`,
+/// netfilter queues and logs, USB, D-Bus, Bluetooth monitors), which are no network links.
+fn first_up_non_loopback<'a>(
+    devices: impl Iterator<Item = (&'a str, bool, bool, bool)>,
+) -> Option<String> {
+    const PSEUDO: [&str; 6] = ["any", "nflog", "nfqueue", "dbus", "usbmon", "bluetooth"];
+    let mut up: Vec<(&str, bool)> = devices
+        .filter(|&(name, is_up, loopback, _)| {
+            is_up && !loopback && !PSEUDO.iter().any(|p| name.starts_with(p))
+        })
+        .map(|(name, _, _, running)| (name, running))
+        .collect();
+    // Stable: among equals, libpcap's order stands.
+    up.sort_by_key(|&(_, running)| !running);
+    up.first().map(|(name, _)| (*name).to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fallback_is_the_first_up_non_loopback_interface() {
+        let devs = [
+            ("any", true, false, true),
+            ("lo", true, true, true),
+            ("nflog", false, false, false),
+            ("eth1", false, false, false),
+            ("vxlan0", true, false, false),
+            ("eth0", true, false, true),
+        ];
+        assert_eq!(
+            first_up_non_loopback(devs.into_iter()).as_deref(),
+            Some("eth0")
+        );
+        let only_down = [("lo", true, true, true), ("eth0", false, false, false)];
+        assert_eq!(first_up_non_loopback(only_down.into_iter()), None);
+    }
 
     #[test]
     fn interface_choice_from_arg() {

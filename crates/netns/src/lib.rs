@@ -115,6 +115,22 @@ pub enum Error {
         /// The capability that would allow it.
         capability: &'static str,
     },
+    /// The kernel refused although we run as root: the target namespace belongs to a user
+    /// namespace our root has no capabilities over (we run in a child user namespace, e.g.
+    /// a rootless or user-namespaced container, and the target is the node's).
+    #[error(
+        "{target}: {syscall} refused (EPERM) although running as root: the target network namespace belongs to another user namespace ({target_userns}) than ours ({our_userns}), and our root has no capabilities there; run netdiag in the node's initial user namespace (on the node, or a privileged pod without user namespaces)"
+    )]
+    ForeignUserNamespace {
+        /// The PID or path.
+        target: String,
+        /// The refused syscall.
+        syscall: &'static str,
+        /// The user namespace owning the target (`user:[inode]`, or why it is unknown).
+        target_userns: String,
+        /// Ours (`user:[inode]`).
+        our_userns: String,
+    },
     /// Another syscall failure.
     #[error("{target}: {syscall}: {source}")]
     Syscall {

@@ -307,13 +307,69 @@ fn thread_name(target: &Target) -> String {
     }
 }
 
+/// `user:[inode]` of a namespace file, as `readlink /proc/self/ns/user` prints it.
+fn userns_text(st: &nix::sys::stat::FileStat) -> String {
+    format!("user:[{}]", st.st_ino)
+}
+
+/// When setns said EPERM although we are root (effective UID 0): the user namespace that
+/// owns the target network namespace, if it is not ours, as (theirs, ours). `None` when
+/// we are not root (then the plain "needs CAP_SYS_ADMIN" is the truth) or the owners match.
+fn foreign_userns(fd: &OwnedFd, target: &Target) -> Option<(String, String)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let ours = nix::sys::stat::stat("/proc/thread-self/ns/user").ok()?;
+    // A pidfd is not a namespace file: ask the process's netns file instead.
+    let ns_file = match target {
+        Target::Pid(pid) => std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .map(OwnedFd::from),
+        Target::Path(_) => fd.try_clone().ok(),
+    };
+    let Some(ns_file) = ns_file else {
+        // The process is not even inspectable from here. If our own user namespace is
+        // not the initial one (its uid_map is not the identity of all 2^32 IDs), our
+        // root is a namespaced root: that is the reason.
+        let map = std::fs::read_to_string("/proc/thread-self/uid_map").ok()?;
+        let initial = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+        return (!initial).then(|| {
+            (
+                "one outside ours, not visible from here".to_owned(),
+                format!("{}, a child of the initial one", userns_text(&ours)),
+            )
+        });
+    };
+    let theirs = match crate::sys::ns_get_userns(ns_file.as_fd()) {
+        Ok(owner) => nix::sys::stat::fstat(&owner).ok()?,
+        // EPERM: the owner is not even below our user namespace, so it is not ours.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            return Some((
+                "one outside ours, not visible from here".to_owned(),
+                userns_text(&ours),
+            ));
+        }
+        Err(_) => return None,
+    };
+    ((theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino))
+        .then(|| (userns_text(&theirs), userns_text(&ours)))
+}
+
 /// `setns(fd, CLONE_NEWNET)` on the calling thread, with errors that say what to do.
 fn enter(fd: &OwnedFd, target: &Target) -> Result<(), Error> {
     nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| match errno {
-        nix::errno::Errno::EPERM => Error::PermissionDenied {
-            target: target.to_string(),
-            syscall: "setns",
-            capability: "CAP_SYS_ADMIN",
+        nix::errno::Errno::EPERM => match foreign_userns(fd, target) {
+            Some((target_userns, our_userns)) => Error::ForeignUserNamespace {
+                target: target.to_string(),
+                syscall: "setns",
+                target_userns,
+                our_userns,
+            },
+            None => Error::PermissionDenied {
+                target: target.to_string(),
+                syscall: "setns",
+                capability: "CAP_SYS_ADMIN",
+            },
         },
         nix::errno::Errno::ESRCH => match target {
             Target::Pid(pid) => Error::ProcessGone {

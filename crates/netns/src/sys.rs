@@ -1,5 +1,6 @@
 //! The raw syscalls that neither `std` nor `nix` wrap: `pidfd_open(2)`,
-//! `pidfd_send_signal(2)` (signal 0, a liveness probe) and `openat2(2)`.
+//! `pidfd_send_signal(2)` (signal 0, a liveness probe), `openat2(2)` and the
+//! `NS_GET_USERNS` ioctl of ioctl_ns(2).
 //!
 //! This is the one module of the crate allowed `unsafe`; every block says why it is sound.
 #![allow(unsafe_code)]
@@ -89,4 +90,19 @@ pub(crate) fn openat2(
     let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: a successful openat2 returns a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `ioctl(fd, NS_GET_USERNS)`: the user namespace that owns the namespace behind `ns`
+/// (ioctl_ns(2), Linux ≥ 4.9). `EPERM` when that user namespace is outside ours.
+pub(crate) fn ns_get_userns(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    /// `_IO(0xb7, 0x1)` from `<linux/nsfs.h>`.
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: NS_GET_USERNS takes no argument and writes no memory of ours; `ns` is a
+    // valid descriptor for the duration of the call.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS as _) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }
