@@ -26,6 +26,7 @@ pub mod conntrack_max;
 pub mod counters;
 pub mod inject;
 pub mod more_failures;
+pub mod overlay;
 pub mod pcap;
 pub mod record;
 pub mod resolver_udp_mtu;
