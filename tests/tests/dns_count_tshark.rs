@@ -1,0 +1,177 @@
+//! Differential test (issue 11): the number of DNS queries the analyzer counts
+//! (`dns.queries_sent`: standard queries, over UDP and reassembled TCP, inside tunnels
+//! too) equals tshark 4.0's count of
+//! `dns.flags.response == 0 && dns.flags.opcode == 0 && (udp.dstport == 53 || tcp.dstport == 53)`
+//! within 1 %, over the tcpdump corpus and every capture in `testdata/` (the overlay
+//! lab's VXLAN, Geneve, IP-in-IP and GRE captures included).
+//!
+//! tshark decodes UDP 8472 as VXLAN only when told (`-d udp.port==8472,vxlan`, flannel's
+//! port); we pass that. The filter selects frames; a TCP segment may carry several
+//! messages, so among the selected frames we count every message that is a standard
+//! query (`dns.flags.response` and `dns.flags.opcode` of each). To keep the run short, tshark only reads the files in which our
+//! parser finds a TCP or UDP port 53 at any tunnel depth, two processes at a time; the
+//! files it reads are listed with both counts when they differ.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use netdiag::analyze::{Analyzer, Config};
+use netdiag_pcapio::Reader;
+use netdiag_wire::{Frame, LinkType, Transport};
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+            out.push(p);
+        }
+    }
+}
+
+/// Whether any packet has TCP or UDP port 53 on either side, at any tunnel depth.
+fn has_port_53(path: &Path) -> bool {
+    let Ok(mut r) = Reader::open(path) else {
+        return false;
+    };
+    while let Ok(Some(p)) = r.next_packet() {
+        let outer = Frame::parse(LinkType::from_linktype(p.link_type), p.data);
+        let mut f = Some(outer);
+        while let Some(fr) = f {
+            let ports = match fr.transport {
+                Some(Transport::Tcp(t)) => Some((t.src_port, t.dst_port)),
+                Some(Transport::Udp(u)) => Some((u.src_port, u.dst_port)),
+                _ => None,
+            };
+            if ports.is_some_and(|(s, d)| s == 53 || d == 53) {
+                return true;
+            }
+            f = fr.inner();
+        }
+    }
+    false
+}
+
+/// The analyzer's query count; a read error ends the file (as `analyze` does).
+fn ours(path: &Path) -> u64 {
+    let Ok(mut r) = Reader::open(path) else {
+        return 0;
+    };
+    let mut a = Analyzer::new(Config::default());
+    while let Ok(Some(p)) = r.next_packet() {
+        a.feed(p.timestamp_ns, p.link_type, p.data);
+    }
+    a.finish().dns.queries_sent
+}
+
+fn theirs(path: &Path) -> Result<u64, String> {
+    let out = Command::new("tshark")
+        .args(["-n", "-d", "udp.port==8472,vxlan", "-r"])
+        .arg(path)
+        .args([
+            "-Y",
+            "dns.flags.response == 0 && dns.flags.opcode == 0 && (udp.dstport == 53 || tcp.dstport == 53)",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+            "-e",
+            "dns.flags.response",
+            "-e",
+            "dns.flags.opcode",
+        ])
+        .output()
+        .map_err(|e| format!("running tshark on {}: {e}", path.display()))?;
+    // One row per matching frame; a TCP segment may carry several messages (glibc sends
+    // A and AAAA in one segment with use-vc): count the standard queries among them.
+    let mut n = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut cols = line.split('\t');
+        let resp: Vec<&str> = cols.next().unwrap_or("").split(',').collect();
+        let op: Vec<&str> = cols.next().unwrap_or("").split(',').collect();
+        n += resp
+            .iter()
+            .zip(op.iter())
+            .filter(|(r, o)| matches!(**r, "0" | "False") && **o == "0")
+            .count() as u64;
+    }
+    Ok(n)
+}
+
+#[test]
+fn dns_query_count_matches_tshark_within_one_percent() {
+    let Some(corpus) = netdiag_tests::corpus_dir().expect("corpus") else {
+        return;
+    };
+    let started = Instant::now();
+    let mut all = Vec::new();
+    files(&corpus, &mut all);
+    files(&netdiag_tests::testdata_dir(), &mut all);
+    all.sort();
+    let work: Vec<PathBuf> = all.into_iter().filter(|p| has_port_53(p)).collect();
+    assert!(
+        work.iter()
+            .any(|p| p.to_string_lossy().contains("underlay-geneve")),
+        "the overlay recordings are missing from testdata/overlay"
+    );
+    let queue = Mutex::new(work.iter());
+    let results: Mutex<Vec<(PathBuf, u64, Result<u64, String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().expect("queue").next();
+                    let Some(path) = next else { break };
+                    let t = theirs(path);
+                    let o = ours(path);
+                    results.lock().expect("results").push((path.clone(), o, t));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut sum_ours, mut sum_theirs, mut tunnelled, mut tcp) = (0u64, 0u64, 0u64, 0u64);
+    for (path, o, t) in &results {
+        let t = match t {
+            Ok(t) => *t,
+            Err(e) => panic!("{e}"),
+        };
+        sum_ours += o;
+        sum_theirs += t;
+        let name = path.to_string_lossy();
+        if name.contains("underlay") {
+            tunnelled += t;
+        }
+        if name.contains("_tcp") {
+            tcp += t;
+        }
+        if *o != t {
+            eprintln!("  {}: ours {o}, tshark {t}", path.display());
+        }
+    }
+    eprintln!(
+        "dns_count_tshark: {} files with port 53, queries ours {sum_ours} / tshark {sum_theirs} \
+         ({tunnelled} in tunnel captures, {tcp} in *_tcp captures), {:?}",
+        results.len(),
+        started.elapsed()
+    );
+    assert!(
+        sum_theirs >= 100,
+        "only {sum_theirs} queries: the comparison says little"
+    );
+    assert!(tunnelled >= 40, "only {tunnelled} queries inside tunnels");
+    let diff = sum_ours.abs_diff(sum_theirs);
+    assert!(
+        diff * 100 <= sum_theirs,
+        "ours {sum_ours} vs tshark {sum_theirs}: {diff} apart, more than 1 %"
+    );
+}
