@@ -144,6 +144,9 @@ pub(crate) fn run(
         ..CaptureConfig::default()
     };
     let cap = target.run(move || LiveCapture::open(&pod_config))??;
+    if let Some(note) = cap.interface_note() {
+        warn(events, note.to_owned());
+    }
     let iface = cap.interface().to_owned();
     match target.run(move || crate::resolver::mtu_here(&iface)) {
         Ok(Ok(Some(mtu))) => analyzer.set_interface_mtu(cap.interface(), mtu),
