@@ -1,7 +1,8 @@
 //! Issue 11's command-line habits, through the real binary: `analyze -` reads a capture
 //! from standard input and reports exactly what `analyze FILE` reports; `-` twice and a
 //! directory are refused with one clear message (no OS error said twice); `-o` is
-//! `--output`; setns refused to root in a child user namespace says why.
+//! `--output`; setns refused to root in a child user namespace says why; without a
+//! default route, capture chooses tcpdump's interface and says so.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,7 +76,7 @@ fn stdin_twice_and_a_directory_are_refused_once() {
     assert_eq!(twice.status.code(), Some(2));
     let err = String::from_utf8_lossy(&twice.stderr);
     assert!(
-        err.contains("standard input") && err.contains("2 times"),
+        err.contains("standard input") && err.contains("more than once"),
         "{err}"
     );
 
@@ -144,4 +145,76 @@ fn setns_eperm_in_a_child_user_namespace_names_the_user_namespace() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("another user namespace"), "{err}");
     assert!(!err.contains("run as root on the node"), "{err}");
+}
+
+/// Root only: in a namespace without a default route, `capture` picks the interface
+/// tcpdump picks without `-i` (the first UP non-loopback one) and says so.
+#[test]
+fn no_default_route_falls_back_to_tcpdumps_interface() {
+    if !netdiag_tests::require_root("no_default_route_falls_back_to_tcpdumps_interface")
+        .expect("root check")
+    {
+        return;
+    }
+    let name = format!("tunnels-fb-{}", std::process::id());
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip")
+            .success()
+    );
+    let _del = Del(name.clone());
+    for args in [
+        &["link", "add", "a0", "type", "veth", "peer", "name", "b0"][..],
+        &["link", "set", "a0", "up"],
+        &["link", "set", "b0", "up"],
+        &["link", "set", "lo", "up"],
+    ] {
+        let ok = Command::new("ip")
+            .args(["-n", &name])
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(ok.success(), "ip {args:?}");
+    }
+    let tcpdump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &name,
+            "timeout",
+            "1",
+            "tcpdump",
+            "-n",
+            "-w",
+            "/dev/null",
+        ])
+        .output()
+        .expect("tcpdump");
+    let said = String::from_utf8_lossy(&tcpdump.stderr);
+    let theirs = said
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("tcpdump said {said}"))
+        .to_owned();
+    let ours = Command::new(bin())
+        .args(["capture", "--netns", &format!("/run/netns/{name}")])
+        .args(["-w", "/dev/null", "--duration", "1"])
+        .output()
+        .expect("kubectl-netdiag capture");
+    let err = String::from_utf8_lossy(&ours.stderr);
+    assert_eq!(ours.status.code(), Some(0), "{err}");
+    assert!(err.contains("no default route"), "{err}");
+    assert!(
+        err.contains(&format!("capturing on {theirs} in")),
+        "tcpdump chose {theirs}: {err}"
+    );
 }
