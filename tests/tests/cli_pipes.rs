@@ -4,6 +4,9 @@
 //! `--output`; setns refused to root in a child user namespace says why; without a
 //! default route, capture chooses tcpdump's interface and says so.
 
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

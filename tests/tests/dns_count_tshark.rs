@@ -12,6 +12,9 @@
 //! parser finds a TCP or UDP port 53 at any tunnel depth, two processes at a time; the
 //! files it reads are listed with both counts when they differ.
 
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -123,7 +126,9 @@ fn dns_query_count_matches_tshark_within_one_percent() {
         "the overlay recordings are missing from testdata/overlay"
     );
     let queue = Mutex::new(work.iter());
-    let results: Mutex<Vec<(PathBuf, u64, Result<u64, String>)>> = Mutex::new(Vec::new());
+    /// A file, our count, tshark's count (or why tshark failed).
+    type Row = (PathBuf, u64, Result<u64, String>);
+    let results: Mutex<Vec<Row>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {

@@ -11,6 +11,9 @@
 //! Root only. With `NETDIAG_RECORD_OVERLAY=1` the captures are written to
 //! `testdata/overlay/` (the recipe in `testdata/README.md`); otherwise to a scratch dir.
 
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use netdiag::analyze::{Analyzer, Config, Report};
 use netdiag_tests::lab::overlay::{self, OverlayScenario, Wrap};
 use std::path::{Path, PathBuf};

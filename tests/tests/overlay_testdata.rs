@@ -2,6 +2,9 @@
 //! frames re-wrapped in Geneve, IP-in-IP and GRE) yield their findings offline, keyed by
 //! the pod addresses, with the tunnel and the node addresses named in every flow.
 
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use netdiag::analyze::{Analyzer, Config, Finding, Report};
 use std::path::Path;
 
