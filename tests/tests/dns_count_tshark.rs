@@ -12,8 +12,8 @@
 //! parser finds a TCP or UDP port 53 at any tunnel depth, two processes at a time; the
 //! files it reads are listed with both counts when they differ.
 //!
-//! What that leaves out (a census of every corpus file with tshark, 2026-12-01): 7 query
-//! frames in files whose link types netdiag-wire does not parse (PKTAP 258, ARCNET) and
+//! What that leaves out (a census of every corpus file with tshark, 2026-12-01): 6 query
+//! frames in files whose link types netdiag-wire does not parse (PKTAP 258 and ARCNET: 2 files each) and
 //! one IPv6 packet in a `LINKTYPE_IPV4` file (`LINKTYPE_IPV4_invalid.pcap`, which we call
 //! malformed where tcpdump and tshark go by the version nibble); with them the corpus
 //! counts are 56 (tshark) and 49 (ours).
