@@ -156,3 +156,86 @@ impl Overlay {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{finding, packets, run};
+    use crate::{Analyzer, Config, Kind};
+
+    #[test]
+    fn underlay_findings_name_pods_and_nodes() {
+        let r = run(&["overlay/accept_overflow-underlay.pcap"], |_| {});
+        let f = finding(&r, Kind::AcceptQueueOverflow).expect("accept overflow");
+        assert!(
+            f.flows.iter().all(|fl| fl.starts_with("10.244.1.10:")
+                && fl.ends_with(
+                    "-> 10.244.2.10:8080/tcp (inside VXLAN 192.168.1.5 → 192.168.1.6, VNI 1)"
+                )),
+            "{:?}",
+            f.flows
+        );
+        assert!(
+            f.evidence
+                .notes
+                .iter()
+                .any(|n| n.contains("inside tunnels: VXLAN"))
+        );
+    }
+
+    #[test]
+    fn ndots_over_tcp_inside_ip_in_ip() {
+        let r = run(&["overlay/dns_ndots_tcp-underlay-ipip.pcap"], |_| {});
+        let f = finding(&r, Kind::DnsNdotsAmplification).expect("ndots");
+        assert!(
+            f.flows
+                .iter()
+                .any(|fl| fl.contains(":53/tcp (inside IP-in-IP 192.168.1.5")),
+            "{:?}",
+            f.flows
+        );
+        assert_eq!(r.dns.queries_sent, 8);
+    }
+
+    #[test]
+    fn a_truncated_answer_and_its_tcp_retry_are_one_lookup() {
+        let r = run(&["overlay/dns_truncated_retry-pod.pcap"], |_| {});
+        assert_eq!((r.dns.queries_sent, r.dns.responses), (2, 2));
+        assert_eq!(r.dns.logical_lookups, 1);
+        assert_eq!(r.dns.unanswered, 0);
+        assert!(r.findings.is_empty());
+    }
+
+    /// A WireGuard datagram and an ESP packet: the UDP header of the first DNS query of
+    /// `dns_ndots/pod.pcap` with its ports set to 51820, and the same packet with IP
+    /// protocol 50.
+    #[test]
+    fn encrypted_overlays_are_one_limit_line_with_counts() {
+        let pkts = packets("dns_ndots/pod.pcap");
+        let (ts, link, q) = pkts
+            .iter()
+            .find(|(_, _, b)| b.len() > 42 && b[23] == 17 && b[36..38] == [0, 53])
+            .expect("a DNS query");
+        let mut wg = q.clone();
+        wg[34..36].copy_from_slice(&51820u16.to_be_bytes());
+        wg[36..38].copy_from_slice(&51820u16.to_be_bytes());
+        let mut esp = q.clone();
+        esp[23] = 50;
+        let mut a = Analyzer::new(Config::default());
+        for _ in 0..3 {
+            a.feed(*ts, *link, &wg);
+        }
+        a.feed(*ts, *link, &esp);
+        let r = a.finish();
+        let lines: Vec<&String> = r
+            .limits
+            .iter()
+            .filter(|l| l.contains("encrypted"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{:?}", r.limits);
+        assert!(
+            lines[0].contains("3 WireGuard (UDP 51820) and 1 IPsec ESP"),
+            "{}",
+            lines[0]
+        );
+    }
+}
