@@ -91,6 +91,8 @@ struct Txn {
     sibling: Option<u16>,
     /// Sent over TCP.
     tcp: bool,
+    /// TCP: when the connection ended (FIN or RST seen), ns.
+    closed_ns: Option<u64>,
 }
 
 /// One timeout retry, with what was around it.
@@ -111,6 +113,24 @@ pub(crate) struct RetryEvent {
     pub(crate) sibling: Option<(PacketRef, PacketRef, u16)>,
     /// The query went over TCP.
     pub(crate) tcp: bool,
+}
+
+/// A query over TCP never answered although its sibling on the same connection was:
+/// glibc (`use-vc`) reads a TCP answer without a timeout, so a lost reply is not
+/// re-sent after `timeout` seconds as over UDP; the lookup hangs until the connection
+/// ends.
+#[derive(Clone, Debug)]
+pub(crate) struct TcpHang {
+    pub(crate) client: Endpoint,
+    pub(crate) server: Endpoint,
+    pub(crate) qtype: u16,
+    /// The unanswered query.
+    pub(crate) query: PacketRef,
+    /// The sibling query and its answer.
+    pub(crate) sibling: (PacketRef, PacketRef, u16),
+    /// From the query to the end of the connection (or of the capture), ns.
+    pub(crate) waited_ns: u64,
+    pub(crate) name_hash: u64,
 }
 
 /// A logical lookup that went through the search list.
@@ -173,6 +193,14 @@ pub(crate) struct DnsTracker {
     pub(crate) expanded: Vec<ExpandedLookup>,
     pub(crate) not_tracked: u64,
     pub(crate) unmatched_responses: u64,
+    /// TCP queries left unanswered while their sibling was answered (examples).
+    pub(crate) tcp_hangs: Vec<TcpHang>,
+    /// All of them.
+    pub(crate) tcp_hang_events: u64,
+    /// The latest packet time seen, ns.
+    last_ns: u64,
+    /// Question names of unanswered TCP queries, by hash, for the finding.
+    hang_names: FxMap<u64, String>,
 }
 
 fn leading_common_labels<'s>(a: &'s str, b: &str) -> &'s str {
@@ -220,6 +248,10 @@ impl DnsTracker {
             expanded: Vec::new(),
             not_tracked: 0,
             unmatched_responses: 0,
+            tcp_hangs: Vec::new(),
+            tcp_hang_events: 0,
+            last_ns: 0,
+            hang_names: FxMap::default(),
         }
     }
 
@@ -246,6 +278,7 @@ impl DnsTracker {
         ns: u64,
         tcp: bool,
     ) {
+        self.last_ns = self.last_ns.max(ns);
         if msg.is_response() {
             self.on_response(source, src, dst, msg, pkt, ns);
         } else if msg.opcode() == 0 {
@@ -307,6 +340,11 @@ impl DnsTracker {
         }
         let mut name = NameBuf::new();
         let _ = q.name.write_dotted(&mut name);
+        if tcp && self.hang_names.len() < MAX_SUFFIXES * 16 {
+            self.hang_names
+                .entry(name_hash)
+                .or_insert_with(|| name.as_str().to_string());
+        }
         let lookup = self.attach_to_lookup(
             source,
             (client, server),
@@ -345,6 +383,7 @@ impl DnsTracker {
                 lookup,
                 sibling,
                 tcp,
+                closed_ns: None,
             },
         );
     }
@@ -698,8 +737,84 @@ impl DnsTracker {
         self.stats.unanswered += unanswered;
     }
 
+    /// A TCP DNS connection ended (FIN or RST from `from`): its open queries will not be
+    /// answered any more.
+    /// Bounded: with more than `CLOSE_SCAN_MAX` open transactions the scan is skipped
+    /// (a hang then counts to the end of the capture).
+    pub(crate) fn on_tcp_close(&mut self, source: u16, a: Endpoint, b: Endpoint, ns: u64) {
+        /// The most transactions one connection end scans.
+        const CLOSE_SCAN_MAX: usize = 4096;
+        self.last_ns = self.last_ns.max(ns);
+        if self.txns.len() > CLOSE_SCAN_MAX {
+            return;
+        }
+        for (k, t) in self.txns.iter_mut() {
+            if t.tcp
+                && t.answered.is_none()
+                && t.closed_ns.is_none()
+                && k.source == source
+                && ((k.client == a && k.server == b) || (k.client == b && k.server == a))
+            {
+                t.closed_ns = Some(ns);
+            }
+        }
+    }
+
+    /// TCP queries never answered although their sibling on the same connection was.
+    fn find_tcp_hangs(&mut self) {
+        let mut hangs = Vec::new();
+        for (k, t) in &self.txns {
+            if !t.tcp || t.answered.is_some() {
+                continue;
+            }
+            let Some(sid) = t.sibling else { continue };
+            let Some(s) = self.txns.get(&TxKey { id: sid, ..*k }) else {
+                continue;
+            };
+            let Some((_, ans_pkt, _)) = s.answered else {
+                continue;
+            };
+            let end = t.closed_ns.unwrap_or(self.last_ns);
+            hangs.push(TcpHang {
+                client: k.client,
+                server: k.server,
+                qtype: t.qtype,
+                query: PacketRef {
+                    source: k.source,
+                    number: t.first_pkt,
+                },
+                sibling: (
+                    PacketRef {
+                        source: k.source,
+                        number: s.first_pkt,
+                    },
+                    PacketRef {
+                        source: k.source,
+                        number: ans_pkt,
+                    },
+                    s.qtype,
+                ),
+                waited_ns: end.saturating_sub(t.last_send_ns),
+                name_hash: t.name_hash,
+            });
+        }
+        hangs.sort_by_key(|h| h.query.number);
+        self.tcp_hang_events = hangs.len() as u64;
+        hangs.truncate(MAX_EXAMPLES);
+        self.tcp_hangs = hangs;
+    }
+
+    /// The question name of an unanswered TCP query.
+    pub(crate) fn hang_name(&self, h: &TcpHang) -> String {
+        self.hang_names
+            .get(&h.name_hash)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Closes everything and fills in the statistics.
     pub(crate) fn finish(&mut self) -> DnsStats {
+        self.find_tcp_hangs();
         let clients: Vec<((u16, IpAddr), Client)> = self.clients.drain().collect();
         for (_, c) in clients {
             for l in c.lookups {

@@ -661,6 +661,9 @@ impl Analyzer {
                 Err(_) => *self.skipped.entry(SkipKind::DnsMalformed).or_insert(0) += 1,
             }
         });
+        if s.fin_or_rst {
+            self.dns.on_tcp_close(source, from, to, ns);
+        }
     }
 
     fn on_tcp(
@@ -837,7 +840,8 @@ impl Analyzer {
             detect::accept_queue_overflow::finish(&self.dests, &ctx),
             detect::snat_port_exhaustion::finish(&self.dests, &ctx),
             detect::dns_ndots_amplification::finish(&self.dns.expanded, &dns_stats, &ctx),
-            detect::dns_lost_reply_timeout::finish(&self.dns.retries, self.dns.retry_events, &ctx),
+            detect::dns_lost_reply_timeout::finish(&self.dns.retries, self.dns.retry_events, &ctx)
+                .or_else(|| detect::dns_lost_reply_timeout::finish_tcp(&self.dns, &ctx)),
             detect::conntrack_table_full::finish(&self.dests, &ctx),
             detect::ephemeral_port_exhaustion::finish(&self.conn_events, &ctx),
             detect::connection_refused::finish(&self.conn_events, &self.dests, &ctx),

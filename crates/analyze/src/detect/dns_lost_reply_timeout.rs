@@ -190,6 +190,83 @@ pub(crate) fn finish(retries: &[RetryEvent], total: u64, ctx: &Ctx<'_>) -> Optio
     })
 }
 
+/// The TCP form (`options use-vc`): a query never answered while its sibling on the same
+/// connection was. glibc reads TCP answers without a timeout, so instead of a re-send after
+/// `timeout` seconds the lookup hangs until the connection ends (checked with glibc 2.36 in
+/// the overlay lab: a persistently dropped AAAA answer left `getent` waiting until killed;
+/// a reply dropped once is recovered by TCP itself in ~200 ms and shows nothing here).
+pub(crate) fn finish_tcp(dns: &crate::dns::DnsTracker, ctx: &Ctx<'_>) -> Option<Finding> {
+    let hangs = &dns.tcp_hangs;
+    let first = hangs.first()?;
+    let mut evidence = Evidence::default();
+    let mut names = Vec::new();
+    let mut flows = Vec::new();
+    let mut waits = Vec::new();
+    {
+        let mut sink = EvidenceSink {
+            out: &mut evidence.packets,
+            total: &mut evidence.packets_total,
+            cap: ctx.max_evidence,
+        };
+        for h in hangs {
+            let name = dns.hang_name(h);
+            let t = qtype_name(h.qtype);
+            let (sq, sa, st) = h.sibling;
+            let st = qtype_name(st);
+            sink.push(
+                h.query,
+                format!("{t} {name} sent over TCP, its answer never arrived"),
+            );
+            sink.push(
+                sq,
+                format!("{st} {name} sent on the same TCP connection at the same time"),
+            );
+            sink.push(
+                sa,
+                format!("{st} {name} answered (only one answer of the pair arrived)"),
+            );
+            waits.push(h.waited_ns as f64 / 1e6);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            let f = format!(
+                "{} -> {}/tcp",
+                endpoint_text(h.client),
+                endpoint_text(h.server)
+            );
+            if !flows.contains(&f) {
+                flows.push(f);
+            }
+        }
+    }
+    evidence.timings.push(Timing {
+        what: "unanswered TCP query to the end of its connection (or of the capture)".to_string(),
+        millis: waits,
+    });
+    evidence.notes.push(
+        "over TCP (options use-vc) glibc waits for an answer without a timeout: a lost reply is not re-sent after `timeout` s, the lookup hangs".to_string(),
+    );
+    let total = dns.tcp_hang_events;
+    let summary = format!(
+        "{total} DNS quer{} over TCP never answered while the other query of the pair on the same connection was: a lost reply; the lookup hung {:.1} s",
+        if total == 1 { "y" } else { "ies" },
+        first.waited_ns as f64 / 1e9
+    );
+    Some(Finding {
+        kind: Kind::DnsLostReplyTimeout,
+        confidence: Confidence::Likely,
+        summary,
+        flows,
+        listeners: Vec::new(),
+        names,
+        evidence,
+        remedy: REMEDY.to_string(),
+        alternative: Some(
+            "a DNS server that drops one type of question over TCP (check its logs)".to_string(),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testutil::{counters, finding, run};
@@ -237,6 +314,29 @@ mod tests {
             finding(&r, Kind::DnsLostReplyTimeout).map(|f| f.confidence),
             Some(Confidence::Confirmed)
         );
+    }
+
+    #[test]
+    fn over_tcp_an_unanswered_query_beside_an_answered_one_is_a_lost_reply() {
+        let r = run(&["overlay/dns_lost_reply_tcp-pod.pcap"], |_| {});
+        let f = finding(&r, Kind::DnsLostReplyTimeout).expect("found");
+        assert_eq!(f.confidence, Confidence::Likely);
+        assert_eq!(f.names, vec!["api.example.test"]);
+        assert!(
+            f.flows.iter().all(|fl| fl.ends_with(":53/tcp")),
+            "{:?}",
+            f.flows
+        );
+        let waited = f.evidence.timings[0].millis[0];
+        assert!((7500.0..9000.0).contains(&waited), "{waited}");
+        // Every query over TCP answered: nothing.
+        for file in [
+            "overlay/dns_ndots_tcp-pod.pcap",
+            "overlay/dns_truncated_retry-pod.pcap",
+        ] {
+            let r = run(&[file], |_| {});
+            assert!(finding(&r, Kind::DnsLostReplyTimeout).is_none(), "{file}");
+        }
     }
 
     #[test]
