@@ -120,6 +120,22 @@ fn check_underlay(s: OverlayScenario, report: &Report, tunnel: &str) {
             }
             assert!(report.dns.queries_sent >= 8, "{:?}", report.dns);
         }
+        OverlayScenario::LostReplyTcp => {
+            let f = finding(report, "dns_lost_reply_timeout");
+            assert!(via(f), "{tunnel}: {:#?}", f.flows);
+            assert!(
+                f.flows.iter().all(|fl| fl.contains(":53/tcp")),
+                "{:?}",
+                f.flows
+            );
+            assert_eq!(f.names, ["api.example.test"]);
+            let waited = f.evidence.timings[0].millis[0];
+            let want = overlay::HANG_S as f64 * 1000.0;
+            assert!(
+                (want - 500.0..want + 1000.0).contains(&waited),
+                "{waited} ms"
+            );
+        }
         OverlayScenario::TruncatedRetry => {
             // One UDP query (TC answer) and the same question over TCP: one lookup.
             assert_eq!(report.dns.queries_sent, 2, "{tunnel}: {:?}", report.dns);

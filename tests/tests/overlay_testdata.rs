@@ -92,6 +92,19 @@ fn overlay_recordings_yield_pod_findings_in_every_tunnel() {
             assert_eq!(r.dns.logical_lookups, 1, "{s}{suffix}: {:?}", r.dns);
         }
 
+        let p = file("dns_lost_reply_tcp");
+        let r = analyze(&p);
+        let f = one(&r, "dns_lost_reply_timeout", &p.display().to_string());
+        assert!(
+            f.flows.iter().any(|fl| fl.starts_with("10.244.1.10:")
+                && fl.contains(&format!(" -> 10.244.2.10:53/tcp ({inside}"))),
+            "{:?}",
+            f.flows
+        );
+        assert_eq!(f.names, ["api.example.test"]);
+        let waited = f.evidence.timings[0].millis[0];
+        assert!((7500.0..9000.0).contains(&waited), "{waited} ms");
+
         let p = file("dns_truncated_retry");
         let r = analyze(&p);
         assert!(r.findings.is_empty(), "{:#?}", r.findings);

@@ -401,15 +401,23 @@ pub enum OverlayScenario {
     /// `big.example.test.` has 40 A records: the UDP answer to `getent ahostsv4` comes
     /// back truncated (TC) and glibc asks the same question again over TCP.
     TruncatedRetry,
+    /// `use-vc` with node B dropping every AAAA answer leaving the DNS pod over TCP: A
+    /// and AAAA go out on one connection, only A is answered; glibc waits without a
+    /// timeout, so `getent` (bounded by `timeout 8`) is killed after 8 s.
+    LostReplyTcp,
 }
+
+/// How long the lost-reply-over-TCP lookup may hang before `timeout` kills it.
+pub const HANG_S: u64 = 8;
 
 impl OverlayScenario {
     /// All, in recording order.
-    pub const ALL: [OverlayScenario; 4] = [
+    pub const ALL: [OverlayScenario; 5] = [
         OverlayScenario::AcceptOverflow,
         OverlayScenario::Ndots,
         OverlayScenario::NdotsTcp,
         OverlayScenario::TruncatedRetry,
+        OverlayScenario::LostReplyTcp,
     ];
 
     /// The file stem of its recordings.
@@ -419,6 +427,7 @@ impl OverlayScenario {
             OverlayScenario::Ndots => "dns_ndots",
             OverlayScenario::NdotsTcp => "dns_ndots_tcp",
             OverlayScenario::TruncatedRetry => "dns_truncated_retry",
+            OverlayScenario::LostReplyTcp => "dns_lost_reply_tcp",
         }
     }
 
@@ -456,6 +465,58 @@ impl OverlayScenario {
             }
             // A only: one UDP question, its truncated answer, the same question over TCP.
             OverlayScenario::TruncatedRetry => lab.lookup(&[], "ahostsv4", &format!("{BIG_NAME}.")),
+            OverlayScenario::LostReplyTcp => {
+                let nb = lab.netns(Part::NodeB);
+                // Every TCP segment from port 53 whose question is (root, AAAA, IN).
+                let rule = [
+                    "FORWARD",
+                    "-p",
+                    "tcp",
+                    "--sport",
+                    "53",
+                    "-m",
+                    "string",
+                    "--algo",
+                    "bm",
+                    "--hex-string",
+                    "|00001c0001|",
+                    "-j",
+                    "DROP",
+                ];
+                let ipt = |op: &str| {
+                    let mut a = vec!["iptables", "-w", "5", op];
+                    a.extend_from_slice(&rule);
+                    run(&mut netns_exec(&nb, &a))
+                };
+                ipt("-I")?;
+                let hang = HANG_S.to_string();
+                let out = netns_exec(
+                    &lab.netns(Part::PodA),
+                    &[
+                        "env",
+                        "RES_OPTIONS=ndots:1 timeout:5 attempts:2 use-vc",
+                        "timeout",
+                        &hang,
+                        "getent",
+                        "ahosts",
+                        "api.example.test",
+                    ],
+                )
+                .stdin(Stdio::null())
+                .output();
+                // The rule goes whatever happened.
+                let removed = ipt("-D");
+                let out = out.context("run getent in pod A")?;
+                removed?;
+                if out.status.code() != Some(124) {
+                    bail!(
+                        "getent was expected to hang until `timeout {HANG_S}` (exit 124), got {}: {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stdout)
+                    );
+                }
+                Ok(format!("getent hung {HANG_S} s and was killed"))
+            }
         }
     }
 }
