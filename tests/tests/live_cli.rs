@@ -1295,11 +1295,17 @@ fn live_commands_need_exactly_the_documented_capabilities() {
     let pod = lab.netns_path(Role::Pod).display().to_string();
     let node = lab.netns_path(Role::Node).display().to_string();
     let pcap = lab.scratch().join("caps.pcap").display().to_string();
-    let table: [(&str, Vec<&str>, &[&str]); 3] = [
+    let pid = lab.pod_pid().to_string();
+    let table: [(&str, Vec<&str>, &[&str]); 4] = [
         (
             "capture",
             vec!["capture", "--netns", &pod, "-w", &pcap, "--duration", "1s"],
             &["sys_admin", "net_raw"],
+        ),
+        (
+            "capture --pid",
+            vec!["capture", "--pid", &pid, "-w", &pcap, "--duration", "1s"],
+            &["sys_admin", "net_raw", "sys_ptrace"],
         ),
         (
             "diagnose",

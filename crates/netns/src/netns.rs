@@ -355,6 +355,24 @@ fn foreign_userns(fd: &OwnedFd, target: &Target) -> Option<(String, String)> {
         .then(|| (userns_text(&theirs), userns_text(&ours)))
 }
 
+/// `CAP_SYS_ADMIN`'s bit in the capability sets (linux/capability.h).
+const CAP_SYS_ADMIN_BIT: u32 = 21;
+/// `CAP_SYS_PTRACE`'s bit.
+const CAP_SYS_PTRACE_BIT: u32 = 19;
+
+/// Whether the calling thread has capability `bit` in its effective set (`CapEff` of
+/// /proc/thread-self/status); `false` when that cannot be read.
+fn has_effective_cap(bit: u32) -> bool {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1u64 << bit) != 0)
+}
+
 /// `setns(fd, CLONE_NEWNET)` on the calling thread, with errors that say what to do.
 fn enter(fd: &OwnedFd, target: &Target) -> Result<(), Error> {
     nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| match errno {
@@ -365,6 +383,18 @@ fn enter(fd: &OwnedFd, target: &Target) -> Result<(), Error> {
                 target_userns,
                 our_userns,
             },
+            // setns through a pidfd also asks for ptrace access to the process: a process
+            // holding capabilities we lack needs CAP_SYS_PTRACE, even with CAP_SYS_ADMIN.
+            None if matches!(target, Target::Pid(_))
+                && has_effective_cap(CAP_SYS_ADMIN_BIT)
+                && !has_effective_cap(CAP_SYS_PTRACE_BIT) =>
+            {
+                Error::PermissionDenied {
+                    target: target.to_string(),
+                    syscall: "setns",
+                    capability: "CAP_SYS_PTRACE (the process holds capabilities this one lacks)",
+                }
+            }
             None => Error::PermissionDenied {
                 target: target.to_string(),
                 syscall: "setns",
