@@ -247,7 +247,8 @@ pub fn summarize(entries: &[Entry]) -> Vec<Group> {
     s.finish()
 }
 
-fn request() -> CtMessage {
+/// The `IPCTNL_MSG_CT_GET` dump request, all families.
+pub(crate) fn request() -> CtMessage {
     CtMessage {
         message_type: (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
         payload: vec![
@@ -272,11 +273,20 @@ pub fn entries() -> Result<Vec<Entry>, Error> {
 /// Like [`entries`], one entry at a time, without holding the table.
 pub fn for_each_entry(mut f: impl FnMut(Entry)) -> Result<(), Error> {
     dump_each(NETLINK_NETFILTER, "ctnetlink", request(), |m: CtMessage| {
-        if m.message_type == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW {
-            f(parse_entry(&m.payload)?);
+        if let Some(e) = entry(&m)? {
+            f(e);
         }
         Ok(())
     })
+}
+
+/// The entry a ctnetlink dump message carries; `None` for other message types.
+pub(crate) fn entry(m: &CtMessage) -> Result<Option<Entry>, Error> {
+    if m.message_type == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW {
+        parse_entry(&m.payload).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// The table summary, streamed: [`summarize`] of [`entries`] without holding them.

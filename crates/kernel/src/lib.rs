@@ -16,6 +16,7 @@
 //! | [`udp_sockets`] | `ss -uamn` (Recv-Q, `skmem` rb = buffer, d = drops) | sock_diag `inet_diag` + `SKMEMINFO` |
 //! | [`links`](mod@links): [`links()`], [`addresses`], [`routes`], [`default_route_interface`] | `ip link`, `ip addr`, `ip route` | rtnetlink |
 //! | [`conntrack`]: [`conntrack::entries`], [`conntrack::summary`] (streamed), [`conntrack::summarize`] | `conntrack -L` | ctnetlink |
+//! | [`replay`]: [`replay::record`], [`replay::decode`] | `nlmon` / `strace -e recvmsg` of the dumps above | the raw reply datagrams |
 //!
 //! Kernel tables are parsed by the names in their headers, never by column position, and
 //! unknown fields are kept (the raw text stays available through [`Snapshot::raw`]).
@@ -70,6 +71,7 @@ pub mod links;
 mod live;
 mod netlink;
 mod parse;
+pub mod replay;
 pub mod snapshot;
 pub mod sockets;
 mod udp;

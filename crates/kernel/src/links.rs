@@ -92,13 +92,28 @@ pub struct Route {
     pub other: Vec<OtherAttr>,
 }
 
+/// The `RTM_GETLINK` dump request.
+pub(crate) fn links_request() -> RouteNetlinkMessage {
+    RouteNetlinkMessage::GetLink(LinkMessage::default())
+}
+
+/// The `RTM_GETADDR` dump request.
+pub(crate) fn addresses_request() -> RouteNetlinkMessage {
+    RouteNetlinkMessage::GetAddress(AddressMessage::default())
+}
+
+/// The `RTM_GETROUTE` dump requests, IPv4 then IPv6.
+pub(crate) fn routes_requests() -> [RouteNetlinkMessage; 2] {
+    [AddressFamily::Inet, AddressFamily::Inet6].map(|family| {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family;
+        RouteNetlinkMessage::GetRoute(req)
+    })
+}
+
 /// All links of the calling thread's namespace (`ip link`).
 pub fn links() -> Result<Vec<Link>, Error> {
-    let msgs = dump(
-        NETLINK_ROUTE,
-        "rtnetlink links",
-        RouteNetlinkMessage::GetLink(LinkMessage::default()),
-    )?;
+    let msgs = dump(NETLINK_ROUTE, "rtnetlink links", links_request())?;
     Ok(msgs
         .into_iter()
         .filter_map(|m| match m {
@@ -108,7 +123,7 @@ pub fn links() -> Result<Vec<Link>, Error> {
         .collect())
 }
 
-fn link(m: LinkMessage) -> Link {
+pub(crate) fn link(m: LinkMessage) -> Link {
     let mut l = Link {
         index: m.header.index,
         name: String::new(),
@@ -145,53 +160,45 @@ fn link(m: LinkMessage) -> Link {
 
 /// All interface addresses, IPv4 and IPv6 (`ip addr`).
 pub fn addresses() -> Result<Vec<Address>, Error> {
-    let msgs = dump(
-        NETLINK_ROUTE,
-        "rtnetlink addresses",
-        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-    )?;
-    let mut out = Vec::new();
-    for m in msgs {
-        let RouteNetlinkMessage::NewAddress(a) = m else {
-            continue;
-        };
-        let mut local = None;
-        let mut address = None;
-        let mut label = None;
-        let mut unknown = Vec::new();
-        for attr in a.attributes {
-            match attr {
-                AddressAttribute::Other(nla) => unknown.push(other(&nla)),
-                AddressAttribute::Local(ip) => local = Some(ip),
-                AddressAttribute::Address(ip) => address = Some(ip),
-                AddressAttribute::Label(l) => label = Some(l),
-                _ => {}
-            }
-        }
-        if let Some(addr) = local.or(address) {
-            out.push(Address {
-                index: a.header.index,
-                addr,
-                prefix_len: a.header.prefix_len,
-                label,
-                other: unknown,
-            });
+    let msgs = dump(NETLINK_ROUTE, "rtnetlink addresses", addresses_request())?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) => address(a),
+            _ => None,
+        })
+        .collect())
+}
+
+/// An address message as `ip addr` shows it; `None` when it carries no address.
+pub(crate) fn address(a: AddressMessage) -> Option<Address> {
+    let mut local = None;
+    let mut address = None;
+    let mut label = None;
+    let mut unknown = Vec::new();
+    for attr in a.attributes {
+        match attr {
+            AddressAttribute::Other(nla) => unknown.push(other(&nla)),
+            AddressAttribute::Local(ip) => local = Some(ip),
+            AddressAttribute::Address(ip) => address = Some(ip),
+            AddressAttribute::Label(l) => label = Some(l),
+            _ => {}
         }
     }
-    Ok(out)
+    Some(Address {
+        index: a.header.index,
+        addr: local.or(address)?,
+        prefix_len: a.header.prefix_len,
+        label,
+        other: unknown,
+    })
 }
 
 /// All routes of all tables, IPv4 and IPv6 (`ip route show table all` + `ip -6 …`).
 pub fn routes() -> Result<Vec<Route>, Error> {
     let mut out = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut req = RouteMessage::default();
-        req.header.address_family = family;
-        let msgs = dump(
-            NETLINK_ROUTE,
-            "rtnetlink routes",
-            RouteNetlinkMessage::GetRoute(req),
-        )?;
+    for req in routes_requests() {
+        let msgs = dump(NETLINK_ROUTE, "rtnetlink routes", req)?;
         for m in msgs {
             let RouteNetlinkMessage::NewRoute(r) = m else {
                 continue;
@@ -210,7 +217,7 @@ fn route_addr(a: RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn route(m: RouteMessage) -> Route {
+pub(crate) fn route(m: RouteMessage) -> Route {
     let mut r = Route {
         destination: None,
         prefix_len: m.header.destination_prefix_length,

@@ -68,30 +68,43 @@ impl Snapshot {
 /// exactly what `ss -lnt` shows.
 pub fn tcp_listeners() -> Result<Vec<Listener>, Error> {
     let mut out = Vec::new();
-    for (family, id) in [
+    for req in listeners_requests() {
+        for m in dump(NETLINK_SOCK_DIAG, "sock_diag inet", req)? {
+            out.extend(listener(m));
+        }
+    }
+    Ok(out)
+}
+
+/// The sock_diag `inet_diag` dump requests for TCP listeners, IPv4 then IPv6.
+pub(crate) fn listeners_requests() -> [SockDiagMessage; 2] {
+    [
         (AF_INET, SocketId::new_v4()),
         (AF_INET6, SocketId::new_v6()),
-    ] {
-        let req = SockDiagMessage::InetRequest(InetRequest {
+    ]
+    .map(|(family, socket_id)| {
+        SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::empty(),
             states: StateFlags::LISTEN,
-            socket_id: id,
-        });
-        for m in dump(NETLINK_SOCK_DIAG, "sock_diag inet", req)? {
-            if let SockDiagMessage::InetResponse(r) = m {
-                let h = &r.header;
-                let mut l = Listener::new(
-                    h.socket_id.source_address,
-                    h.socket_id.source_port,
-                    h.recv_queue,
-                    Some(h.send_queue),
-                );
-                l.inode = Some(u64::from(h.inode));
-                out.push(l);
-            }
-        }
-    }
-    Ok(out)
+            socket_id,
+        })
+    })
+}
+
+/// A sock_diag `inet_diag` reply as `ss -lnt` shows it; `None` for other messages.
+pub(crate) fn listener(m: SockDiagMessage) -> Option<Listener> {
+    let SockDiagMessage::InetResponse(r) = m else {
+        return None;
+    };
+    let h = &r.header;
+    let mut l = Listener::new(
+        h.socket_id.source_address,
+        h.socket_id.source_port,
+        h.recv_queue,
+        Some(h.send_queue),
+    );
+    l.inode = Some(u64::from(h.inode));
+    Some(l)
 }
