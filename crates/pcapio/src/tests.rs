@@ -701,3 +701,23 @@ proptest! {
         }
     }
 }
+
+/// Fuzz crash (target `pcapng_roundtrip`): an interface name ending in NUL read back one
+/// NUL short, because readers strip the trailing NUL many writers add.
+#[test]
+fn crash_pcapng_roundtrip_if_name_ending_in_nul() {
+    let mut w = PcapngWriter::new(Vec::new()).unwrap();
+    let mut d = InterfaceDesc::new(1, 0);
+    d.name = Some("eth0\0p\0\0".to_string());
+    d.description = Some("\0".to_string());
+    w.add_interface(&d).unwrap();
+    let mut plain = InterfaceDesc::new(1, 0);
+    plain.name = Some("eth1".to_string());
+    w.add_interface(&plain).unwrap();
+    let bytes = w.into_inner().unwrap();
+    let mut r = Reader::new(&bytes[..]).unwrap();
+    assert!(r.next_packet().unwrap().is_none());
+    assert_eq!(r.interfaces()[0].name, d.name);
+    assert_eq!(r.interfaces()[0].description, d.description);
+    assert_eq!(r.interfaces()[1].name.as_deref(), Some("eth1"));
+}

@@ -92,6 +92,19 @@ impl<W: Write> Sink<W> {
         self.pad();
         Ok(())
     }
+    /// A string option (`if_name`, `if_description`) as readers give it back: they strip
+    /// one trailing NUL (many writers add one, though the spec has none), so a string
+    /// that really ends in NUL gets one more (found by fuzzing the round trip).
+    fn opt_str(&mut self, code: u16, value: &str) -> Result<(), Error> {
+        if value.ends_with('\0') {
+            let mut v = Vec::with_capacity(value.len() + 1);
+            v.extend_from_slice(value.as_bytes());
+            v.push(0);
+            self.opt(code, &v)
+        } else {
+            self.opt(code, value.as_bytes())
+        }
+    }
     /// Finishes a pcapng block begun at `self.buf[0]`: end of options (when `opts`),
     /// both length fields.
     fn end_block(&mut self, opts: bool) -> Result<(), Error> {
@@ -300,10 +313,10 @@ impl<W: Write> PcapngWriter<W> {
         s.u16(0);
         s.u32(iface.snaplen);
         if let Some(n) = &iface.name {
-            s.opt(2, n.as_bytes())?;
+            s.opt_str(2, n)?;
         }
         if let Some(d) = &iface.description {
-            s.opt(3, d.as_bytes())?;
+            s.opt_str(3, d)?;
         }
         if iface.nanos {
             s.opt(9, &[9])?;
