@@ -66,6 +66,17 @@ impl Destinations {
         Some(self.map.entry(k).or_default())
     }
 
+    /// Most heap bytes with room for `cap` destinations, every list at its cap.
+    pub(crate) fn bytes_bound(cap: usize) -> usize {
+        use crate::bounds::{map_bytes, vec_bytes};
+        let cap = cap.max(1);
+        let per_dest = vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_DEST)
+            + vec_bytes::<(Endpoint, Endpoint)>(FLOWS_PER_DEST)
+            + vec_bytes::<IpAddr>(8)
+            + vec_bytes::<f64>(crate::tcp::SYN_SLOTS);
+        map_bytes::<(u16, Endpoint), DestStats>(cap) + cap * per_dest
+    }
+
     /// The first SYN-ACK of an attempt to `server`.
     pub(crate) fn on_answered(&mut self, source: u16, server: Endpoint, ns: u64) {
         if let Some(d) = self.entry(source, server) {
@@ -188,6 +199,16 @@ impl Locality {
             c[i] = 1;
             self.map.insert(k, c);
         }
+    }
+
+    /// Addresses held now.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Most heap bytes with room for `cap` addresses.
+    pub(crate) fn bytes_bound(cap: usize) -> usize {
+        crate::bounds::map_bytes::<(u16, IpAddr), [u32; 2]>(cap.max(1))
     }
 
     /// `Some(true)`: every packet from `ip` had an initial TTL (sent from here);

@@ -26,7 +26,7 @@ const TIMEOUT_TOLERANCE_NS: u64 = 600_000_000;
 /// A logical lookup with no activity for this long is closed.
 const LOOKUP_IDLE_NS: u64 = 30_000_000_000;
 /// Most lookups a client may have open at once.
-const LOOKUPS_PER_CLIENT: usize = 8;
+pub(crate) const LOOKUPS_PER_CLIENT: usize = 8;
 /// Most (name, qtype) pairs one lookup remembers.
 const NAMES_PER_LOOKUP: usize = 24;
 /// Evidence packets kept per lookup.
@@ -231,8 +231,8 @@ impl DnsTracker {
         DnsTracker {
             search: Vec::new(),
             timeout_ns: 5_000_000_000,
-            max_txns: max_txns.max(16),
-            max_clients: max_clients.max(4),
+            max_txns: txn_cap(max_txns),
+            max_clients: client_cap(max_clients),
             txns: FxMap::default(),
             last_on_socket: FxMap::default(),
             clients: FxMap::default(),
@@ -867,5 +867,54 @@ pub(crate) fn qtype_name(t: u16) -> String {
             let _ = write!(s, "TYPE{other}");
             s
         }
+    }
+}
+
+/// The transaction cap in effect for a configured `max_dns_transactions`.
+pub(crate) fn txn_cap(configured: usize) -> usize {
+    configured.max(16)
+}
+
+/// The client cap in effect for a configured `max_dns_clients`.
+pub(crate) fn client_cap(configured: usize) -> usize {
+    configured.max(4)
+}
+
+impl DnsTracker {
+    /// (transactions, sockets, clients, open lookups) held now.
+    pub(crate) fn fill(&self) -> (usize, usize, usize, usize) {
+        let lookups = self.clients.values().map(|c| c.lookups.len()).sum();
+        (
+            self.txns.len(),
+            self.last_on_socket.len(),
+            self.clients.len(),
+            lookups,
+        )
+    }
+
+    /// Most heap bytes the tracker holds with these caps, every name at its longest.
+    pub(crate) fn bytes_bound(max_txns: usize, max_clients: usize) -> usize {
+        use crate::bounds::{map_bytes, string_bytes, vec_bytes};
+        let (txns, clients) = (txn_cap(max_txns), client_cap(max_clients));
+        let name = string_bytes(NameBuf::new().buf.len());
+        let lookup = 2 * name
+            + vec_bytes::<(u64, u16)>(NAMES_PER_LOOKUP)
+            + vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_LOOKUP);
+        let per_client = vec_bytes::<Lookup>(LOOKUPS_PER_CLIENT) + LOOKUPS_PER_CLIENT * lookup;
+        let examples = MAX_EXAMPLES
+            * (std::mem::size_of::<RetryEvent>()
+                + std::mem::size_of::<ExpandedLookup>()
+                + 3 * name
+                + vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_LOOKUP));
+        map_bytes::<TxKey, Txn>(txns)
+            + map_bytes::<(u16, Endpoint, Endpoint), (u16, u64)>(txns)
+            + map_bytes::<(u16, IpAddr), Client>(clients)
+            + clients * per_client
+            // lookups closed at once when a client is evicted or idles out
+            + vec_bytes::<Lookup>(LOOKUPS_PER_CLIENT)
+            + vec_bytes::<u64>(MAX_LATENCIES)
+            + map_bytes::<String, u64>(MAX_SUFFIXES)
+            + MAX_SUFFIXES * name
+            + examples
     }
 }

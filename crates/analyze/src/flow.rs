@@ -221,6 +221,13 @@ impl<V> FlowTable<V> {
         self.len
     }
 
+    /// Most heap bytes a table of `cap` flows holds (see `Config::memory_bound_bytes`).
+    pub(crate) fn bytes_bound(cap: usize) -> usize {
+        crate::bounds::vec_bytes::<Slot<V>>(cap)
+            + crate::bounds::map_bytes::<FlowKey, u32>(cap)
+            + crate::bounds::vec_bytes::<u32>(cap)
+    }
+
     fn unlink(&mut self, i: u32) {
         let (prev, next) = {
             let s = &self.slots[i as usize];

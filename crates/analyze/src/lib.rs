@@ -61,6 +61,24 @@
 //! of packet time are closed too. The per-packet path does not allocate once the tables
 //! are warm (new flows reuse freed slots; a new DNS lookup stores its name).
 //!
+//! The bound: an analyzer never holds more than [`Config::memory_bound_bytes`] of heap,
+//! whatever it is fed: every table full and every entry at its largest, about 555 MiB
+//! with [`Config::default`] (a worst case; the hostile mix of
+//! `tests/tests/analyze_bounded.rs` — 1M flows, 1M DNS names, endless streams — peaks at
+//! about 230 MiB). Lower the caps to lower it. [`Analyzer::tables`] shows how full each
+//! table is:
+//!
+//! | table | cap | past the cap |
+//! |---|---|---|
+//! | flows | `max_flows` | least recently seen flow closed out |
+//! | DNS transactions | `max_dns_transactions` | stale ones pruned, else the query is counted in `skipped`, not tracked |
+//! | DNS client sockets (A/AAAA pairing) | `max_dns_transactions` | emptied |
+//! | DNS clients, 8 open lookups each | `max_dns_clients` | another client's lookups closed; a client's oldest lookup closed |
+//! | destinations `ip:port` | `max_destinations` | outcome counted in `skipped`, not tracked |
+//! | source addresses (local or routed) | 8 192 | not tracked |
+//! | servers in `unanswered_syns` | 1 024 | not named |
+//! | evidence examples, latencies, search suffixes | 32, 262 144, 64 | counted, not stored |
+//!
 //! # JSON schema (`schema_version` 1)
 //!
 //! [`Report`] serializes with serde to:
@@ -108,6 +126,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod bounds;
 mod conn_events;
 mod counters;
 mod destinations;
@@ -124,6 +143,7 @@ mod tcp;
 #[cfg(test)]
 mod testutil;
 
+pub use bounds::{TableFill, Tables};
 pub use counters::{Counters, ListenerQueue, Moment, NetnsRole, SocketGroup, SocketSide};
 pub use detect::udp_receive_buffer_overflow::UdpSocketQueue;
 pub use error::Error;
@@ -322,7 +342,7 @@ impl Analyzer {
             dns_tcp: dnstcp::DnsTcp::default(),
             overlay: overlay::Overlay::default(),
             dests: Destinations::new(config.max_destinations),
-            locality: Locality::new(8192),
+            locality: Locality::new(bounds::MAX_ADDRESSES),
             invalid: ConntrackInvalid::default(),
             conn_events: conn_events::ConnEvents::default(),
             counters: CounterBook::default(),
@@ -493,7 +513,8 @@ impl Analyzer {
 
         let link = LinkType::from_linktype(link_type);
         if !link.is_supported() {
-            self.skip(SkipKind::LinkType(link_type));
+            // The 16 bits that name a link type: at most 65 536 kinds, whatever the caller passes.
+            self.skip(SkipKind::LinkType(link.linktype()));
             return;
         }
         let mut frame = Frame::parse(link, bytes);
@@ -776,7 +797,7 @@ impl Analyzer {
                     if let Some(c) = conn.client {
                         let server = key.endpoint(c.other());
                         let name = detect::endpoint_text(server);
-                        if self.tcp.unanswered_syns.len() < 1024
+                        if self.tcp.unanswered_syns.len() < bounds::MAX_UNANSWERED_SYN_SERVERS
                             || self.tcp.unanswered_syns.contains_key(&name)
                         {
                             *self.tcp.unanswered_syns.entry(name).or_insert(0) += 1;

@@ -46,6 +46,12 @@ pub(crate) struct ConntrackInvalid {
 }
 
 impl ConntrackInvalid {
+    /// Most heap bytes the recorded events take.
+    pub(crate) fn bytes_bound() -> usize {
+        crate::bounds::vec_bytes::<Recorded>(MAX_EVENTS)
+            + crate::bounds::vec_bytes::<Aftermath>(MAX_EVENTS)
+    }
+
     /// An out-of-window segment answered by a no-socket RST.
     pub(crate) fn on_event(&mut self, key: FlowKey, ev: InvalidEvent) {
         self.count += 1;
