@@ -1,5 +1,5 @@
 //! `cargo xtask ci`: what CI runs, in the order that fails fastest: fmt, clippy, doc,
-//! package, build, test.
+//! package, build, test, a fuzz smoke run.
 
 use crate::{deps, sh};
 use anyhow::{Result, bail};
@@ -67,7 +67,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             left.join(" ")
         );
     }
-    Ok(())
+    crate::fuzz::smoke()
 }
 
 /// Crates that need a system package to build: libpcap (`pcap`), protoc (the gRPC stacks).

@@ -5,11 +5,13 @@
 //! - `cargo xtask lab …`  real-kernel reproductions of the five failures (root)
 //! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
 //! - `cargo xtask bench …` criterion benches and the whole-process comparison
+//! - `cargo xtask fuzz …` the libFuzzer targets (cargo-fuzz), seeded from real captures
 
 mod bench;
 mod ci;
 mod completions;
 mod deps;
+mod fuzz;
 mod image;
 mod lab;
 mod sh;
@@ -38,6 +40,7 @@ fn run(args: &[String]) -> Result<()> {
         "bench" => bench::run(rest),
         "demo" => lab::run("demo", rest),
         "image" => image::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -54,4 +57,5 @@ const HELP: &str = "usage: cargo xtask <command>
   completions     bash/zsh/fish completions and man pages into target/dist
   bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
-  image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine";
+  image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
+  fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash";
