@@ -30,10 +30,16 @@ fuzz_target!(
         config.max_destinations = 32;
         let mut analyzer = Analyzer::new(config);
         analyzer.set_resolv_conf("search ns.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n");
+        // Each interface of the file is a capture point of its own, fed interleaved as
+        // concurrent live captures are.
+        let sources = [analyzer.add_source("if0"), analyzer.add_source("if1")];
         while let Ok(Some(p)) = reader.next_packet() {
-            analyzer.feed(p.timestamp_ns, p.link_type, p.data);
+            let source = sources[(p.interface % 2) as usize];
+            analyzer.feed_from(source, p.timestamp_ns, p.link_type, p.data);
         }
-        let _ = analyzer.findings_so_far();
+        let _ = analyzer.progress();
+        let tables = analyzer.tables();
+        assert!(tables.flows.len <= tables.flows.cap, "{tables:?}");
         let report = analyzer.finish();
         let json = serde_json::to_string(&report).expect("a report always serializes");
         let back: serde_json::Value = serde_json::from_str(&json).expect("the JSON parses back");
