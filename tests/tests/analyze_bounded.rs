@@ -1,12 +1,13 @@
 //! Bounded everything: a hostile mix generated here — 1M distinct flows to 1M distinct
 //! destinations, 1M distinct DNS names from up to 16 384 clients that never get an answer, a
 //! client re-sending one query forever, TCP streams (HTTP and DNS over TCP) that never
-//! end, 131 072 link-type values — fed to an analyzer with the default caps. Every table
+//! end, connections closed client-first or refused, 2 000 connections silent for 6 s then
+//! resumed, 131 072 link-type values — fed to an analyzer with the default caps. Every table
 //! reaches its cap and never passes it, and the heap never exceeds
 //! `Config::memory_bound_bytes` (the bound the analyze crate documents), every allocation
 //! of the process counted.
 //!
-//! Release-agnostic and unprivileged; about 15 s of CPU in a debug build (2.6M packets).
+//! Release-agnostic and unprivileged; about 18 s of CPU in a debug build (2.9M packets).
 
 #![allow(unsafe_code)]
 
@@ -122,12 +123,14 @@ const SYN: u8 = 0x02;
 const SYN_ACK: u8 = 0x12;
 const ACK: u8 = 0x10;
 const PSH_ACK: u8 = 0x18;
+const FIN_ACK: u8 = 0x11;
+const RST_ACK: u8 = 0x14;
 
 /// The most each table held at any sample.
 #[derive(Default)]
 struct Peaks(Vec<(&'static str, usize, usize)>);
 
-fn named(t: &Tables) -> [(&'static str, TableFill); 9] {
+fn named(t: &Tables) -> [(&'static str, TableFill); 13] {
     [
         ("flows", t.flows),
         ("dns_transactions", t.dns_transactions),
@@ -138,6 +141,10 @@ fn named(t: &Tables) -> [(&'static str, TableFill); 9] {
         ("addresses", t.addresses),
         ("unanswered_syn_servers", t.unanswered_syn_servers),
         ("skip_kinds", t.skip_kinds),
+        ("closing_destinations", t.closing_destinations),
+        ("refused_destinations", t.refused_destinations),
+        ("dormant_connections", t.dormant_connections),
+        ("resumed_connections", t.resumed_connections),
     ]
 }
 
@@ -194,6 +201,24 @@ fn hostile_mix_fills_every_table_to_its_cap_and_memory_stays_under_the_bound() {
         ts += 10_000;
     }
 
+    // Connections that fall silent: opened now, resumed once 6 s (of packet time) later.
+    const SLEEPERS: u32 = 2_000;
+    let sleeper = |k: u32| {
+        (
+            [10, 252, (k >> 8) as u8, k as u8],
+            30_000 + k as u16,
+            [10, 253, 0, 1],
+            443,
+        )
+    };
+    for k in 0..SLEEPERS {
+        let (c, cp, s, sp) = sleeper(k);
+        a.feed(ts, RAW, p.tcp(c, cp, s, sp, 99, 0, SYN, &[]));
+        a.feed(ts, RAW, p.tcp(s, sp, c, cp, 7_000, 100, SYN_ACK, &[]));
+        a.feed(ts, RAW, p.tcp(c, cp, s, sp, 100, 7_001, ACK, &[]));
+        ts += 10_000;
+    }
+
     for i in 0..FLOWS {
         // 1. A new flow to a new destination; every 4th is answered, every 7th SYN is
         //    re-sent and never answered.
@@ -207,6 +232,15 @@ fn hostile_mix_fills_every_table_to_its_cap_and_memory_stays_under_the_bound() {
                 RAW,
                 p.tcp(server, dport, client, sport, !i, i + 1, SYN_ACK, &[]),
             );
+            if i % 8 == 0 {
+                // closed by the client first: its port would wait in TIME_WAIT
+                let fin = p.tcp(client, sport, server, dport, i + 1, !i, FIN_ACK, &[]);
+                a.feed(ts + 1_500, RAW, fin);
+            }
+        } else if i % 4 == 1 {
+            // nothing listens there
+            let rst = p.tcp(server, dport, client, sport, 0, i + 1, RST_ACK, &[]);
+            a.feed(ts + 1_000, RAW, rst);
         } else if i % 7 == 0 {
             a.feed(
                 ts + 2_000,
@@ -255,7 +289,13 @@ fn hostile_mix_fills_every_table_to_its_cap_and_memory_stays_under_the_bound() {
             );
             *seq = seq.wrapping_add(payload.len() as u32);
         }
-        // 5. Frames of 131 072 distinct link-type values: only the low 16 bits name a link
+        // 5. The silent connections resume, long after the flow table let them go.
+        if (600_000..600_000 + SLEEPERS).contains(&i) {
+            let (c, cp, s, sp) = sleeper(i - 600_000);
+            let get = p.tcp(c, cp, s, sp, 100, 7_001, PSH_ACK, b"GET / HTTP/1.1\r\n");
+            a.feed(ts + 5_500, RAW, get);
+        }
+        // 6. Frames of 131 072 distinct link-type values: only the low 16 bits name a link
         //    type, so at most 65 536 kinds are counted.
         if i < 1 << 17 {
             a.feed(ts + 6_000, 0x1_0000 + i, &[0u8; 4]);

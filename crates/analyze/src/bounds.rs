@@ -49,6 +49,15 @@ pub struct Tables {
     pub unanswered_syn_servers: TableFill,
     /// Kinds of skipped packets (one per link type at most, 16-bit link types).
     pub skip_kinds: TableFill,
+    /// Destinations whose clients closed connections first (TIME_WAIT pressure; 16 384).
+    pub closing_destinations: TableFill,
+    /// Destinations that answered connection attempts with a RST (16 384).
+    pub refused_destinations: TableFill,
+    /// Open connections that left the flow table, remembered to recognise their
+    /// resumption (8 192).
+    pub dormant_connections: TableFill,
+    /// Connections that resumed after a long silence, awaiting an answer (1 024).
+    pub resumed_connections: TableFill,
 }
 
 /// Most `unanswered_syns` entries (`Analyzer::close_out`).
@@ -62,6 +71,10 @@ impl Analyzer {
     /// How full every input-driven table is now (for memory tests and `--stats`).
     pub fn tables(&self) -> Tables {
         let (txns, sockets, clients, lookups) = self.dns.fill();
+        let [closing, refused, dormant, resumed] = self
+            .conn_events
+            .fill()
+            .map(|(len, cap)| TableFill::new(len, cap));
         let c = &self.config;
         let txn_cap = dns::txn_cap(c.max_dns_transactions);
         let client_cap = dns::client_cap(c.max_dns_clients);
@@ -78,6 +91,10 @@ impl Analyzer {
                 MAX_UNANSWERED_SYN_SERVERS,
             ),
             skip_kinds: TableFill::new(self.skipped.len(), MAX_SKIP_KINDS),
+            closing_destinations: closing,
+            refused_destinations: refused,
+            dormant_connections: dormant,
+            resumed_connections: resumed,
         }
     }
 }
@@ -110,7 +127,7 @@ impl Config {
     /// [`Report`](crate::Report) it returns, whose lists are capped too): every table at
     /// its cap with every entry at its largest, plus each table's growth transient.
     ///
-    /// With [`Config::default`] this is about 555 MiB; most of it is the flow table
+    /// With [`Config::default`] this is about 630 MiB; most of it is the flow table
     /// (twice: flows leaving the table all at once, on an idle sweep or at `finish`, are
     /// handed to the detectors from a list), the DNS clients' lookups and the
     /// destinations. Lower the caps to lower it; `tests/tests/analyze_bounded.rs`
@@ -129,6 +146,7 @@ impl Config {
             + destinations::Destinations::bytes_bound(self.max_destinations)
             + addresses
             + crate::detect::conntrack_invalid::ConntrackInvalid::bytes_bound()
+            + crate::conn_events::ConnEvents::bytes_bound()
             + unanswered
             + skipped
     }

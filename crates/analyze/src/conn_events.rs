@@ -338,3 +338,30 @@ impl ConnEvents {
         }
     }
 }
+
+impl ConnEvents {
+    /// ((held, cap) of: client-closed destinations, refused destinations, dormant
+    /// connections, resumed connections awaiting an answer).
+    pub(crate) fn fill(&self) -> [(usize, usize); 4] {
+        [
+            (self.closes.len(), MAX_DESTS),
+            (self.refused.len(), MAX_DESTS),
+            (self.dormant.len(), MAX_DORMANT),
+            (self.pending.len(), MAX_PENDING),
+        ]
+    }
+
+    /// Most heap bytes the events take, every list at its cap.
+    pub(crate) fn bytes_bound() -> usize {
+        use crate::bounds::{map_bytes, vec_bytes};
+        let lists = vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_DEST)
+            + vec_bytes::<(Endpoint, Endpoint)>(FLOWS_PER_DEST)
+            + vec_bytes::<IpAddr>(8);
+        map_bytes::<(u16, Endpoint), CloseStats>(MAX_DESTS)
+            + map_bytes::<(u16, Endpoint), RefusedStats>(MAX_DESTS)
+            + 2 * MAX_DESTS * lists
+            + map_bytes::<FlowKey, u64>(MAX_DORMANT)
+            + map_bytes::<FlowKey, Pending>(MAX_PENDING)
+            + vec_bytes::<IdleEvent>(MAX_IDLE_EVENTS)
+    }
+}

@@ -62,10 +62,10 @@
 //! are warm (new flows reuse freed slots; a new DNS lookup stores its name).
 //!
 //! The bound: an analyzer never holds more than [`Config::memory_bound_bytes`] of heap,
-//! whatever it is fed: every table full and every entry at its largest, about 555 MiB
+//! whatever it is fed: every table full and every entry at its largest, about 630 MiB
 //! with [`Config::default`] (a worst case; the hostile mix of
 //! `tests/tests/analyze_bounded.rs` — 1M flows, 1M DNS names, endless streams — peaks at
-//! about 230 MiB). Lower the caps to lower it. [`Analyzer::tables`] shows how full each
+//! about 260 MiB). Lower the caps to lower it. [`Analyzer::tables`] shows how full each
 //! table is:
 //!
 //! | table | cap | past the cap |
@@ -78,6 +78,8 @@
 //! | source addresses (local or routed) | 8 192 | not tracked |
 //! | servers in `unanswered_syns` | 1 024 | not named |
 //! | evidence examples, latencies, search suffixes | 32, 262 144, 64 | counted, not stored |
+//! | destinations closed client-first, refusing destinations | 16 384 each | counted, not tracked |
+//! | open connections left the table (dormant), resumed awaiting an answer | 8 192, 1 024 | not remembered |
 //!
 //! # JSON schema (`schema_version` 1)
 //!
