@@ -127,7 +127,8 @@ impl Config {
     /// [`Report`](crate::Report) it returns, whose lists are capped too): every table at
     /// its cap with every entry at its largest, plus each table's growth transient.
     ///
-    /// With [`Config::default`] this is about 630 MiB; most of it is the flow table
+    /// With [`Config::default`] this is about 1.5 GiB: the UDP detector's per-server
+    /// windows (~850 MiB at their caps), then the flow table
     /// (twice: flows leaving the table all at once, on an idle sweep or at `finish`, are
     /// handed to the detectors from a list), the DNS clients' lookups and the
     /// destinations. Lower the caps to lower it; `tests/tests/analyze_bounded.rs`
@@ -147,6 +148,9 @@ impl Config {
             + addresses
             + crate::detect::conntrack_invalid::ConntrackInvalid::bytes_bound()
             + crate::conn_events::ConnEvents::bytes_bound()
+            + crate::detect::udp_receive_buffer_overflow::UdpServices::bytes_bound()
+            + crate::detect::path_mtu_blackhole::PmtuTracker::bytes_bound()
+            + crate::resolver::ResolverHints::bytes_bound()
             + unanswered
             + skipped
     }

@@ -62,10 +62,11 @@
 //! are warm (new flows reuse freed slots; a new DNS lookup stores its name).
 //!
 //! The bound: an analyzer never holds more than [`Config::memory_bound_bytes`] of heap,
-//! whatever it is fed: every table full and every entry at its largest, about 630 MiB
-//! with [`Config::default`] (a worst case; the hostile mix of
+//! whatever it is fed: every table full and every entry at its largest, about 1.5 GiB
+//! with [`Config::default`] — a worst case, of which ~850 MiB are the UDP detector's
+//! per-server 100 ms windows (1 024 servers × 16 384 windows); the hostile mix of
 //! `tests/tests/analyze_bounded.rs` — 1M flows, 1M DNS names, endless streams — peaks at
-//! about 260 MiB). Lower the caps to lower it. [`Analyzer::tables`] shows how full each
+//! about 320 MiB. Lower the caps to lower it. [`Analyzer::tables`] shows how full each
 //! table is:
 //!
 //! | table | cap | past the cap |

@@ -348,3 +348,10 @@ mod nsswitch_tests {
         assert!(g.describe().contains("no /etc/nsswitch.conf"));
     }
 }
+
+impl ResolverHints {
+    /// Most heap bytes the remembered queries take.
+    pub(crate) fn bytes_bound() -> usize {
+        crate::bounds::map_bytes::<(u16, Endpoint, u16, u16), (Endpoint, u64)>(MAX_RECENT)
+    }
+}

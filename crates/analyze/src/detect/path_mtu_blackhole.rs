@@ -522,3 +522,11 @@ mod lab_tests {
         }
     }
 }
+
+impl PmtuTracker {
+    /// Most heap bytes the tracker holds: every direction and ICMP example at its cap.
+    pub(crate) fn bytes_bound() -> usize {
+        crate::bounds::map_bytes::<(u16, Endpoint, Endpoint), Dir>(MAX_DIRS)
+            + crate::bounds::vec_bytes::<TooBig>(MAX_ICMP)
+    }
+}

@@ -521,3 +521,16 @@ mod lab_tests {
         }
     }
 }
+
+impl UdpServices {
+    /// Most heap bytes the tracker holds from packets: every server with every window,
+    /// every client socket and every unanswered query at its cap (the kernel's socket
+    /// list, given by the caller, aside). Most of it is the per-server windows.
+    pub(crate) fn bytes_bound() -> usize {
+        use crate::bounds::map_bytes;
+        map_bytes::<(u16, Endpoint), Server>(MAX_SERVERS)
+            + MAX_SERVERS * map_bytes::<u64, u32>(MAX_WINDOWS)
+            + map_bytes::<(u16, Endpoint, Endpoint), ()>(MAX_PENDING)
+            + map_bytes::<(u16, Endpoint, Endpoint, u16), (u64, u64)>(MAX_PENDING)
+    }
+}
