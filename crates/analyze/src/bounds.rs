@@ -58,6 +58,8 @@ pub struct Tables {
     pub dormant_connections: TableFill,
     /// Connections that resumed after a long silence, awaiting an answer (1 024).
     pub resumed_connections: TableFill,
+    /// DNS-over-TCP streams being reassembled (1 024).
+    pub dns_tcp_streams: TableFill,
 }
 
 /// Most `unanswered_syns` entries (`Analyzer::close_out`).
@@ -95,6 +97,10 @@ impl Analyzer {
             refused_destinations: refused,
             dormant_connections: dormant,
             resumed_connections: resumed,
+            dns_tcp_streams: {
+                let (len, cap) = self.dns_tcp.fill();
+                TableFill::new(len, cap)
+            },
         }
     }
 }
@@ -151,6 +157,8 @@ impl Config {
             + crate::detect::udp_receive_buffer_overflow::UdpServices::bytes_bound()
             + crate::detect::path_mtu_blackhole::PmtuTracker::bytes_bound()
             + crate::resolver::ResolverHints::bytes_bound()
+            + crate::dnstcp::DnsTcp::bytes_bound()
+            + crate::overlay::Overlay::bytes_bound()
             + unanswered
             + skipped
     }

@@ -216,6 +216,19 @@ impl Stream {
     }
 }
 
+impl DnsTcp {
+    /// (streams held, cap).
+    pub(crate) fn fill(&self) -> (usize, usize) {
+        (self.streams.len(), MAX_STREAMS)
+    }
+
+    /// Most heap bytes: every stream with a message buffer at its largest.
+    pub(crate) fn bytes_bound() -> usize {
+        crate::bounds::map_bytes::<StreamKey, Stream>(MAX_STREAMS)
+            + MAX_STREAMS * crate::bounds::vec_bytes::<u8>(MAX_MESSAGE + 2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,6 +157,16 @@ impl Overlay {
     }
 }
 
+impl Overlay {
+    /// Most heap bytes: every address pair and pod address at its cap (tunnel kinds are
+    /// a handful).
+    pub(crate) fn bytes_bound() -> usize {
+        crate::bounds::map_bytes::<(IpAddr, IpAddr), OuterSeen>(MAX_PAIRS)
+            + crate::bounds::map_bytes::<(u16, IpAddr), ()>(MAX_PODS)
+            + crate::bounds::map_bytes::<TunnelKind, u64>(64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testutil::{finding, packets, run};
