@@ -707,3 +707,173 @@ pub fn rewrap(src: &Path, dst: &Path, wrap: Wrap) -> Result<usize> {
     }
     Ok(wrapped)
 }
+
+/// Node B's end of the link between the nodes in the overlay path-MTU black hole: the
+/// narrow middle of the path.
+pub const NARROW_UNDERLAY_MTU: u32 = 1400;
+/// What VXLAN adds to an inner IPv4 packet: outer IPv4 (20), UDP (8), VXLAN (8) and the
+/// inner Ethernet header (14).
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// Pod B's upload sink in the overlay path-MTU scenarios.
+pub const UPLOAD_PORT: u16 = 9000;
+
+/// The classic overlay black hole: the pod (MTU 1500) and node A's `vxlan0` (raised to
+/// 1500, its `uplink0` to 1550) are sized for an underlay that carries 1550-byte frames,
+/// but node B's end of the underlay link takes only [`NARROW_UNDERLAY_MTU`]: a full-size
+/// inner packet, once in VXLAN, is dropped in the middle of the path (the veth refuses a
+/// frame over its peer's MTU, as a switch does, without any ICMP). ICMP "fragmentation
+/// needed" is also dropped in both nodes (`OUTPUT` and `FORWARD`), so no hop's ICMP could
+/// repair it either. With `pod_mtu` (the remedy) pod A's `eth0` is lowered to that MTU.
+/// Everything is undone when the lab's namespaces are deleted.
+pub fn narrow_underlay(lab: &OverlayLab, pod_mtu: Option<u32>) -> Result<()> {
+    let ip = |part: Part, args: &[&str]| -> Result<String> {
+        run(Command::new("ip").args(["-n", &lab.netns(part)]).args(args))
+    };
+    ip(Part::NodeA, &["link", "set", "uplink0", "mtu", "1550"])?;
+    ip(Part::NodeA, &["link", "set", "vxlan0", "mtu", "1500"])?;
+    ip(
+        Part::NodeB,
+        &[
+            "link",
+            "set",
+            "uplink0",
+            "mtu",
+            &NARROW_UNDERLAY_MTU.to_string(),
+        ],
+    )?;
+    for part in [Part::NodeA, Part::NodeB] {
+        for chain in ["OUTPUT", "FORWARD"] {
+            run(&mut netns_exec(
+                &lab.netns(part),
+                &[
+                    "iptables",
+                    "-w",
+                    "5",
+                    "-I",
+                    chain,
+                    "-p",
+                    "icmp",
+                    "--icmp-type",
+                    "fragmentation-needed",
+                    "-j",
+                    "DROP",
+                ],
+            ))?;
+        }
+    }
+    if let Some(mtu) = pod_mtu {
+        ip(
+            Part::PodA,
+            &["link", "set", "eth0", "mtu", &mtu.to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// From pod A to pod B's sink on [`UPLOAD_PORT`]: a 100-byte request, a pause, then
+/// `body` bytes and a shutdown; waits up to `wait` for pod B's `OK <n>`. Returns whether
+/// everything arrived.
+pub fn upload_a_to_b(lab: &OverlayLab, body: usize, wait: Duration) -> Result<bool> {
+    use std::io::{ErrorKind, Read, Write};
+    let addr = SocketAddrV4::new(POD_B_IP, UPLOAD_PORT);
+    let listener = in_netns(&lab.netns(Part::PodB), move || sock::listener(addr, 4))?;
+    listener
+        .set_nonblocking(true)
+        .context("non-blocking listener")?;
+    let limit = wait * 3 + Duration::from_secs(2);
+    let sink = std::thread::spawn(move || -> Result<usize> {
+        let deadline = Instant::now() + limit;
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e).context("accept in pod B"),
+            }
+        };
+        s.set_nonblocking(false).context("blocking stream")?;
+        s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut buf = [0u8; 4096];
+        let mut total = 0usize;
+        while Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    let _ = s.write_all(format!("OK {total}\n").as_bytes());
+                    break;
+                }
+                Ok(n) => total += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    });
+    let body = body.min(1 << 20);
+    let sent = in_netns(&lab.netns(Part::PodA), move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr.into(), Duration::from_secs(2))
+            .with_context(|| format!("connect {addr}"))?;
+        s.write_all(&[b'h'; 100]).context("send the request")?;
+        std::thread::sleep(Duration::from_millis(300));
+        s.set_write_timeout(Some(wait))?;
+        let data = vec![b'x'; body];
+        if s.write_all(&data).is_err() {
+            return Ok(false);
+        }
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        s.set_read_timeout(Some(wait))?;
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        Ok(answer.trim() == format!("OK {}", 100 + body))
+    });
+    let received = sink
+        .join()
+        .map_err(|_| anyhow::anyhow!("pod B's sink panicked"))?;
+    let sent = sent?;
+    received?;
+    Ok(sent)
+}
+
+/// What [`record_pmtu`] wrote.
+#[derive(Debug, Clone)]
+pub struct PmtuRecorded {
+    /// Pod A's `eth0` capture.
+    pub pod: PathBuf,
+    /// Node A's `uplink0` capture: the pod's packets inside VXLAN, before the narrow hop.
+    pub underlay: PathBuf,
+    /// Whether the upload arrived whole.
+    pub delivered: bool,
+}
+
+/// Builds the overlay lab `tag`, narrows its underlay ([`narrow_underlay`], with the pod
+/// MTU lowered to the overlay's real size `NARROW_UNDERLAY_MTU - VXLAN_OVERHEAD` when
+/// `remedy`), and uploads 16 KiB from pod A to pod B while capturing pod A's `eth0` and
+/// node A's `uplink0` into `dir/<stem>-pod.pcap` and `dir/<stem>-underlay-node_a.pcap`,
+/// where `stem` is `pmtu_blackhole` or `pmtu_remedy`. The lab is gone on return.
+pub fn record_pmtu(tag: &str, dir: &Path, remedy: bool) -> Result<PmtuRecorded> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let lab = OverlayLab::up(tag)?;
+    let pod_mtu = remedy.then_some(NARROW_UNDERLAY_MTU - VXLAN_OVERHEAD);
+    narrow_underlay(&lab, pod_mtu)?;
+    let stem = if remedy {
+        "pmtu_remedy"
+    } else {
+        "pmtu_blackhole"
+    };
+    let pod = dir.join(format!("{stem}-pod.pcap"));
+    let underlay = dir.join(format!("{stem}-underlay-node_a.pcap"));
+    let ucap = Tcpdump::start(&lab.netns(Part::NodeA), "uplink0", &underlay, 5000)?;
+    let pcap = Tcpdump::start(&lab.netns(Part::PodA), "eth0", &pod, 5000)?;
+    let delivered = upload_a_to_b(&lab, 16 * 1024, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = (ucap.stop(), pcap.stop());
+    let delivered = delivered?;
+    stopped.0?;
+    stopped.1?;
+    drop(lab);
+    Ok(PmtuRecorded {
+        pod,
+        underlay,
+        delivered,
+    })
+}
