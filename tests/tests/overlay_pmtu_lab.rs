@@ -5,6 +5,8 @@
 //! both nodes. `path_mtu_blackhole` is found from pod A's capture and from node A's
 //! underlay capture (the same TCP segments inside VXLAN); with pod A's MTU lowered to the
 //! overlay's real size (1350, the remedy) the upload arrives and there is no finding.
+//! With the lab as built (`vxlan0` 1450, ICMP allowed) path-MTU discovery works: node A's
+//! frag-needed reaches the pod, which re-sends smaller; no finding either.
 //!
 //! The root test records into a scratch dir, or with `NETDIAG_RECORD_OVERLAY=1` into
 //! `testdata/overlay/` (provenance in `testdata/README.md`); the offline test analyzes
@@ -98,6 +100,22 @@ fn overlay_path_mtu_blackhole_on_the_kernel_and_its_remedy() {
         "with the pod MTU lowered the upload should arrive"
     );
     check(&bh.pod, &bh.underlay, &ok.pod, &ok.underlay);
+    let pd = overlay::record_pmtu_discovery(&format!("mtuvxlan-pd{id}"), &dir)
+        .expect("discovery recording");
+    assert!(
+        pd.delivered,
+        "path-MTU discovery should have repaired the path"
+    );
+    check_discovery(&pd.pod, &pd.underlay);
+}
+
+/// ICMP allowed: the pod gets node A's frag-needed and re-sends smaller; no finding.
+fn check_discovery(pod: &Path, underlay: &Path) {
+    for p in [pod, underlay] {
+        let r = analyze(p);
+        assert!(r.findings.is_empty(), "{}: {:#?}", p.display(), r.findings);
+        assert!(r.capture.packets > 10, "{}", p.display());
+    }
 }
 
 /// The recordings in testdata/overlay/ (made by the test above), analyzed offline.
@@ -109,5 +127,9 @@ fn overlay_path_mtu_recordings_offline() {
         &dir.join("pmtu_blackhole-underlay-node_a.pcap"),
         &dir.join("pmtu_remedy-pod.pcap"),
         &dir.join("pmtu_remedy-underlay-node_a.pcap"),
+    );
+    check_discovery(
+        &dir.join("pmtu_discovery-pod.pcap"),
+        &dir.join("pmtu_discovery-underlay-node_a.pcap"),
     );
 }

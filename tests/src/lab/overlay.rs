@@ -851,15 +851,35 @@ pub struct PmtuRecorded {
 /// node A's `uplink0` into `dir/<stem>-pod.pcap` and `dir/<stem>-underlay-node_a.pcap`,
 /// where `stem` is `pmtu_blackhole` or `pmtu_remedy`. The lab is gone on return.
 pub fn record_pmtu(tag: &str, dir: &Path, remedy: bool) -> Result<PmtuRecorded> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let lab = OverlayLab::up(tag)?;
     let pod_mtu = remedy.then_some(NARROW_UNDERLAY_MTU - VXLAN_OVERHEAD);
-    narrow_underlay(&lab, pod_mtu)?;
     let stem = if remedy {
         "pmtu_remedy"
     } else {
         "pmtu_blackhole"
     };
+    record_upload(tag, dir, stem, Some(pod_mtu))
+}
+
+/// Path-MTU discovery working over the overlay: the lab as built (pod A 1500, `vxlan0`
+/// 1450 over a 1500 underlay, ICMP allowed). Node A answers the pod's 1500-byte packets
+/// with "fragmentation needed" (MTU 1450) and the pod re-sends smaller. Recorded like
+/// [`record_pmtu`] with the stem `pmtu_discovery`.
+pub fn record_pmtu_discovery(tag: &str, dir: &Path) -> Result<PmtuRecorded> {
+    record_upload(tag, dir, "pmtu_discovery", None)
+}
+
+/// `narrow`: `Some(pod_mtu)` applies [`narrow_underlay`]; `None` keeps the lab as built.
+fn record_upload(
+    tag: &str,
+    dir: &Path,
+    stem: &str,
+    narrow: Option<Option<u32>>,
+) -> Result<PmtuRecorded> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let lab = OverlayLab::up(tag)?;
+    if let Some(pod_mtu) = narrow {
+        narrow_underlay(&lab, pod_mtu)?;
+    }
     let pod = dir.join(format!("{stem}-pod.pcap"));
     let underlay = dir.join(format!("{stem}-underlay-node_a.pcap"));
     let ucap = Tcpdump::start(&lab.netns(Part::NodeA), "uplink0", &underlay, 5000)?;
