@@ -1,7 +1,8 @@
 //! `kubectl-netdiag capture`: tcpdump inside a pod's network namespace.
 //!
-//! `-w FILE` writes pcap or pcapng; `-w -` streams to stdout with a flush after every packet
-//! (`| wireshark -k -i -`, `| tshark -r -`); without `-w`, one summary line per packet.
+//! `-w FILE` writes pcap or pcapng; `-w -` streams to stdout (`| wireshark -k -i -`,
+//! `| tshark -r -`), flushed whenever the kernel's ring is drained: a lone packet leaves at
+//! once, a flood goes out in large writes; without `-w`, one summary line per packet.
 
 use crate::exit::Outcome;
 use crate::live::{self, Ended, Flow, Limits};
@@ -118,23 +119,37 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
     let summary = match &args.write {
         None => {
             let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            let out = std::io::BufWriter::new(stdout.lock());
             let link = LinkType::from_linktype(link_type);
             let mut n = 0u64;
-            live::run(&mut cap, limits, &interrupt, String::new, |p| {
-                n += 1;
-                let line = summarize(n, link, &p);
-                match writeln!(out, "{line}").and_then(|()| out.flush()) {
-                    Ok(()) => Ok(Flow::Continue),
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Flow::ReaderClosed),
-                    Err(e) => Err(e).context("writing to stdout"),
-                }
-            })?
+            let out = std::cell::RefCell::new(out);
+            let verdict = |r: std::io::Result<()>| match r {
+                Ok(()) => Ok(Flow::Continue),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Flow::ReaderClosed),
+                Err(e) => Err(e).context("writing to stdout"),
+            };
+            live::run(
+                &mut cap,
+                limits,
+                &interrupt,
+                String::new,
+                |p| {
+                    n += 1;
+                    let line = summarize(n, link, &p);
+                    verdict(writeln!(out.borrow_mut(), "{line}"))
+                },
+                || verdict(out.borrow_mut().flush()),
+            )?
         }
         Some(path) => {
             let (sink, name): (Box<dyn Write>, String) = if to_stdout {
                 (
-                    Box::new(StdoutSink::new(interrupt.clone())?),
+                    // Batches are flushed whole (see the drained hook below), not written
+                    // record by record.
+                    Box::new(std::io::BufWriter::with_capacity(
+                        1 << 16,
+                        StdoutSink::new(interrupt.clone())?,
+                    )),
                     "<stdout>".into(),
                 )
             } else {
@@ -153,19 +168,34 @@ pub(crate) fn run(args: CaptureArgs) -> anyhow::Result<Outcome> {
                 nanos: true,
                 ..InterfaceDesc::new(link_type, cap.snaplen())
             };
-            let mut writer = match Writer::new(args.format, sink, &desc, &name) {
+            let writer = match Writer::new(args.format, sink, &desc, &name) {
                 Ok(w) => w,
                 Err(_) if broken.get() => return Ok(Outcome::Clean),
                 Err(e) => return Err(e),
             };
-            writer.set_flush_each_packet(to_stdout);
-            let summary = live::run(&mut cap, limits, &interrupt, String::new, |p| match writer
-                .write(&p)
-            {
+            let writer = std::cell::RefCell::new(writer);
+            let verdict = |r: anyhow::Result<()>| match r {
                 Ok(()) => Ok(Flow::Continue),
                 Err(_) if broken.get() => Ok(Flow::ReaderClosed),
                 Err(e) => Err(e),
-            });
+            };
+            let summary = live::run(
+                &mut cap,
+                limits,
+                &interrupt,
+                String::new,
+                |p| verdict(writer.borrow_mut().write(&p)),
+                // A pipe's reader sees each batch as soon as the ring is drained; a file
+                // is written in large blocks like tcpdump's.
+                || {
+                    if to_stdout {
+                        verdict(writer.borrow_mut().flush())
+                    } else {
+                        Ok(Flow::Continue)
+                    }
+                },
+            );
+            let writer = writer.into_inner();
             let summary = match summary {
                 Ok(s) => s,
                 Err(e) => {
@@ -370,11 +400,12 @@ impl Writer {
         })
     }
 
-    fn set_flush_each_packet(&mut self, on: bool) {
+    fn flush(&mut self) -> anyhow::Result<()> {
         match self {
-            Writer::Pcap(w) => w.set_flush_each_packet(on),
-            Writer::Pcapng(w, _) => w.set_flush_each_packet(on),
+            Writer::Pcap(w) => w.flush()?,
+            Writer::Pcapng(w, _) => w.flush()?,
         }
+        Ok(())
     }
 
     fn write(&mut self, p: &Packet<'_>) -> anyhow::Result<()> {

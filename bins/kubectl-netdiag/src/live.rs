@@ -3,7 +3,7 @@
 
 use crate::signals::Interrupt;
 use crate::target::Target;
-use netdiag::capture::{CaptureConfig, Event, LiveCapture, Packet, Stats};
+use netdiag::capture::{CaptureConfig, LiveCapture, Packet, Stats};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -80,12 +80,16 @@ pub(crate) fn open(target: &Target, mut config: CaptureConfig) -> anyhow::Result
 
 /// Reads packets into `sink` until a limit, a signal or a closed reader; `extra` adds text
 /// (e.g. findings so far) to the progress line, shown only when stderr is a terminal.
+/// `drained` runs after each batch: every packet ready in the kernel's ring went to `sink`
+/// and the loop is about to wait. A pipe is flushed there, so under load one write carries
+/// thousands of packets while a lone packet still leaves at once.
 pub(crate) fn run(
     cap: &mut LiveCapture,
     limits: Limits,
     interrupt: &Interrupt,
     mut extra: impl FnMut() -> String,
     mut sink: impl FnMut(Packet<'_>) -> anyhow::Result<Flow>,
+    mut drained: impl FnMut() -> anyhow::Result<Flow>,
 ) -> anyhow::Result<Summary> {
     let stop = cap.stop_handle();
     interrupt.on_interrupt(move || stop.stop());
@@ -106,8 +110,25 @@ pub(crate) fn run(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break Ended::Duration;
         }
-        let event = match cap.next_event() {
-            Ok(ev) => ev,
+        let room = limits.count.map_or(usize::MAX, |c| {
+            usize::try_from(c.saturating_sub(packets)).unwrap_or(usize::MAX)
+        });
+        // The sink's verdict on the batch: once it fails or its reader is gone, the rest
+        // of the batch is not handed to it.
+        let mut verdict: anyhow::Result<Flow> = Ok(Flow::Continue);
+        let got = cap.next_batch(room, |p| {
+            if !matches!(verdict, Ok(Flow::Continue)) {
+                return;
+            }
+            packets += 1;
+            bytes += p.data.len() as u64;
+            verdict = sink(p);
+        });
+        if verdict? == Flow::ReaderClosed {
+            break Ended::ReaderClosed;
+        }
+        let got = match got {
+            Ok(got) => got,
             // The pod was deleted: what was written is complete; say so and end.
             Err(e) if e.is_gone() => {
                 progress.clear();
@@ -116,13 +137,11 @@ pub(crate) fn run(
             }
             Err(e) => return Err(e.into()),
         };
-        match event {
+        match got {
             None => break Ended::Signal(interrupt.signal_name().unwrap_or("stop request")),
-            Some(Event::Idle) => {}
-            Some(Event::Packet(p)) => {
-                packets += 1;
-                bytes += p.data.len() as u64;
-                if sink(p)? == Flow::ReaderClosed {
+            Some(0) => {}
+            Some(_) => {
+                if drained()? == Flow::ReaderClosed {
                     break Ended::ReaderClosed;
                 }
             }
