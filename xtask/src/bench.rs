@@ -16,6 +16,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("wire") => criterion("wire"),
         Some("analyze") => criterion("analyze"),
+        Some("live") => crate::benchlive::run(&args[1..]),
         Some("compare") => {
             let packets = match args.get(1) {
                 Some(n) => n.parse().with_context(|| format!("PACKETS {n:?}"))?,
@@ -23,7 +24,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             };
             compare(packets)
         }
-        _ => bail!("usage: cargo xtask bench wire|analyze|compare [PACKETS]"),
+        _ => bail!(
+            "usage: cargo xtask bench wire|analyze|compare [PACKETS] | live [SECONDS] [ROUNDS]"
+        ),
     }
 }
 
