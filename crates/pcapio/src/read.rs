@@ -147,8 +147,8 @@ enum State {
 
 /// Streaming reader over any [`Read`] (a file, stdin, a pipe).
 ///
-/// Reads one record at a time into one reused buffer: after the first packets no
-/// allocation happens on the common path. Length fields are never trusted with an
+/// Reads the source in large blocks into one reused window and hands each record out in
+/// place: after the first block no allocation and no copy happens on the common path. Length fields are never trusted with an
 /// allocation: a record is capped at [`max_record_len`] of its link type (a pcapng
 /// block at [`MAX_BLOCK_LEN`]), and the buffer only grows as bytes actually arrive.
 ///
@@ -162,12 +162,22 @@ pub struct Reader<R: Read> {
     format: Format,
     state: State,
     version: (u16, u16),
-    buf: Vec<u8>,
+    /// Read-ahead window: bytes `win[pos..end]` came from `inner` and are not consumed yet.
+    /// Records are read from `inner` in large blocks and handed out in place, so reading
+    /// a packet costs no copy and no system call on the common path.
+    win: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// Where the body of the last [`Reader::read_body`] starts in `win`.
+    body_at: usize,
     interfaces: Vec<Interface>,
     sections: u32,
     packets: u64,
     done: bool,
 }
+
+/// Size of the read-ahead window (and of each read from the source while records fit).
+const WINDOW: usize = 256 * 1024;
 
 impl Reader<BufReader<File>> {
     /// Opens a capture file; errors name the path.
@@ -188,20 +198,6 @@ impl Reader<BufReader<io::Stdin>> {
     pub fn stdin() -> Result<Self, Error> {
         Reader::with_name(BufReader::with_capacity(64 * 1024, io::stdin()), "<stdin>")
     }
-}
-
-/// Reads until `buf` is full or the source ends; returns the number of bytes read.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// `N` bytes at `at`, zeros past the end (callers check lengths before trusting a field).
@@ -329,7 +325,10 @@ impl<R: Read> Reader<R> {
             format: Format::Pcap,
             state: State::Pcap { big_endian: false },
             version: (0, 0),
-            buf: Vec::new(),
+            win: Vec::new(),
+            pos: 0,
+            end: 0,
+            body_at: 0,
             interfaces: Vec::new(),
             sections: 0,
             packets: 0,
@@ -383,10 +382,10 @@ impl<R: Read> Reader<R> {
         &self.name
     }
 
-    /// Bytes currently reserved by the reused record buffer (it grows only with data
+    /// Bytes currently reserved by the read-ahead buffer (it grows only with data
     /// actually read, never with a length field alone).
     pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.win.capacity()
     }
 
     /// Gives back the underlying reader.
@@ -411,34 +410,60 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Makes `need` unconsumed bytes available in `win[pos..end]` (fewer at the end of the
+    /// source): moves the unconsumed tail to the front, and grows the window only when it
+    /// is full of bytes that actually arrived, so a lying length field costs no
+    /// allocation beyond twice the file's real size.
+    fn fill(&mut self, need: usize) -> io::Result<()> {
+        if self.end - self.pos >= need {
+            return Ok(());
+        }
+        if self.win.len() - self.pos < need && self.pos > 0 {
+            self.win.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end - self.pos < need {
+            if self.end == self.win.len() {
+                let grown = (self.win.len() * 2).clamp(WINDOW, usize::MAX);
+                self.win.resize(grown, 0);
+            }
+            match self.inner.read(&mut self.win[self.end..]) {
+                Ok(0) => break,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads exactly `out.len()` bytes or reports how many there were.
     fn read_small(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         let at = self.offset;
-        let got = read_full(&mut self.inner, out).map_err(|e| self.read_err(at, e))?;
+        self.fill(out.len()).map_err(|e| self.read_err(at, e))?;
+        let got = out.len().min(self.end - self.pos);
+        out[..got].copy_from_slice(&self.win[self.pos..self.pos + got]);
+        self.pos += got;
         self.offset += got as u64;
         Ok(got)
     }
 
-    /// Reads `n` bytes into `self.buf[..n]`; returns how many arrived (less at EOF).
-    /// The buffer grows only as data actually arrives, so a lying length field costs
-    /// no allocation beyond the file's real size.
+    /// Consumes `n` bytes, readable afterwards as [`Reader::body`]; returns how many
+    /// arrived (less at the end of the source).
     fn read_body(&mut self, n: usize) -> Result<usize, Error> {
         let at = self.offset;
-        let got = if n <= self.buf.len() {
-            read_full(&mut self.inner, &mut self.buf[..n])
-        } else {
-            let mut v = std::mem::take(&mut self.buf);
-            v.clear();
-            let r = (&mut self.inner).take(n as u64).read_to_end(&mut v);
-            // Keep the whole capacity initialised so the fast path above can use it.
-            let cap = v.capacity();
-            v.resize(cap, 0);
-            self.buf = v;
-            r
-        }
-        .map_err(|e| self.read_err(at, e))?;
+        self.fill(n).map_err(|e| self.read_err(at, e))?;
+        let got = n.min(self.end - self.pos);
+        self.body_at = self.pos;
+        self.pos += got;
         self.offset += got as u64;
         Ok(got)
+    }
+
+    /// The bytes of the last [`Reader::read_body`] (and what follows them in the window).
+    fn body(&self) -> &[u8] {
+        self.win.get(self.body_at..self.end).unwrap_or(&[])
     }
 
     fn read_file_header(&mut self) -> Result<(), Error> {
@@ -554,7 +579,7 @@ impl<R: Read> Reader<R> {
         if got < rest {
             return Err(self.truncated_header(first, start, u64::from(len), 12 + got as u64));
         }
-        let b = &self.buf[..rest];
+        let b = &self.body()[..rest];
         if u32_at(b, rest - 4, big) != len {
             let trailer = u32_at(b, rest - 4, big);
             return Err(self.malformed(
@@ -637,10 +662,10 @@ impl<R: Read> Reader<R> {
                     interface,
                     link_type,
                     timestamp_ns,
-                    data: self.buf.get(data.0..data.1).unwrap_or(&[]),
+                    data: self.body().get(data.0..data.1).unwrap_or(&[]),
                     original_len,
                     comment: comment
-                        .and_then(|(s, e)| self.buf.get(s..e))
+                        .and_then(|(s, e)| self.body().get(s..e))
                         .and_then(|c| std::str::from_utf8(c).ok()),
                 };
                 Ok(Some((p, &self.interfaces[..])))
@@ -766,7 +791,7 @@ impl<R: Read> Reader<R> {
                     packets: self.packets,
                 });
             }
-            let trailer = u32_at(&self.buf, rest - 4, big_endian);
+            let trailer = u32_at(self.body(), rest - 4, big_endian);
             if trailer != len {
                 return Err(self.malformed(
                     start,
@@ -784,7 +809,7 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// Interprets a block whose body is `self.buf[..body]`.
+    /// Interprets a block whose body is `self.body()[..body]`.
     fn pcapng_block(
         &mut self,
         start: u64,
@@ -796,7 +821,10 @@ impl<R: Read> Reader<R> {
             State::Pcapng { section_base, .. } => section_base,
             State::Pcap { .. } => 0,
         };
-        let b = &self.buf[..body];
+        let b = self
+            .win
+            .get(self.body_at..self.body_at + body)
+            .unwrap_or(&[]);
         match block_type {
             BT_IDB => {
                 if body < 8 {
