@@ -349,14 +349,13 @@ impl<V> FlowTable<V> {
         (&mut self.slots[i as usize].value, true)
     }
 
-    /// Removes every flow, handing each to `closed` (used by `finish`).
-    pub(crate) fn drain(&mut self, mut closed: impl FnMut(FlowKey, V))
+    /// Removes the least recently used flow (`finish` closes flows out one at a time:
+    /// collecting them all first would hold a second copy of the table at the peak).
+    pub(crate) fn pop_lru(&mut self) -> Option<(FlowKey, V)>
     where
         V: Default,
     {
-        while let Some((k, v)) = self.pop_tail() {
-            closed(k, v);
-        }
+        self.pop_tail()
     }
 
     /// Every flow held, in no particular order.
@@ -426,7 +425,9 @@ mod tests {
         assert_eq!(gone, vec![(key(1), Removal::Idle)]);
         assert_eq!(t.len(), 1);
         let mut rest = Vec::new();
-        t.drain(|k, _| rest.push(k));
+        while let Some((k, _)) = t.pop_lru() {
+            rest.push(k);
+        }
         assert_eq!(rest, vec![key(2)]);
         assert_eq!(t.len(), 0);
     }
