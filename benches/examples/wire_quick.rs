@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use netdiag_benches::{CONTENDERS, generate_mix};
+use netdiag_benches::{BUFFER_CONTENDERS, CONTENDERS, PcapBuffer, generate_mix};
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -17,25 +17,39 @@ fn main() {
     let packets = args.get(1).copied().unwrap_or(100_000);
     let rounds = args.get(2).copied().unwrap_or(15);
     let mix = generate_mix(flows, packets, 1);
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
+    let buf = PcapBuffer::new(&mix);
+    let n = CONTENDERS.len();
+    // Contenders 0..n over one heap buffer per packet, n..2n over one contiguous buffer.
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); 2 * n];
     let expect = CONTENDERS[0].1(&mix);
     for _ in 0..rounds {
-        for (i, (name, f)) in CONTENDERS.iter().enumerate() {
+        for i in 0..2 * n {
             let t = Instant::now();
-            let d = f(&mix);
+            let d = if i < n {
+                CONTENDERS[i].1(&mix)
+            } else {
+                BUFFER_CONTENDERS[i - n].1(&buf)
+            };
             times[i].push(t.elapsed().as_nanos() as f64 / mix.len() as f64);
-            assert_eq!(d, expect, "{name}");
+            assert_eq!(d, expect, "contender {i}");
         }
     }
-    let ours_min = times[0].iter().copied().fold(f64::MAX, f64::min);
     println!("{flows} flows, {packets} packets, {rounds} interleaved rounds (ns/packet):");
-    for (i, (name, _)) in CONTENDERS.iter().enumerate() {
-        let mut v = times[i].clone();
-        v.sort_by(f64::total_cmp);
-        let (min, med) = (v[0], v[v.len() / 2]);
-        println!(
-            "  {name:28} min {min:7.1}  median {med:7.1}  (min ratio vs ours {:.2}x)",
-            min / ours_min
-        );
+    for (layout, base) in [
+        ("one heap buffer per packet", 0),
+        ("one contiguous pcap buffer", n),
+    ] {
+        println!(" {layout}:");
+        let ours_min = times[base].iter().copied().fold(f64::MAX, f64::min);
+        for i in 0..n {
+            let mut v = times[base + i].clone();
+            v.sort_by(f64::total_cmp);
+            let (min, med) = (v[0], v[v.len() / 2]);
+            println!(
+                "  {:28} min {min:7.1}  median {med:7.1}  (min ratio vs ours {:.2}x)",
+                CONTENDERS[i].0,
+                min / ours_min
+            );
+        }
     }
 }

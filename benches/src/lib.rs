@@ -476,6 +476,103 @@ pub fn write_pcap<W: Write>(w: W, packets: &[GenPacket]) -> Result<W, netdiag_pc
     pw.into_inner()
 }
 
+/// A corpus laid out the way a pcap file holds it: one contiguous buffer with the file
+/// header, then each record's 16-byte header and captured bytes, as a reader of a
+/// page-cached file (or a TPACKET_V3 block) sees them. Walking it costs what the real
+/// input costs, where a `Vec<GenPacket>` chases one heap allocation per packet.
+#[derive(Clone, Debug)]
+pub struct PcapBuffer {
+    bytes: Vec<u8>,
+    packets: usize,
+    captured: u64,
+}
+
+/// pcap file header length.
+const PCAP_FILE_HEADER: usize = 24;
+/// pcap record header length.
+const PCAP_RECORD_HEADER: usize = 16;
+
+impl PcapBuffer {
+    /// Lays `packets` out as a nanosecond pcap file in memory (see [`write_pcap`]).
+    pub fn new(packets: &[GenPacket]) -> PcapBuffer {
+        // Writing to a Vec cannot fail; a packet too large for a record would be a bug.
+        let bytes = write_pcap(Vec::new(), packets).unwrap_or_default();
+        PcapBuffer {
+            bytes,
+            packets: packets.len(),
+            captured: total_bytes(packets),
+        }
+    }
+
+    /// Packets held.
+    pub fn packets(&self) -> usize {
+        self.packets
+    }
+
+    /// Captured bytes held (record bodies only, as [`total_bytes`]).
+    pub fn captured_bytes(&self) -> u64 {
+        self.captured
+    }
+
+    /// The whole buffer, file header included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Calls `f` with each record's timestamp (ns) and captured bytes, in order.
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(u64, &[u8])) {
+        let b = &self.bytes[..];
+        let mut at = PCAP_FILE_HEADER;
+        while let Some(h) = b.get(at..at + PCAP_RECORD_HEADER) {
+            let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+            let ts = u64::from(word(0)) * 1_000_000_000 + u64::from(word(4));
+            let start = at + PCAP_RECORD_HEADER;
+            let end = start + word(8) as usize;
+            let Some(data) = b.get(start..end) else {
+                return;
+            };
+            f(ts, data);
+            at = end;
+        }
+    }
+}
+
+fn digest_buffer_with(buf: &PcapBuffer, per_packet: impl Fn(&[u8]) -> u64) -> u64 {
+    let mut h = Fold(0);
+    buf.for_each(|_, data| h.add(per_packet(black_box(data))));
+    black_box(h.0)
+}
+
+/// [`digest_ours`] over a [`PcapBuffer`].
+pub fn buffer_digest_ours(buf: &PcapBuffer) -> u64 {
+    digest_buffer_with(buf, packet_ours)
+}
+/// [`digest_etherparse_sliced`] over a [`PcapBuffer`].
+pub fn buffer_digest_etherparse_sliced(buf: &PcapBuffer) -> u64 {
+    digest_buffer_with(buf, packet_etherparse_sliced)
+}
+/// [`digest_etherparse_lax`] over a [`PcapBuffer`].
+pub fn buffer_digest_etherparse_lax(buf: &PcapBuffer) -> u64 {
+    digest_buffer_with(buf, packet_etherparse_lax)
+}
+/// [`digest_etherparse_headers`] over a [`PcapBuffer`].
+pub fn buffer_digest_etherparse_headers(buf: &PcapBuffer) -> u64 {
+    digest_buffer_with(buf, packet_etherparse_headers)
+}
+
+/// A whole-buffer digest function.
+pub type BufferDigestFn = fn(&PcapBuffer) -> u64;
+
+/// The header-slicing contenders over a contiguous [`PcapBuffer`], in the order of
+/// [`CONTENDERS`] (each gives the same digest as its per-packet twin).
+pub const BUFFER_CONTENDERS: [(&str, BufferDigestFn); 4] = [
+    ("netdiag-wire", buffer_digest_ours),
+    ("etherparse SlicedPacket", buffer_digest_etherparse_sliced),
+    ("etherparse LaxSlicedPacket", buffer_digest_etherparse_lax),
+    ("etherparse PacketHeaders", buffer_digest_etherparse_headers),
+];
+
 // ---------------------------------------------------------------------------------
 // Real captures
 // ---------------------------------------------------------------------------------
@@ -939,6 +1036,23 @@ mod tests {
             &|f| matches!(f.dns(), Some(Ok(m)) if m.question().is_some_and(|q| q.name.ends_with(&[b"svc", b"cluster", b"local"]))),
         );
         assert!(expanded > 500, "{expanded}");
+    }
+
+    #[test]
+    fn contiguous_buffer_digests_equal_the_per_packet_ones() {
+        let mix = generate_mix(300, 10_000, 9);
+        let buf = PcapBuffer::new(&mix);
+        assert_eq!(buf.packets(), mix.len());
+        assert_eq!(buf.captured_bytes(), total_bytes(&mix));
+        let mut n = 0;
+        buf.for_each(|ts, data| {
+            assert_eq!((ts, data), (mix[n].timestamp_ns, &mix[n].data[..]));
+            n += 1;
+        });
+        assert_eq!(n, mix.len());
+        for ((name, per_packet), (_, contiguous)) in CONTENDERS.iter().zip(BUFFER_CONTENDERS) {
+            assert_eq!(contiguous(&buf), per_packet(&mix), "{name}");
+        }
     }
 
     #[test]

@@ -1,0 +1,34 @@
+//! One pass of every header-slicing contender over one contiguous pcap buffer, for
+//! instruction counts that do not depend on the machine's load:
+//!
+//! ```text
+//! cargo build --release -p netdiag-benches --example wire_count
+//! valgrind --tool=callgrind --toggle-collect='netdiag_benches::buffer_digest_*' \
+//!     target/release/examples/wire_count 100000 300000
+//! callgrind_annotate --inclusive=yes callgrind.out.* | grep buffer_digest
+//! ```
+//!
+//! Arguments: flows, packets (defaults 1000, 100000). Prints each contender's digest,
+//! all equal (the equal-work rule of the benches).
+
+use netdiag_benches::{BUFFER_CONTENDERS, PcapBuffer, generate_mix};
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let flows = args.first().copied().unwrap_or(1_000);
+    let packets = args.get(1).copied().unwrap_or(100_000);
+    let buf = PcapBuffer::new(&generate_mix(flows, packets, 1));
+    let mut digests = Vec::new();
+    for (name, f) in BUFFER_CONTENDERS {
+        let d = f(&buf);
+        println!("{name:28} digest {d:016x}");
+        digests.push(d);
+    }
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "contenders disagree"
+    );
+}
