@@ -19,6 +19,9 @@
 //! are written relative to placeholders (`<testdata>`, `<corpus>`), so the goldens hold on
 //! any checkout.
 
+// Test helpers fail the test the way tests do: by panicking with a message.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
