@@ -79,6 +79,13 @@ fn wire_contiguous(c: &mut Criterion) {
         }
     }
     for (name, buf) in &buffers {
+        let mut walked = 0;
+        buf.for_each(|_, _| walked += 1);
+        assert_eq!(
+            walked,
+            buf.packets(),
+            "{name}: the buffer holds every packet"
+        );
         let expect = BUFFER_CONTENDERS[0].1(buf);
         for (contender, f) in BUFFER_CONTENDERS {
             assert_eq!(f(buf), expect, "{contender} disagrees on {name}");

@@ -493,10 +493,25 @@ const PCAP_FILE_HEADER: usize = 24;
 const PCAP_RECORD_HEADER: usize = 16;
 
 impl PcapBuffer {
-    /// Lays `packets` out as a nanosecond pcap file in memory (see [`write_pcap`]).
+    /// Lays `packets` out as a little-endian nanosecond pcap file in memory, every packet
+    /// kept (no snaplen or link-type check can drop one, unlike [`write_pcap`]).
     pub fn new(packets: &[GenPacket]) -> PcapBuffer {
-        // Writing to a Vec cannot fail; a packet too large for a record would be a bug.
-        let bytes = write_pcap(Vec::new(), packets).unwrap_or_default();
+        let link = packets.first().map_or(LINKTYPE_ETHERNET, |p| p.link_type);
+        let mut bytes = Vec::with_capacity(
+            PCAP_FILE_HEADER + packets.len() * PCAP_RECORD_HEADER + total_bytes(packets) as usize,
+        );
+        for word in [0xa1b2_3c4d_u32, 0x0004_0002, 0, 0, 262_144, link] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        for p in packets {
+            let len = u32::try_from(p.data.len()).unwrap_or(u32::MAX);
+            let secs = u32::try_from(p.timestamp_ns / 1_000_000_000).unwrap_or(u32::MAX);
+            let nanos = (p.timestamp_ns % 1_000_000_000) as u32;
+            for word in [secs, nanos, len, len] {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+            bytes.extend_from_slice(&p.data);
+        }
         PcapBuffer {
             bytes,
             packets: packets.len(),
