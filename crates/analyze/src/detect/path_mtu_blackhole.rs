@@ -18,7 +18,9 @@ use super::{Ctx, EvidenceSink, endpoint_text};
 use crate::flow::{Endpoint, FxMap};
 use crate::model::{Confidence, Evidence, Finding, Kind, PacketRef, Timing};
 
-const MAX_DIRS: usize = 1 << 15;
+/// Directions tracked at once (each ~700 B with its ring of segment sizes): a black hole is
+/// a connection that keeps retransmitting, so it survives the eviction of quiet ones.
+const MAX_DIRS: usize = 1 << 12;
 const RING: usize = 8;
 /// Sends of one segment (original + retransmissions) at the same size that make it a suspect.
 const MIN_SENDS: u16 = 3;

@@ -60,8 +60,9 @@ impl UdpSocketQueue {
 
 /// Most servers (address:port) tracked.
 const MAX_SERVERS: usize = 1024;
-/// Most DNS queries waiting for an answer.
-const MAX_PENDING: usize = 1 << 16;
+/// Most DNS queries waiting for an answer (a flood that overflows a socket buffer shows
+/// well within this many).
+const MAX_PENDING: usize = 1 << 13;
 /// Width of the windows in which unanswered datagrams are counted as bursts.
 const BURST_NS: u64 = 100_000_000;
 /// Fewest unanswered datagrams for a finding.
