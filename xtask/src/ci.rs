@@ -2,7 +2,7 @@
 //! package, build, test, a fuzz smoke run.
 
 use crate::{deps, sh};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
@@ -33,6 +33,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // crates through a local overlay registry; the members with `publish = false` are
     // excluded. ~10 s warm for the libraries, ~45 s for kubectl-netdiag's first verify.
     // --allow-dirty: uncommitted work in a developer's checkout is not what this checks.
+    forget_packaged_workspace_crates()?;
     sh::run(sh::cargo().args([
         "package",
         "--workspace",
@@ -161,6 +162,46 @@ fn offline_build() -> Result<()> {
     eprintln!(
         "xtask: offline build: no pcap/protoc crates, xtask has no workspace crate, example links no libpcap"
     );
+    Ok(())
+}
+
+/// `cargo package --workspace` verifies each crate against the others' .crate files through
+/// a local registry whose sources cargo extracts into `$CARGO_HOME/registry/src` once per
+/// name and version and never refreshes: a later run would build against the sources of an
+/// earlier one (an old netdiag-wire for netdiag-analyze). Our crates are never published at
+/// this version, so their extracted copies are removed before packaging.
+fn forget_packaged_workspace_crates() -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(home) = home else {
+        return Ok(());
+    };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            let Ok(entries) = std::fs::read_dir(registry.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // netdiag-0.1.0, netdiag-wire-0.1.0, kubectl-netdiag-0.1.0(.crate)
+                let ours = name.starts_with("netdiag-") || name.starts_with("kubectl-netdiag-");
+                if !ours {
+                    continue;
+                }
+                let path = e.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.with_context(|| format!("removing the stale copy {}", path.display()))?;
+            }
+        }
+    }
     Ok(())
 }
 
