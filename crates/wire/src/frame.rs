@@ -14,7 +14,7 @@ use crate::udp::{self, UdpDatagram};
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layer {
-    /// The link header (Ethernet, SLL, SLL2, loopback).
+    /// The link header (Ethernet, SLL, SLL2, loopback, PKTAP, ARCNET).
     Link,
     /// An 802.1Q / 802.1ad VLAN tag.
     Vlan,
@@ -248,6 +248,13 @@ impl<'a> Frame<'a> {
         f.vlan = l.vlan;
         let (ty, off) = match l.next {
             Ok(Next::EtherType(ty, off)) => (ty, off),
+            // LINKTYPE_IPV4: tcpdump and tshark follow the version nibble of a captured
+            // packet; a tunnel's inner header must be the version it names.
+            Ok(Next::IpPreferring(ty, off)) => match link::version_nibble(bytes, off) {
+                4 if depth == 0 => (ethertype::IPV4, off),
+                6 if depth == 0 => (ethertype::IPV6, off),
+                _ => (ty, off),
+            },
             Ok(Next::RawIp(off)) => match link::version_nibble(bytes, off) {
                 4 => (ethertype::IPV4, off),
                 6 => (ethertype::IPV6, off),
@@ -480,8 +487,8 @@ fn link_stop(e: LinkStop) -> Stop {
             reason: StopReason::Unsupported,
             offset,
         },
-        LinkStop::Malformed { why, offset } => Stop {
-            layer: Layer::Vlan,
+        LinkStop::Malformed { why, offset, vlan } => Stop {
+            layer: if vlan { Layer::Vlan } else { Layer::Link },
             reason: StopReason::Malformed(why),
             offset,
         },
