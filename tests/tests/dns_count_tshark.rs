@@ -5,18 +5,25 @@
 //! within 1 %, over the tcpdump corpus and every capture in `testdata/` (the overlay
 //! lab's VXLAN, Geneve, IP-in-IP and GRE captures included).
 //!
-//! tshark decodes UDP 8472 as VXLAN only when told (`-d udp.port==8472,vxlan`, flannel's
-//! port); we pass that. The filter selects frames; a TCP segment may carry several
-//! messages, so among the selected frames we count every message that is a standard
-//! query (`dns.flags.response` and `dns.flags.opcode` of each). To keep the run short, tshark only reads the files in which our
-//! parser finds a TCP or UDP port 53 at any tunnel depth, two processes at a time; the
-//! files it reads are listed with both counts when they differ.
+//! tshark decodes UDP 8472 as VXLAN only when told (`-d udp.port==8472,vxlan`,
+//! flannel's port); we pass that. The filter selects frames; a TCP segment may carry
+//! several messages, so among the selected frames we count every message that is a
+//! standard query (`dns.flags.response` and `dns.flags.opcode` of each).
 //!
-//! What that leaves out (a census of every corpus file with tshark, 2026-12-01): 6 query
-//! frames in files whose link types netdiag-wire does not parse (PKTAP 258 and ARCNET: 2 files each) and
-//! one IPv6 packet in a `LINKTYPE_IPV4` file (`LINKTYPE_IPV4_invalid.pcap`, which we call
-//! malformed where tcpdump and tshark go by the version nibble); with them the corpus
-//! counts are 56 (tshark) and 49 (ours).
+//! The corpus is compared as a whole, and the corpus alone must also agree within 1 %.
+//! Starting tshark 830 times takes over 7 minutes on a loaded 2-core machine, so tshark
+//! reads every file except those where our parser took *every* packet down to its
+//! transport header (a link type we parse, no stop at any tunnel depth) and saw no TCP
+//! or UDP port 53 anywhere: in such a file tshark's filter (`udp.dstport == 53 ||
+//! tcp.dstport == 53`) can match only a port our parser read differently, which the
+//! differential tests of `netdiag-wire` (wire_tshark, wire_etherparse) cover. Every file
+//! with a link type we do not parse, a truncated or malformed header, a fragment, an
+//! unsupported protocol or a read error is read by tshark, two processes at a time; the
+//! files where the counts differ are listed.
+//!
+//! A census of every corpus file with tshark 4.0 (2026-12-01, all 830 files) counts 56
+//! such queries. Before netdiag-wire parsed PKTAP and ARCNET and followed the version
+//! nibble of `LINKTYPE_IPV4` we counted 49.
 
 // Test helpers fail the test the way tests do: by panicking with a message.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
@@ -44,15 +51,25 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Whether any packet has TCP or UDP port 53 on either side, at any tunnel depth.
-fn has_port_53(path: &Path) -> bool {
+/// Whether tshark must read the file: any packet has TCP or UDP port 53 on either side
+/// at any tunnel depth, or any packet (at any depth) is not parsed down to its transport
+/// header, or the file does not read to its end.
+fn needs_tshark(path: &Path) -> bool {
     let Ok(mut r) = Reader::open(path) else {
-        return false;
+        return true;
     };
-    while let Ok(Some(p)) = r.next_packet() {
+    loop {
+        let p = match r.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
         let outer = Frame::parse(LinkType::from_linktype(p.link_type), p.data);
         let mut f = Some(outer);
         while let Some(fr) = f {
+            if fr.stop.is_some() || fr.transport.is_none() {
+                return true;
+            }
             let ports = match fr.transport {
                 Some(Transport::Tcp(t)) => Some((t.src_port, t.dst_port)),
                 Some(Transport::Udp(u)) => Some((u.src_port, u.dst_port)),
@@ -64,7 +81,6 @@ fn has_port_53(path: &Path) -> bool {
             f = fr.inner();
         }
     }
-    false
 }
 
 /// The analyzer's query count; a read error ends the file (as `analyze` does).
@@ -125,7 +141,8 @@ fn dns_query_count_matches_tshark_within_one_percent() {
     files(&corpus, &mut all);
     files(&netdiag_tests::testdata_dir(), &mut all);
     all.sort();
-    let work: Vec<PathBuf> = all.into_iter().filter(|p| has_port_53(p)).collect();
+    let total = all.len();
+    let work: Vec<PathBuf> = all.into_iter().filter(|p| needs_tshark(p)).collect();
     assert!(
         work.iter()
             .any(|p| p.to_string_lossy().contains("underlay-geneve")),
@@ -151,6 +168,7 @@ fn dns_query_count_matches_tshark_within_one_percent() {
     let mut results = results.into_inner().expect("results");
     results.sort_by(|a, b| a.0.cmp(&b.0));
     let (mut sum_ours, mut sum_theirs, mut tunnelled, mut tcp) = (0u64, 0u64, 0u64, 0u64);
+    let (mut corpus_ours, mut corpus_theirs) = (0u64, 0u64);
     for (path, o, t) in &results {
         let t = match t {
             Ok(t) => *t,
@@ -158,6 +176,10 @@ fn dns_query_count_matches_tshark_within_one_percent() {
         };
         sum_ours += o;
         sum_theirs += t;
+        if path.starts_with(&corpus) {
+            corpus_ours += o;
+            corpus_theirs += t;
+        }
         let name = path.to_string_lossy();
         if name.contains("underlay") {
             tunnelled += t;
@@ -170,7 +192,8 @@ fn dns_query_count_matches_tshark_within_one_percent() {
         }
     }
     eprintln!(
-        "dns_count_tshark: {} files with port 53, queries ours {sum_ours} / tshark {sum_theirs} \
+        "dns_count_tshark: tshark read {} of {total} files, queries ours {sum_ours} / tshark \
+         {sum_theirs}, corpus alone ours {corpus_ours} / tshark {corpus_theirs} \
          ({tunnelled} in tunnel captures, {tcp} in *_tcp captures), {:?}",
         results.len(),
         started.elapsed()
@@ -180,6 +203,15 @@ fn dns_query_count_matches_tshark_within_one_percent() {
         "only {sum_theirs} queries: the comparison says little"
     );
     assert!(tunnelled >= 40, "only {tunnelled} queries inside tunnels");
+    assert!(
+        corpus_theirs >= 50,
+        "only {corpus_theirs} queries in the corpus: did tshark read it?"
+    );
+    let cdiff = corpus_ours.abs_diff(corpus_theirs);
+    assert!(
+        cdiff * 100 <= corpus_theirs,
+        "corpus: ours {corpus_ours} vs tshark {corpus_theirs}: {cdiff} apart, more than 1 %"
+    );
     let diff = sum_ours.abs_diff(sum_theirs);
     assert!(
         diff * 100 <= sum_theirs,
