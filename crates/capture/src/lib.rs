@@ -611,7 +611,11 @@ impl Ctx<'_> {
         let gone = lower.contains("disappeared")
             || lower.contains("went down")
             || lower.contains("no such device");
-        if matches!(step, "pcap_next_ex" | "poll" | "pcap_stats") && gone {
+        if matches!(
+            step,
+            "pcap_next_ex" | "pcap_dispatch" | "poll" | "pcap_stats"
+        ) && gone
+        {
             Error::InterfaceGone {
                 interface: self.interface.to_owned(),
                 netns: self.netns.to_owned(),
