@@ -11,9 +11,11 @@ mod counters;
 mod diagnose;
 mod exit;
 mod live;
+mod metrics;
 mod pods;
 mod signals;
 mod target;
+mod watch;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +45,8 @@ enum Command {
     Capture(capture::CaptureArgs),
     /// Capture and read kernel counters in the pod's and the node's namespaces, then diagnose.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Leave it running: each fault printed when certain, with a pcapng of its packets.
+    Watch(watch::WatchArgs),
     /// Print the kernel counters of a pod's network namespace.
     Counters(counters::CountersArgs),
     /// List the pods running on this node.
@@ -63,6 +67,7 @@ fn command() -> clap::Command {
     let short_c = |s: clap::Command| s.mut_arg("container", |a| a.short('c'));
     Cli::command()
         .mut_subcommand("diagnose", short_c)
+        .mut_subcommand("watch", short_c)
         .mut_subcommand("counters", short_c)
 }
 
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Command::Analyze(a) => analyze::run(a),
         Command::Capture(a) => capture::run(a),
         Command::Diagnose(a) => diagnose::run(a),
+        Command::Watch(a) => watch::run(a),
         Command::Counters(a) => counters::run(a),
         Command::Pods(a) => pods::run(a),
         Command::Agent(a) => agent::run(a),

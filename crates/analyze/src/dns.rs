@@ -260,6 +260,8 @@ pub(crate) struct DnsTracker {
     last_ns: u64,
     /// Question names of unanswered TCP queries, by hash, for the finding.
     hang_names: FxMap<u64, String>,
+    /// Query-to-response times, in arrival order, when asked for (`watch`'s metrics).
+    answer_latencies: Option<Vec<u64>>,
 }
 
 fn leading_common_labels<'s>(a: &'s str, b: &str) -> &'s str {
@@ -311,6 +313,7 @@ impl DnsTracker {
             tcp_hang_events: 0,
             last_ns: 0,
             hang_names: FxMap::default(),
+            answer_latencies: None,
         }
     }
 
@@ -539,6 +542,11 @@ impl DnsTracker {
             return;
         }
         let latency = ns.saturating_sub(t.last_send_ns);
+        if let Some(v) = self.answer_latencies.as_mut() {
+            if v.len() < MAX_LATENCIES {
+                v.push(latency);
+            }
+        }
         let lookup = t.lookup;
         let positive = rcode == Rcode::NOERROR && msg.answer_count() > 0;
         let negative = rcode == Rcode::NXDOMAIN
@@ -739,6 +747,16 @@ impl DnsTracker {
             }
         }
         serial
+    }
+
+    /// Starts (or stops) keeping every query-to-response time.
+    pub(crate) fn record_answer_latencies(&mut self, on: bool) {
+        self.answer_latencies = on.then(Vec::new);
+    }
+
+    /// The query-to-response times kept so far (empty unless asked for).
+    pub(crate) fn answer_latencies(&self) -> &[u64] {
+        self.answer_latencies.as_deref().unwrap_or_default()
     }
 
     fn close_lookup(&mut self, l: Lookup) {

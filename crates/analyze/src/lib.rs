@@ -145,6 +145,7 @@ mod resolver;
 mod tcp;
 #[cfg(test)]
 mod testutil;
+pub mod watch;
 
 pub use bounds::{TableFill, Tables};
 pub use counters::{Counters, ListenerQueue, Moment, NetnsRole, SocketGroup, SocketSide};

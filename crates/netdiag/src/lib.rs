@@ -69,6 +69,8 @@ mod resolver;
 mod stop;
 #[cfg(feature = "live")]
 mod target;
+#[cfg(feature = "live")]
+mod watch;
 
 pub use offline::annotate;
 #[cfg(feature = "live")]
@@ -78,6 +80,8 @@ pub use resolver::resolver_of_pid;
 pub use stop::StopHandle;
 #[cfg(feature = "live")]
 pub use target::{RuntimeOptions, Target, TargetSpec, node_netns, snapshot_in};
+#[cfg(feature = "live")]
+pub use watch::{Found, PointTotals, TickStats, WatchEvent, WatchOptions, Watched};
 
 use analyze::{Moment, NetnsRole};
 use std::path::PathBuf;
@@ -587,6 +591,26 @@ impl Diagnosis {
             Input::Files(paths) => self.run_files(paths, &mut events),
             #[cfg(feature = "live")]
             Input::Live(spec) => live::run(&self, spec, &mut events),
+        }
+    }
+
+    /// Watches a live target until the duration ends or the [`StopHandle`] fires: the
+    /// flight recorder of [`analyze::watch`], every episode handed out to `events` the
+    /// moment it is final (with its pcapng when [`WatchOptions::out`] is set), totals
+    /// every tick, and a pod given by name followed when it is deleted and created again.
+    /// [`Diagnosis::duration`] is how long to watch (`Duration::MAX`: until stopped).
+    #[cfg(feature = "live")]
+    pub fn watch(
+        self,
+        options: &WatchOptions,
+        mut events: impl FnMut(WatchEvent),
+    ) -> Result<Watched, Error> {
+        match &self.input {
+            Input::Live(spec) => watch::run(&self, spec, options, &mut events),
+            Input::Files(paths) => Err(Error::Input {
+                path: paths.first().cloned().unwrap_or_default(),
+                problem: "watch needs a live target (a pod, a PID or a netns); analyse files with Diagnosis::files(..).run()".into(),
+            }),
         }
     }
 

@@ -273,6 +273,12 @@ pub struct PcapngWriter<W: Write> {
 impl<W: Write> PcapngWriter<W> {
     /// Writes the section header block.
     pub fn new(w: W) -> Result<Self, Error> {
+        Self::with_comments(w, &[])
+    }
+
+    /// Writes the section header block with these comments, each one `opt_comment`
+    /// (Wireshark: Statistics › Capture File Properties; `capinfos`).
+    pub fn with_comments(w: W, comments: &[&str]) -> Result<Self, Error> {
         let mut sink = Sink::new(w);
         sink.u32(BT_SHB);
         sink.u32(0); // length, patched by end_block
@@ -280,6 +286,9 @@ impl<W: Write> PcapngWriter<W> {
         sink.u16(1);
         sink.u16(0);
         sink.buf.extend_from_slice(&(-1i64).to_le_bytes()); // section length unknown
+        for c in comments {
+            sink.opt(1, c.as_bytes())?;
+        }
         sink.opt(4, USER_APPL.as_bytes())?;
         sink.end_block(true)?;
         sink.emit()?;

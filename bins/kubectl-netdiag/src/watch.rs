@@ -1,0 +1,415 @@
+//! `kubectl-netdiag watch`: leave it running; each fault is printed the moment it is
+//! certain, with a pcapng of exactly its packets.
+//!
+//! The library's [`netdiag::Diagnosis::watch`] does the work (capture, the flight
+//! recorder, episodes, files, following the pod); this module maps the arguments, prints
+//! one line per episode (`-o json`: one object per line), a heartbeat on a terminal, the
+//! metrics of `--metrics`, and the summary at the end.
+
+use crate::analyze::report::{FailOn, OutputFormat};
+use crate::exit::Outcome;
+use crate::live;
+use crate::metrics::{self, Metrics};
+use crate::signals::Interrupt;
+use crate::target::{self, TargetArgs};
+use netdiag::analyze::Kind;
+use netdiag::analyze::watch::WatchConfig;
+use netdiag::{CapturePoint, Diagnosis, Ended, Found, WatchEvent, WatchOptions};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Arguments of `kubectl-netdiag watch`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchArgs {
+    /// The pod: `NAME`, `NAMESPACE/NAME` (or -n); omit with --pid/--netns. A pod given by
+    /// name is followed when it is deleted and created again.
+    #[arg(value_name = "POD")]
+    pub(crate) pod: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// The node's network namespace (default: this process's, i.e. the host's on a node).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) node_netns: Option<PathBuf>,
+    /// Do not read the node namespace's counters.
+    #[arg(long, conflicts_with_all = ["node_netns", "node_interface"])]
+    pub(crate) no_node_counters: bool,
+    /// Also capture on this interface of the node's netns (the NAT side).
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) node_interface: Option<String>,
+    /// How long to watch (24h, 30m); default: until SIGINT/SIGTERM.
+    #[arg(long = "for", value_name = "D", value_parser = live::parse_duration)]
+    pub(crate) for_: Option<Duration>,
+    /// Interface inside the pod; `any` for all. Default: the default route's (eth0).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub(crate) interface: Option<String>,
+    /// A BPF filter (tcpdump syntax) for the capture.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) filter: Option<String>,
+    /// The pod's resolv.conf, when it cannot be read from the pod's root.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) resolv_conf: Option<PathBuf>,
+    /// Packets kept in memory (the flight recorder): an episode's file holds up to this
+    /// much traffic before its first evidence packet.
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = live::parse_duration)]
+    pub(crate) keep_window: Duration,
+    /// Most memory the flight recorder holds (24MiB, 64M, bytes); the oldest packets go
+    /// first.
+    #[arg(long, value_name = "BYTES", default_value = "24MiB", value_parser = parse_bytes)]
+    pub(crate) keep_bytes: usize,
+    /// Write one annotated pcapng per episode into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Most episode files kept in --out (the oldest are removed first).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) max_files: usize,
+    /// Exit 1 when an episode at least this confident was seen.
+    #[arg(long, value_enum, default_value_t = FailOn::Likely)]
+    pub(crate) fail_on: FailOn,
+    /// Output format: one line per episode (human), or one JSON object per line.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Human)]
+    pub(crate) output: OutputFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`PORT` alone: on 127.0.0.1).
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_addr)]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// How often the recording is analysed and the counters read.
+    #[arg(long, value_name = "D", default_value = "2s", value_parser = live::parse_duration)]
+    pub(crate) tick: Duration,
+    /// Most flows the analysis holds at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_flows: Option<usize>,
+}
+
+/// `24MiB`, `64M`, `512k`, `1G`, or bytes.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 24MiB, 64M, 1048576)"))?;
+    let mult: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use k, M or G)")),
+    };
+    n.checked_mul(mult)
+        .filter(|b| *b >= 1 << 20)
+        .ok_or_else(|| format!("{s:?}: give at least 1MiB"))
+}
+
+/// How long repeats of a kind are counted together on a line.
+const REPEAT_WINDOW: Duration = Duration::from_secs(600);
+
+/// How often the heartbeat line is printed on a terminal.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// Runs `kubectl-netdiag watch`.
+pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
+    let interrupt = Interrupt::install()?;
+    let spec = target::spec(args.pod.as_deref(), &args.target)?;
+    let mut d = Diagnosis::target(spec)
+        .runtime(target::runtime(&args.target))
+        .duration(args.for_.unwrap_or(Duration::MAX))
+        .node_counters(!args.no_node_counters)
+        .least_privilege(true);
+    if let Some(i) = &args.interface {
+        d = d.interface(i);
+    }
+    if let Some(f) = &args.filter {
+        d = d.filter(f);
+    }
+    if let Some(p) = &args.node_netns {
+        d = d.node_netns(p);
+    }
+    if let Some(i) = &args.node_interface {
+        d = d.node_interface(i);
+    }
+    if let Some(p) = &args.resolv_conf {
+        d = d.resolv_conf_file(p);
+    }
+    let mut config = WatchConfig::default()
+        .with_keep_window_ns(u64::try_from(args.keep_window.as_nanos()).unwrap_or(u64::MAX))
+        .with_keep_bytes(args.keep_bytes);
+    if let Some(n) = args.max_flows {
+        let a = config.analyzer.clone().with_max_flows(n);
+        config = config.with_analyzer(a);
+    }
+    let mut options = WatchOptions::default()
+        .with_config(config)
+        .with_max_files(args.max_files)
+        .with_tick(args.tick);
+    if let Some(dir) = &args.out {
+        options = options.with_out(dir);
+    }
+    let stop = d.stop_handle();
+    interrupt.on_interrupt(move || stop.stop());
+
+    let mut metrics = match args.metrics {
+        Some(addr) => Some(Metrics::serve(addr)?),
+        None => None,
+    };
+    let mut out = Printer {
+        format: args.output,
+        recent: BTreeMap::new(),
+        fail_on: args.fail_on,
+        failed: false,
+        per_kind: BTreeMap::new(),
+    };
+    let heartbeat = std::io::stderr().is_terminal();
+    let mut next_heartbeat = Instant::now() + HEARTBEAT;
+    let mut label = String::new();
+    let mut last_totals = (0u64, 0u64);
+    let mut write_error: Option<std::io::Error> = None;
+    let done = d.watch(&options, |event| match event {
+        WatchEvent::Resolved { label: l, notes } => {
+            for note in &notes {
+                eprintln!("note: {note}");
+            }
+            if !label.is_empty() {
+                eprintln!("kubectl-netdiag: {l} is back; watching it");
+            }
+            label = l;
+        }
+        WatchEvent::CaptureStarted {
+            point: CapturePoint::Pod,
+            interface,
+        } => eprintln!(
+            "watching {label} on {interface}{} (Ctrl-C ends)",
+            args.for_
+                .map(|d| format!(" for {d:.0?}"))
+                .unwrap_or_default()
+        ),
+        WatchEvent::CaptureStarted { interface, .. } => {
+            eprintln!("also capturing the node netns on {interface}")
+        }
+        WatchEvent::Episode(found) => {
+            if let Some(m) = &metrics {
+                m.finding(&found.episode.finding);
+            }
+            if let Err(e) = out.episode(&found) {
+                write_error.get_or_insert(e);
+            }
+        }
+        WatchEvent::Tick(t) => {
+            last_totals = (
+                t.captures.iter().map(|c| c.packets).sum(),
+                t.captures.iter().map(|c| c.dropped).sum(),
+            );
+            if let Some(m) = metrics.as_mut() {
+                m.tick(&t);
+            }
+            if heartbeat && Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + HEARTBEAT;
+                eprintln!(
+                    "[{}] {label}: {} packets, {} dropped, {} episodes{}, RSS {}",
+                    clock(SystemTime::now()),
+                    last_totals.0,
+                    last_totals.1,
+                    out.per_kind.values().sum::<u64>(),
+                    out.kinds_text(),
+                    rss_text()
+                );
+            }
+        }
+        WatchEvent::TargetGone { what, following } => {
+            if following {
+                eprintln!(
+                    "kubectl-netdiag: the pod went away ({what}); waiting for it to be created again"
+                );
+            } else {
+                eprintln!("kubectl-netdiag: the target went away ({what})");
+            }
+        }
+        WatchEvent::PrivilegesDropped { .. } => {}
+        WatchEvent::Warning(w) => eprintln!("kubectl-netdiag: warning: {w}"),
+        _ => {}
+    })?;
+    let reason = match done.ended {
+        Ended::Duration => "duration reached".to_owned(),
+        Ended::TargetGone => "the target went away".to_owned(),
+        _ => interrupt
+            .signal_name()
+            .map_or_else(|| "stopped".to_owned(), |s| format!("{s}")),
+    };
+    let packets: u64 = done.captures.iter().map(|c| c.packets).sum();
+    let dropped: u64 = done.captures.iter().map(|c| c.dropped).sum();
+    let lost: u64 = done.captures.iter().map(|c| c.lost).sum();
+    eprintln!(
+        "watch of {} ended ({reason}) after {:.0?}: {packets} packets, {dropped} dropped by the kernel{}; {} episodes{}{}",
+        done.label,
+        done.elapsed,
+        if lost > 0 {
+            format!(", {lost} lost before analysis")
+        } else {
+            String::new()
+        },
+        done.episodes,
+        out.kinds_text(),
+        args.out
+            .as_ref()
+            .map(|d| format!("; files in {}", d.display()))
+            .unwrap_or_default()
+    );
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    if done.ended == Ended::TargetGone {
+        anyhow::bail!(
+            "{} went away; a --pid or --netns target cannot be followed (name the pod to follow it)",
+            done.label
+        );
+    }
+    Ok(if out.failed {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// Prints episodes: in full the first time a kind shows up in [`REPEAT_WINDOW`], then one
+/// line with the count.
+struct Printer {
+    format: OutputFormat,
+    /// When each kind's episodes were handed out, within the repeat window.
+    recent: BTreeMap<Kind, VecDeque<Instant>>,
+    fail_on: FailOn,
+    failed: bool,
+    per_kind: BTreeMap<Kind, u64>,
+}
+
+impl Printer {
+    fn episode(&mut self, found: &Found) -> std::io::Result<()> {
+        let e = &found.episode;
+        let f = &e.finding;
+        *self.per_kind.entry(f.kind).or_default() += 1;
+        if f.confidence >= self.fail_on.confidence() {
+            self.failed = true;
+        }
+        let now = Instant::now();
+        let recent = self.recent.entry(f.kind).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > REPEAT_WINDOW)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        let repeats = recent.len();
+        let stdout = std::io::stdout();
+        let mut w = stdout.lock();
+        match self.format {
+            OutputFormat::Json => {
+                let mut v = serde_json::to_value(f)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "file".into(),
+                        found.file.as_ref().map(|p| p.display().to_string()).into(),
+                    );
+                    o.insert("episode".into(), e.number.into());
+                    o.insert("first_ns".into(), e.first_ns.into());
+                    o.insert("last_ns".into(), e.last_ns.into());
+                    o.insert("repeats_10min".into(), repeats.into());
+                }
+                serde_json::to_writer(&mut w, &v)?;
+                writeln!(w)?;
+            }
+            OutputFormat::Human => {
+                let at = clock(SystemTime::UNIX_EPOCH + Duration::from_nanos(e.first_ns));
+                let file = found
+                    .file
+                    .as_ref()
+                    .map(|p| format!(", file {}", p.display()))
+                    .unwrap_or_default();
+                if repeats == 1 {
+                    writeln!(
+                        w,
+                        "[{at}] {} ({}): {}{}",
+                        f.kind.as_str(),
+                        f.confidence.as_str(),
+                        f.summary,
+                        file
+                    )?;
+                    if !f.flows.is_empty() {
+                        writeln!(w, "  flows: {}", f.flows.join(", "))?;
+                    }
+                    if !f.names.is_empty() {
+                        writeln!(w, "  names: {}", f.names.join(", "))?;
+                    }
+                    let frames: Vec<String> = f
+                        .evidence
+                        .packets
+                        .iter()
+                        .map(|p| p.packet.number.to_string())
+                        .collect();
+                    if found.file.is_some() && !frames.is_empty() {
+                        writeln!(w, "  evidence: frames {}", frames.join(", "))?;
+                    }
+                    writeln!(w, "  fix: {}", f.remedy)?;
+                } else {
+                    writeln!(
+                        w,
+                        "[{at}] {} ×{repeats} in the last 10 min ({}){file}",
+                        f.kind.as_str(),
+                        f.confidence.as_str(),
+                    )?;
+                }
+            }
+        }
+        w.flush()
+    }
+
+    /// `: dns_lost_reply_timeout ×3, …` or nothing.
+    fn kinds_text(&self) -> String {
+        if self.per_kind.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .per_kind
+            .iter()
+            .map(|(k, n)| format!("{} ×{n}", k.as_str()))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// `HH:MM:SS` UTC.
+fn clock(t: SystemTime) -> String {
+    let s = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// This process's resident memory, as /proc says.
+fn rss_text() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_bytes("24MiB"), Ok(24 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2097152"), Ok(2 << 20));
+        assert!(parse_bytes("12").is_err(), "below 1 MiB");
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("").is_err());
+    }
+}
