@@ -234,7 +234,7 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         Ended::TargetGone => "the target went away".to_owned(),
         _ => interrupt
             .signal_name()
-            .map_or_else(|| "stopped".to_owned(), |s| format!("{s}")),
+            .map_or_else(|| "stopped".to_owned(), |s| s.to_owned()),
     };
     let packets: u64 = done.captures.iter().map(|c| c.packets).sum();
     let dropped: u64 = done.captures.iter().map(|c| c.dropped).sum();
