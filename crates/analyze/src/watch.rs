@@ -524,13 +524,14 @@ impl Watch {
         let mut out = Poll::default();
         let unanalysed = std::mem::take(&mut self.recorder.unanalysed);
         out.activity.unanalysed = unanalysed;
-        let Some(start) = self.recorder.oldest_ns() else {
+        // The window: what was captured within `keep_window` (a chunk may still hold
+        // older packets; they are not analysed again).
+        let Some(start) = self.recorder.oldest_ns().map(|t| t.max(oldest)) else {
             self.polled_seq = self.recorder.next_seq;
             self.prune(oldest);
             return out;
         };
 
-        // The window: everything recorded.
         let mut a = self.analyzer();
         self.apply_counters(&mut a, start, now_ns);
         let mut seqs: Vec<Vec<u64>> = vec![Vec::new(); self.setup.sources.len().max(1)];
@@ -538,6 +539,9 @@ impl Watch {
         for p in self.recorder.iter() {
             if at_boundary.is_none() && p.seq >= self.polled_seq {
                 at_boundary = Some(Running::of(&a));
+            }
+            if p.timestamp_ns < start {
+                continue;
             }
             a.feed_from(p.source, p.timestamp_ns, p.link_type, p.data);
             if let Some(v) = seqs.get_mut(usize::from(p.source)) {
@@ -816,7 +820,20 @@ mod tests {
             w.record(0, ts, link, bytes.len() as u32, &bytes);
             last = ts;
         }
-        let p = w.finish(last + tick);
+        // A minute more of traffic with nothing in it (ARP-like frames): what was handed
+        // out stays handed out, even while the recording's last chunk still holds it.
+        let mut frame = vec![0u8; 60];
+        frame[12] = 0x08;
+        frame[13] = 0x06;
+        for i in 1..=60u64 {
+            let ts = last + i * 1_000_000_000;
+            w.record(0, ts, 1, 60, &frame);
+            if i % (tick / 1_000_000_000).max(1) == 0 {
+                let p = w.poll(ts);
+                add(p, &mut out);
+            }
+        }
+        let p = w.finish(last + 61_000_000_000);
         add(p, &mut out);
         (out, w, total)
     }
@@ -876,7 +893,7 @@ mod tests {
                 e.finding.summary
             );
         }
-        assert_eq!(total.packets, pkts.len() as u64);
+        assert_eq!(total.packets, pkts.len() as u64 + 60);
         assert_eq!(total.dns_queries, whole.dns.queries_sent);
         assert_eq!(total.dns_responses, whole.dns.responses);
     }
