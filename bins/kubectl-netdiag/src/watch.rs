@@ -55,9 +55,10 @@ pub(crate) struct WatchArgs {
     /// much traffic before its first evidence packet.
     #[arg(long, value_name = "D", default_value = "30s", value_parser = live::parse_duration)]
     pub(crate) keep_window: Duration,
-    /// Most memory the flight recorder holds (24MiB, 64M, bytes); the oldest packets go
-    /// first.
-    #[arg(long, value_name = "BYTES", default_value = "24MiB", value_parser = parse_bytes)]
+    /// Most memory the flight recorder holds (16MiB, 64M, bytes); the oldest packets go
+    /// first. Under heavy traffic this, not --keep-window, bounds what an episode's file
+    /// holds and how far back the analysis sees.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub(crate) keep_bytes: usize,
     /// Write one annotated pcapng per episode into this directory.
     #[arg(long, value_name = "DIR")]

@@ -39,7 +39,7 @@ pub struct WatchConfig {
     /// Packet time kept in the recording, ns. Default 30 s.
     pub keep_window_ns: u64,
     /// Most bytes the recording holds (packet bytes and their index); the oldest packets
-    /// go first. Default 24 MiB.
+    /// go first. Default 16 MiB.
     pub keep_bytes: usize,
     /// An episode is final once its last evidence packet is this old, ns. Default 3 s.
     pub settle_ns: u64,
@@ -61,7 +61,7 @@ impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
             keep_window_ns: 30_000_000_000,
-            keep_bytes: 24 << 20,
+            keep_bytes: 16 << 20,
             settle_ns: 3_000_000_000,
             episode_gap_ns: 10_000_000_000,
             max_episode_ns: 20_000_000_000,

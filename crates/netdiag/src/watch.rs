@@ -43,7 +43,7 @@ pub struct WatchOptions {
     /// first. Default 100.
     pub max_files: usize,
     /// Most bytes waiting between a capture thread and the analysis (per capture point);
-    /// packets beyond are counted as lost. Default 16 MiB.
+    /// packets beyond are counted as lost. Default 4 MiB (drained every 50 ms).
     pub handoff_bytes: usize,
 }
 
@@ -54,7 +54,7 @@ impl Default for WatchOptions {
             tick: Duration::from_secs(2),
             out: None,
             max_files: 100,
-            handoff_bytes: 16 << 20,
+            handoff_bytes: 4 << 20,
         }
     }
 }
@@ -406,6 +406,22 @@ pub(crate) fn run(
             interface: cap.interface().to_owned(),
         });
         start_point(p, cap, least, events)?;
+    }
+
+    // A PID or a namespace file is never resolved again: the calling thread needs no
+    // capability from here on either (the counter readers entered their namespaces).
+    // A pod given by name keeps what following it needs: resolving it through the
+    // runtime, entering its new namespace, opening a capture there.
+    if least && !matches!(spec, TargetSpec::Pod(_)) {
+        match crate::drop_privileges() {
+            Ok(dropped) => events(WatchEvent::PrivilegesDropped {
+                thread: "main".to_owned(),
+                had: dropped.had,
+            }),
+            Err(e) => events(WatchEvent::Warning(format!(
+                "{e}; the main thread keeps the privileges the watch started with"
+            ))),
+        }
     }
 
     // The stop: the caller's handle, the deadline, the end of the target.
@@ -771,6 +787,9 @@ fn pump(cap: &mut LiveCapture, handoff: &Handoff, totals: &Totals) -> Result<(),
     }
 }
 
+/// How often the analysis thread moves packets from the hand-offs into the recording.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
 fn analysis_thread(
     mut engine: Watch,
     handoffs: Vec<(u16, Arc<Handoff>)>,
@@ -816,7 +835,7 @@ fn analysis_thread(
             b.data.clear();
             b.recs.clear();
             // Keep the buffers for the next swap unless a burst made them large.
-            if b.data.capacity() > 4 << 20 {
+            if b.data.capacity() > 1 << 20 {
                 b = Batch::default();
             }
             spares[i] = b;
@@ -824,7 +843,7 @@ fn analysis_thread(
     };
     let mut finishing = false;
     loop {
-        let msg = rx.recv_timeout(Duration::from_millis(250));
+        let msg = rx.recv_timeout(DRAIN_EVERY);
         drain(&mut engine, &mut spares);
         let poll = match msg {
             Ok(ToAnalysis::Counters(role, at, c)) => {
