@@ -215,13 +215,6 @@ struct NodeOptions {
     interface: Option<String>,
 }
 
-#[cfg(feature = "live")]
-impl Diagnosis {
-    fn node_counters_wanted(&self) -> bool {
-        self.node.counters
-    }
-}
-
 /// A capture point of a live diagnosis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -126,7 +126,7 @@ pub(crate) fn run(
     // capability in between (least privilege).
     let pod_after = AfterReader::start(target.netns())?;
     let udp_after = crate::resolver::UdpAfter::start(target.netns())?;
-    let node_after = match (&node, d.node_counters_wanted()) {
+    let node_after = match (&node, d.node.counters) {
         (Some(ns), true) => Some(AfterReader::start(ns)?),
         _ => None,
     };
@@ -209,9 +209,7 @@ pub(crate) fn run(
     let counts: Vec<Counts> = running.iter().map(|_| Counts::default()).collect();
     if d.least_privilege {
         match crate::drop_privileges() {
-            Ok(dropped) => events(Event::PrivilegesDropped {
-                had: dropped.had.clone(),
-            }),
+            Ok(dropped) => events(Event::PrivilegesDropped { had: dropped.had }),
             Err(e) => warn(
                 events,
                 format!("{e}; parsing packets with the privileges the run started with"),
@@ -395,33 +393,47 @@ pub(crate) fn run(
     })
 }
 
-/// Reads one capture point until the run is stopped, feeding its packets as they arrive.
+/// Reads one capture point until the run is stopped, feeding its packets as they arrive:
+/// every packet the kernel's ring holds at once goes to the analyzer under one lock (the
+/// lock is taken only once a packet is there, never while waiting for one).
 fn pump(p: &mut Point, counts: &Counts, analyzer: &Mutex<Analyzer>) -> Result<(), Error> {
     let link = p.cap.link_type();
+    let source = p.source;
     let mut next_stats = Instant::now() + PROGRESS_EVERY;
     loop {
-        match p.cap.next_event()? {
-            None => return Ok(()),
-            Some(netdiag_capture::Event::Idle) => {}
-            Some(netdiag_capture::Event::Packet(pkt)) => {
-                lock(analyzer).feed_from(p.source, pkt.timestamp_ns, link, pkt.data);
-                if let Some((w, id, _)) = p.scratch.as_mut() {
-                    w.write_packet(&PacketOut {
-                        interface: *id,
-                        timestamp_ns: pkt.timestamp_ns,
-                        data: pkt.data,
-                        original_len: pkt.original_len,
-                        comments: &[],
-                    })?;
+        let mut guard: Option<MutexGuard<'_, Analyzer>> = None;
+        let mut bytes = 0u64;
+        let mut failed = None;
+        let scratch = &mut p.scratch;
+        let got = p.cap.next_batch(usize::MAX, |pkt| {
+            guard
+                .get_or_insert_with(|| lock(analyzer))
+                .feed_from(source, pkt.timestamp_ns, link, pkt.data);
+            bytes += pkt.data.len() as u64;
+            if let (Some((w, id, _)), None) = (scratch.as_mut(), &failed) {
+                if let Err(e) = w.write_packet(&PacketOut {
+                    interface: *id,
+                    timestamp_ns: pkt.timestamp_ns,
+                    data: pkt.data,
+                    original_len: pkt.original_len,
+                    comments: &[],
+                }) {
+                    failed = Some(e);
                 }
-                counts.packets.fetch_add(1, Ordering::Relaxed);
-                counts
-                    .bytes
-                    .fetch_add(pkt.data.len() as u64, Ordering::Relaxed);
             }
+        })?;
+        drop(guard);
+        if let Some(e) = failed {
+            return Err(e.into());
         }
-        if Instant::now() >= next_stats {
-            next_stats = Instant::now() + PROGRESS_EVERY;
+        let Some(n) = got else { return Ok(()) };
+        if n > 0 {
+            counts.packets.fetch_add(n as u64, Ordering::Relaxed);
+            counts.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        if now >= next_stats {
+            next_stats = now + PROGRESS_EVERY;
             if let Ok(s) = p.cap.stats() {
                 counts.dropped.store(
                     u64::from(s.dropped) + u64::from(s.if_dropped),
