@@ -148,6 +148,7 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         options = options.with_out(dir);
     }
     let stop = d.stop_handle();
+    let stop_on_closed_stdout = d.stop_handle();
     interrupt.on_interrupt(move || stop.stop());
 
     let mut metrics = match args.metrics {
@@ -192,8 +193,11 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
             if let Some(m) = &metrics {
                 m.finding(&found.episode.finding);
             }
+            // A reader that went away (`| head`) or a full disk behind stdout ends the
+            // watch: nobody would see what comes next.
             if let Err(e) = out.episode(&found) {
                 write_error.get_or_insert(e);
+                stop_on_closed_stdout.stop();
             }
         }
         WatchEvent::Tick(t) => {

@@ -406,9 +406,12 @@ fn pump(p: &mut Point, counts: &Counts, analyzer: &Mutex<Analyzer>) -> Result<()
         let mut failed = None;
         let scratch = &mut p.scratch;
         let got = p.cap.next_batch(usize::MAX, |pkt| {
-            guard
-                .get_or_insert_with(|| lock(analyzer))
-                .feed_from(source, pkt.timestamp_ns, link, pkt.data);
+            guard.get_or_insert_with(|| lock(analyzer)).feed_from(
+                source,
+                pkt.timestamp_ns,
+                link,
+                pkt.data,
+            );
             bytes += pkt.data.len() as u64;
             if let (Some((w, id, _)), None) = (scratch.as_mut(), &failed) {
                 if let Err(e) = w.write_packet(&PacketOut {

@@ -269,7 +269,6 @@ enum FromAnalysis {
     Tick(Activity, usize),
     Warning(String),
     PrivilegesDropped(Vec<String>),
-    Failed(Error),
     Done,
 }
 
@@ -543,16 +542,7 @@ pub(crate) fn run(
             let _ = to_analysis.send(ToAnalysis::Tick);
         }
         match from_analysis.recv_timeout(Duration::from_millis(100)) {
-            Ok(m) => handle(
-                m,
-                &points,
-                &latest_counters,
-                started,
-                &mut episodes,
-                &mut failure,
-                &stop,
-                events,
-            ),
+            Ok(m) => handle(m, &points, &latest_counters, started, &mut episodes, events),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -585,16 +575,7 @@ pub(crate) fn run(
     let _ = to_analysis.send(ToAnalysis::Finish);
     while let Ok(m) = from_analysis.recv() {
         let done = matches!(m, FromAnalysis::Done);
-        handle(
-            m,
-            &points,
-            &latest_counters,
-            started,
-            &mut episodes,
-            &mut failure,
-            &stop,
-            events,
-        );
+        handle(m, &points, &latest_counters, started, &mut episodes, events);
         if done {
             break;
         }
@@ -615,15 +596,12 @@ pub(crate) fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn handle(
     m: FromAnalysis,
     points: &[Point],
     counters: &[(NetnsRole, Vec<(String, u64)>)],
     started: Instant,
     episodes: &mut u64,
-    failure: &mut Option<Error>,
-    stop: &StopHandle,
     events: &mut dyn FnMut(WatchEvent),
 ) {
     match m {
@@ -645,10 +623,6 @@ fn handle(
             thread: "analysis".to_owned(),
             had,
         }),
-        FromAnalysis::Failed(e) => {
-            *failure = Some(e);
-            stop.stop();
-        }
         FromAnalysis::Done => {}
     }
 }
@@ -878,8 +852,14 @@ fn analysis_thread(
                             found.file = Some(path);
                             found.removed = removed;
                         }
+                        // A full disk loses a file, not the watch: the finding is still
+                        // handed out, and the next episode tries again.
                         Err(e) => {
-                            let _ = tx.send(FromAnalysis::Failed(e));
+                            let _ = tx.send(FromAnalysis::Warning(format!(
+                                "{e}; episode {} of {} is reported without its file",
+                                found.episode.number,
+                                found.episode.finding.kind.as_str()
+                            )));
                         }
                     }
                 }
