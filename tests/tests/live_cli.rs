@@ -1352,3 +1352,62 @@ fn live_commands_need_exactly_the_documented_capabilities() {
     );
     drop(lab);
 }
+
+/// The disk behind `watch --out` is full: the episode is still printed (its `file` null),
+/// a warning names the error, nothing half-written is left, and the watch goes on to its
+/// end (exit 1: a likely finding was seen).
+#[test]
+fn live_watch_disk_full_reports_the_episode_without_its_file_and_goes_on() {
+    let test = "live_watch_disk_full_reports_the_episode_without_its_file_and_goes_on";
+    let Some(lab) = lab_for(test, "wfull") else {
+        return;
+    };
+    Scenario::DnsLostReply
+        .setup(&lab)
+        .unwrap_or_else(|e| panic!("{test}: setup: {e:#}"));
+    let fs = SmallFs::mount(lab.scratch().join("wsmall"), "32k");
+    // Fill it: every write after this one fails with ENOSPC.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(fs.0.join("filler")).expect("filler");
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let mut cmd = Command::new(bin());
+    cmd.args(["watch", "--netns"])
+        .arg(lab.netns_path(Role::Pod))
+        .args(["--no-node-counters", "-o", "json", "--for", "16s", "--out"])
+        .arg(&fs.0)
+        .stdout(Stdio::piped());
+    let mut w = Proc::spawn(cmd, "watch (disk full)");
+    w.wait_for_stderr("watching", Duration::from_secs(20));
+    Scenario::DnsLostReply
+        .trigger(&lab)
+        .unwrap_or_else(|e| panic!("{test}: trigger: {e:#}"));
+    let (status, stdout, stderr) = w.finish(Duration::from_secs(40));
+    eprintln!("{test}: stderr:\n{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{test}: {e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{test}: one episode: {lines:?}");
+    assert_eq!(lines[0]["kind"], "dns_lost_reply_timeout", "{test}");
+    assert!(lines[0]["file"].is_null(), "{test}: {}", lines[0]);
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("without its file"),
+        "{test}: {stderr}"
+    );
+    assert!(
+        stderr.contains("ended (duration reached)"),
+        "{test}: {stderr}"
+    );
+    assert_eq!(status.code(), Some(1), "{test}: {stderr}");
+    let left: Vec<_> = std::fs::read_dir(&fs.0)
+        .expect("out dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "filler")
+        .collect();
+    assert!(left.is_empty(), "{test}: left behind: {left:?}");
+    drop(fs);
+    drop(lab);
+}

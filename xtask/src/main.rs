@@ -57,7 +57,7 @@ const HELP: &str = "usage: cargo xtask <command>
   lab node up|down  a real containerd node in a box with the demo's pods (root; alias: node)
   completions     bash/zsh/fish completions and man pages into target/dist
   bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
-  bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose (root)
+  bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
   image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
   fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash";

@@ -260,6 +260,18 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
             .map(|d| format!("; files in {}", d.display()))
             .unwrap_or_default()
     );
+    // tcpdump's closing lines, per capture point.
+    for c in &done.captures {
+        eprintln!(
+            "{} packets captured on the {} interface {}\n{} packets received by filter\n{} packets dropped by kernel\n{} packets lost before analysis",
+            c.packets,
+            c.point.as_str(),
+            c.interface,
+            c.received,
+            c.dropped,
+            c.lost
+        );
+    }
     if let Some(e) = write_error {
         return Err(e.into());
     }

@@ -165,6 +165,9 @@ pub struct PointTotals {
     pub interface: String,
     /// Packets captured.
     pub packets: u64,
+    /// Packets the kernel handed to the capture (libpcap's `ps_recv`, tcpdump's "received
+    /// by filter"), summed over every capture opened at this point.
+    pub received: u64,
     /// Packets the kernel or the interface dropped (libpcap's counters, summed over
     /// every capture opened at this point).
     pub dropped: u64,
@@ -240,7 +243,22 @@ struct Totals {
     dropped_now: AtomicU64,
     /// ... and of the ones that ended (a pod recreated).
     dropped_before: AtomicU64,
+    /// libpcap's received count, the same way.
+    received_now: AtomicU64,
+    received_before: AtomicU64,
     lost: AtomicU64,
+}
+
+impl Totals {
+    /// The capture whose libpcap counters are "now" ended: keep them as "before".
+    fn retire(&self) {
+        for (now, before) in [
+            (&self.dropped_now, &self.dropped_before),
+            (&self.received_now, &self.received_before),
+        ] {
+            before.fetch_add(now.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
 }
 
 /// One capture point: the thread reading it and what it shares.
@@ -455,10 +473,7 @@ pub(crate) fn run(
                 .take()
                 .map(|t| t.join().unwrap_or(Ok(())))
                 .unwrap_or(Ok(()));
-            p.totals.dropped_before.fetch_add(
-                p.totals.dropped_now.swap(0, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            p.totals.retire();
             match (r, p.which) {
                 (Err(Error::Capture(e)), CapturePoint::Pod) if e.is_gone() => {
                     let follow = matches!(spec, TargetSpec::Pod(_));
@@ -567,10 +582,7 @@ pub(crate) fn run(
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        p.totals.dropped_before.fetch_add(
-            p.totals.dropped_now.swap(0, Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        p.totals.retire();
     }
     let _ = to_analysis.send(ToAnalysis::Finish);
     while let Ok(m) = from_analysis.recv() {
@@ -634,6 +646,8 @@ fn totals_of(points: &[Point]) -> Vec<PointTotals> {
             point: p.which,
             interface: p.interface.clone(),
             packets: p.totals.packets.load(Ordering::Relaxed),
+            received: p.totals.received_before.load(Ordering::Relaxed)
+                + p.totals.received_now.load(Ordering::Relaxed),
             dropped: p.totals.dropped_before.load(Ordering::Relaxed)
                 + p.totals.dropped_now.load(Ordering::Relaxed),
             lost: p.totals.lost.load(Ordering::Relaxed),
@@ -745,18 +759,21 @@ fn pump(cap: &mut LiveCapture, handoff: &Handoff, totals: &Totals) -> Result<(),
         if lost > 0 {
             totals.lost.fetch_add(lost, Ordering::Relaxed);
         }
-        if got.is_none() {
-            return Ok(());
-        }
         let now = Instant::now();
-        if now >= next_stats {
+        if got.is_none() || now >= next_stats {
             next_stats = now + STATS_EVERY;
             if let Ok(s) = cap.stats() {
                 totals.dropped_now.store(
                     u64::from(s.dropped) + u64::from(s.if_dropped),
                     Ordering::Relaxed,
                 );
+                totals
+                    .received_now
+                    .store(u64::from(s.received), Ordering::Relaxed);
             }
+        }
+        if got.is_none() {
+            return Ok(());
         }
     }
 }
