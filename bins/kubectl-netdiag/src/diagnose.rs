@@ -8,9 +8,9 @@ use crate::analyze::report::{self, FailOn, OutputFormat};
 use crate::exit::Outcome;
 use crate::live::{self, Progress};
 use crate::signals::Interrupt;
-use crate::target::{self, TargetArgs};
+use crate::target::LiveArgs;
 use netdiag::analyze::Config;
-use netdiag::{CapturePoint, Diagnosis, Ended, Event};
+use netdiag::{CapturePoint, Ended, Event};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,36 +18,11 @@ use std::time::Duration;
 /// Arguments of `kubectl-netdiag diagnose`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DiagnoseArgs {
-    /// The pod: `NAME`, `NAMESPACE/NAME` (or -n); omit with --pid/--netns.
-    #[arg(value_name = "POD")]
-    pub(crate) pod: Option<String>,
     #[command(flatten)]
-    pub(crate) target: TargetArgs,
-    /// The node's network namespace (default: this process's, i.e. the host's on a node).
-    #[arg(long, value_name = "PATH")]
-    pub(crate) node_netns: Option<PathBuf>,
-    /// Do not read the node namespace's counters.
-    #[arg(long, conflicts_with_all = ["node_netns", "node_interface"])]
-    pub(crate) no_node_counters: bool,
-    /// Also capture on this interface of the node's netns (e.g. the uplink `eth0`, or
-    /// `any`): the NAT side, where conntrack INVALID's bogus segment and the node's RST,
-    /// and SNAT's dropped SYNs, are visible. Analysed as a second capture point.
-    #[arg(long, value_name = "IFACE")]
-    pub(crate) node_interface: Option<String>,
+    pub(crate) live: LiveArgs,
     /// How long to capture (30s, 500ms, 2m); SIGINT/SIGTERM end it early.
     #[arg(long, value_name = "D", default_value = "30s", value_parser = live::parse_duration)]
     pub(crate) duration: Duration,
-    /// Interface inside the pod; `any` for all. Default: the default route's (eth0).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub(crate) interface: Option<String>,
-    /// A BPF filter (tcpdump syntax) for the capture, e.g. "tcp or port 53".
-    #[arg(long, value_name = "EXPR")]
-    pub(crate) filter: Option<String>,
-    /// The pod's resolv.conf, when it cannot be read from the pod's root (default: the
-    /// pod's /etc/resolv.conf, read safely inside its root; for `--netns /run/netns/NAME`,
-    /// /etc/netns/NAME/resolv.conf as `ip netns exec` uses).
-    #[arg(long, value_name = "PATH")]
-    pub(crate) resolv_conf: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Human)]
     pub(crate) output: OutputFormat,
@@ -65,29 +40,9 @@ pub(crate) struct DiagnoseArgs {
 /// Runs `kubectl-netdiag diagnose`.
 pub(crate) fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let interrupt = Interrupt::install()?;
-    let spec = target::spec(args.pod.as_deref(), &args.target)?;
-    let mut d = Diagnosis::target(spec)
-        .runtime(target::runtime(&args.target))
-        .duration(args.duration)
-        .node_counters(!args.no_node_counters)
-        .least_privilege(true);
+    let mut d = args.live.diagnosis()?.duration(args.duration);
     if let Some(n) = args.max_flows {
         d = d.analyzer_config(Config::default().with_max_flows(n));
-    }
-    if let Some(i) = &args.interface {
-        d = d.interface(i);
-    }
-    if let Some(f) = &args.filter {
-        d = d.filter(f);
-    }
-    if let Some(p) = &args.node_netns {
-        d = d.node_netns(p);
-    }
-    if let Some(i) = &args.node_interface {
-        d = d.node_interface(i);
-    }
-    if let Some(p) = &args.resolv_conf {
-        d = d.resolv_conf_file(p);
     }
     if let Some(out) = &args.annotate {
         d = d.annotate(out);

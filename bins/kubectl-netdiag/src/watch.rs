@@ -11,10 +11,10 @@ use crate::exit::Outcome;
 use crate::live;
 use crate::metrics::{self, Metrics};
 use crate::signals::Interrupt;
-use crate::target::{self, TargetArgs};
+use crate::target::LiveArgs;
 use netdiag::analyze::Kind;
 use netdiag::analyze::watch::WatchConfig;
-use netdiag::{CapturePoint, Diagnosis, Ended, Found, WatchEvent, WatchOptions};
+use netdiag::{CapturePoint, Ended, Found, WatchEvent, WatchOptions};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -24,33 +24,13 @@ use std::time::{Duration, Instant, SystemTime};
 /// Arguments of `kubectl-netdiag watch`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct WatchArgs {
-    /// The pod: `NAME`, `NAMESPACE/NAME` (or -n); omit with --pid/--netns. A pod given by
-    /// name is followed when it is deleted and created again.
-    #[arg(value_name = "POD")]
-    pub(crate) pod: Option<String>,
+    /// The target (a pod given by name is followed when it is deleted and created
+    /// again), the capture points and the node's side, as for `diagnose`.
     #[command(flatten)]
-    pub(crate) target: TargetArgs,
-    /// The node's network namespace (default: this process's, i.e. the host's on a node).
-    #[arg(long, value_name = "PATH")]
-    pub(crate) node_netns: Option<PathBuf>,
-    /// Do not read the node namespace's counters.
-    #[arg(long, conflicts_with_all = ["node_netns", "node_interface"])]
-    pub(crate) no_node_counters: bool,
-    /// Also capture on this interface of the node's netns (the NAT side).
-    #[arg(long, value_name = "IFACE")]
-    pub(crate) node_interface: Option<String>,
+    pub(crate) live: LiveArgs,
     /// How long to watch (24h, 30m); default: until SIGINT/SIGTERM.
     #[arg(long = "for", value_name = "D", value_parser = live::parse_duration)]
     pub(crate) for_: Option<Duration>,
-    /// Interface inside the pod; `any` for all. Default: the default route's (eth0).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub(crate) interface: Option<String>,
-    /// A BPF filter (tcpdump syntax) for the capture.
-    #[arg(long, value_name = "EXPR")]
-    pub(crate) filter: Option<String>,
-    /// The pod's resolv.conf, when it cannot be read from the pod's root.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) resolv_conf: Option<PathBuf>,
     /// Packets kept in memory (the flight recorder): an episode's file holds up to this
     /// much traffic before its first evidence packet.
     #[arg(long, value_name = "D", default_value = "30s", value_parser = live::parse_duration)]
@@ -112,27 +92,10 @@ const HEARTBEAT: Duration = Duration::from_secs(60);
 /// Runs `kubectl-netdiag watch`.
 pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
     let interrupt = Interrupt::install()?;
-    let spec = target::spec(args.pod.as_deref(), &args.target)?;
-    let mut d = Diagnosis::target(spec)
-        .runtime(target::runtime(&args.target))
-        .duration(args.for_.unwrap_or(Duration::MAX))
-        .node_counters(!args.no_node_counters)
-        .least_privilege(true);
-    if let Some(i) = &args.interface {
-        d = d.interface(i);
-    }
-    if let Some(f) = &args.filter {
-        d = d.filter(f);
-    }
-    if let Some(p) = &args.node_netns {
-        d = d.node_netns(p);
-    }
-    if let Some(i) = &args.node_interface {
-        d = d.node_interface(i);
-    }
-    if let Some(p) = &args.resolv_conf {
-        d = d.resolv_conf_file(p);
-    }
+    let d = args
+        .live
+        .diagnosis()?
+        .duration(args.for_.unwrap_or(Duration::MAX));
     let mut config = WatchConfig::default()
         .with_keep_window_ns(u64::try_from(args.keep_window.as_nanos()).unwrap_or(u64::MAX))
         .with_keep_bytes(args.keep_bytes);

@@ -133,30 +133,13 @@ pub(crate) fn run(
 
     // Open every capture point before the clock starts.
     let mut points = Vec::new();
-    let pod_config = CaptureConfig {
-        interface: d
-            .interface
-            .as_deref()
-            .map(InterfaceChoice::from_arg)
-            .unwrap_or_default(),
-        filter: d.filter.clone(),
-        netns_label: target.label().to_owned(),
-        ..CaptureConfig::default()
-    };
-    let cap = target.run(move || LiveCapture::open(&pod_config))??;
+    let (cap, mtu) = open_pod_capture(d, &target)?;
     if let Some(note) = cap.interface_note() {
         warn(events, note.to_owned());
     }
-    let iface = cap.interface().to_owned();
-    match target.run(move || crate::resolver::mtu_here(&iface)) {
-        Ok(Ok(Some(mtu))) => analyzer.set_interface_mtu(cap.interface(), mtu),
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => warn(
-            events,
-            format!(
-                "the pod interface's MTU is unknown ({e}); path-MTU findings will not state it"
-            ),
-        ),
+    match mtu {
+        Ok(Some(mtu)) => analyzer.set_interface_mtu(cap.interface(), mtu),
+        Ok(None) => {}
         Err(e) => warn(
             events,
             format!(
@@ -167,13 +150,7 @@ pub(crate) fn run(
     let source = analyzer.add_source(target.label());
     points.push((CapturePoint::Pod, cap, source));
     if let (Some(iface), Some(ns)) = (&d.node.interface, &node) {
-        let node_config = CaptureConfig {
-            interface: InterfaceChoice::from_arg(iface),
-            filter: d.filter.clone(),
-            netns_label: "the node netns".to_owned(),
-            ..CaptureConfig::default()
-        };
-        let cap = ns.run(move || LiveCapture::open(&node_config))??;
+        let cap = open_node_capture(d, ns, iface)?;
         let source = analyzer.add_source(format!("node netns, {}", cap.interface()));
         points.push((CapturePoint::Node, cap, source));
     }
@@ -391,6 +368,47 @@ pub(crate) fn run(
         warnings,
         annotated,
     })
+}
+
+/// Opens the pod's capture point inside its namespace (`-i`, `--filter`), and reads its
+/// interface's MTU (`Err`: why it is unknown).
+pub(crate) fn open_pod_capture(
+    d: &Diagnosis,
+    target: &Target,
+) -> Result<(LiveCapture, Result<Option<u32>, String>), Error> {
+    let config = CaptureConfig {
+        interface: d
+            .interface
+            .as_deref()
+            .map(InterfaceChoice::from_arg)
+            .unwrap_or_default(),
+        filter: d.filter.clone(),
+        netns_label: target.label().to_owned(),
+        ..CaptureConfig::default()
+    };
+    let cap = target.run(move || LiveCapture::open(&config))??;
+    let iface = cap.interface().to_owned();
+    let mtu = match target.run(move || crate::resolver::mtu_here(&iface)) {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok((cap, mtu))
+}
+
+/// Opens the node's capture point on `iface` inside the node's namespace.
+pub(crate) fn open_node_capture(
+    d: &Diagnosis,
+    ns: &NetNs,
+    iface: &str,
+) -> Result<LiveCapture, Error> {
+    let config = CaptureConfig {
+        interface: InterfaceChoice::from_arg(iface),
+        filter: d.filter.clone(),
+        netns_label: "the node netns".to_owned(),
+        ..CaptureConfig::default()
+    };
+    Ok(ns.run(move || LiveCapture::open(&config))??)
 }
 
 /// Reads one capture point until the run is stopped, feeding its packets as they arrive:

@@ -13,11 +13,12 @@
 //!   events, and follows a pod that is deleted and created again (resolving it through
 //!   the runtime and entering its new namespace needs the capabilities it keeps).
 
+use crate::live::{open_node_capture, open_pod_capture};
 use crate::target::{Target, node_netns};
 use crate::{CapturePoint, Diagnosis, Ended, Error, StopHandle, TargetSpec, counters};
 use netdiag_analyze::watch::{Activity, Episode, Watch, WatchConfig};
 use netdiag_analyze::{NetnsRole, PacketRef};
-use netdiag_capture::{CaptureConfig, InterfaceChoice, LiveCapture};
+use netdiag_capture::LiveCapture;
 use netdiag_kernel::Snapshot;
 use netdiag_netns::{NetNs, NetNsThread};
 use netdiag_pcapio::{InterfaceDesc, PacketOut, PcapngWriter};
@@ -272,6 +273,24 @@ struct Point {
     stop: Option<netdiag_capture::StopHandle>,
 }
 
+impl Point {
+    /// A point not started yet, with an empty hand-off of at most `handoff_bytes`.
+    fn new(which: CapturePoint, interface: &str, source: u16, handoff_bytes: usize) -> Point {
+        Point {
+            which,
+            interface: interface.to_owned(),
+            source,
+            handoff: Arc::new(Handoff {
+                inner: Mutex::default(),
+                cap: handoff_bytes,
+            }),
+            totals: Arc::default(),
+            thread: None,
+            stop: None,
+        }
+    }
+}
+
 /// What the calling thread tells the analysis thread.
 enum ToAnalysis {
     Counters(NetnsRole, u64, netdiag_analyze::Counters),
@@ -351,47 +370,33 @@ pub(crate) fn run(
     // Capture points.
     let mut points: Vec<Point> = Vec::new();
     let pod_source = engine.add_source(target.label());
-    let (cap, mtu) = open_pod_point(d, &target)?;
+    let (cap, mtu) = open_pod_capture(d, &target)?;
     if let Some(note) = cap.interface_note() {
         events(WatchEvent::Warning(note.to_owned()));
     }
-    if let Some(m) = mtu {
-        engine.set_interface_mtu(cap.interface(), m);
+    match mtu {
+        Ok(Some(m)) => engine.set_interface_mtu(cap.interface(), m),
+        Ok(None) => {}
+        Err(e) => events(WatchEvent::Warning(format!(
+            "the pod interface's MTU is unknown ({e}); path-MTU findings will not state it"
+        ))),
     }
-    points.push(Point {
-        which: CapturePoint::Pod,
-        interface: cap.interface().to_owned(),
-        source: pod_source,
-        handoff: Arc::new(Handoff {
-            inner: Mutex::default(),
-            cap: opts.handoff_bytes,
-        }),
-        totals: Arc::default(),
-        thread: None,
-        stop: None,
-    });
+    points.push(Point::new(
+        CapturePoint::Pod,
+        cap.interface(),
+        pod_source,
+        opts.handoff_bytes,
+    ));
     let mut caps = vec![cap];
     if let (Some(iface), Some(ns)) = (&d.node.interface, &node) {
-        let node_config = CaptureConfig {
-            interface: InterfaceChoice::from_arg(iface),
-            filter: d.filter.clone(),
-            netns_label: "the node netns".to_owned(),
-            ..CaptureConfig::default()
-        };
-        let cap = ns.run(move || LiveCapture::open(&node_config))??;
+        let cap = open_node_capture(d, ns, iface)?;
         let source = engine.add_source(format!("node netns, {}", cap.interface()));
-        points.push(Point {
-            which: CapturePoint::Node,
-            interface: cap.interface().to_owned(),
+        points.push(Point::new(
+            CapturePoint::Node,
+            cap.interface(),
             source,
-            handoff: Arc::new(Handoff {
-                inner: Mutex::default(),
-                cap: opts.handoff_bytes,
-            }),
-            totals: Arc::default(),
-            thread: None,
-            stop: None,
-        });
+            opts.handoff_bytes,
+        ));
         caps.push(cap);
     }
 
@@ -655,28 +660,6 @@ fn totals_of(points: &[Point]) -> Vec<PointTotals> {
         .collect()
 }
 
-/// Opens the pod's capture point inside its namespace; its MTU, when readable.
-fn open_pod_point(d: &Diagnosis, target: &Target) -> Result<(LiveCapture, Option<u32>), Error> {
-    let config = CaptureConfig {
-        interface: d
-            .interface
-            .as_deref()
-            .map(InterfaceChoice::from_arg)
-            .unwrap_or_default(),
-        filter: d.filter.clone(),
-        netns_label: target.label().to_owned(),
-        ..CaptureConfig::default()
-    };
-    let cap = target.run(move || LiveCapture::open(&config))??;
-    let iface = cap.interface().to_owned();
-    let mtu = target
-        .run(move || crate::resolver::mtu_here(&iface))
-        .ok()
-        .and_then(|r| r.ok())
-        .flatten();
-    Ok((cap, mtu))
-}
-
 /// The pod is back (a new sandbox): capture in its new namespace into the same source.
 fn follow_pod(
     d: &Diagnosis,
@@ -687,11 +670,11 @@ fn follow_pod(
     events: &mut dyn FnMut(WatchEvent),
 ) -> Result<CounterReader, Error> {
     let reader = CounterReader::start(t.netns())?;
-    let (cap, mtu) = open_pod_point(d, t)?;
+    let (cap, mtu) = open_pod_capture(d, t)?;
     if let Ok(Some(text)) = t.resolv_conf() {
         let _ = to_analysis.send(ToAnalysis::ResolvConf(text));
     }
-    if let Some(m) = mtu {
+    if let Ok(Some(m)) = mtu {
         let _ = to_analysis.send(ToAnalysis::Mtu(cap.interface().to_owned(), m));
     }
     p.interface = cap.interface().to_owned();
