@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use std::process::Command;
 
 /// Packages, with the command or file that proves each is installed.
-const PACKAGES: &[(&str, &str)] = &[
+pub(crate) const PACKAGES: &[(&str, &str)] = &[
     ("libpcap-dev", "/usr/include/pcap.h"),
     ("protobuf-compiler", "/usr/bin/protoc"),
     ("tshark", "/usr/bin/tshark"),

@@ -6,12 +6,14 @@
 //! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
 //! - `cargo xtask bench …` criterion benches and the whole-process comparison
 //! - `cargo xtask fuzz …` the libFuzzer targets (cargo-fuzz), seeded from real captures
+//! - `cargo xtask fresh` the README's commands on a fresh Debian 12 (debootstrap)
 
 mod bench;
 mod benchlive;
 mod ci;
 mod completions;
 mod deps;
+mod fresh;
 mod fuzz;
 mod image;
 mod lab;
@@ -42,6 +44,7 @@ fn run(args: &[String]) -> Result<()> {
         "demo" => lab::run("demo", rest),
         "image" => image::run(rest),
         "fuzz" => fuzz::run(rest),
+        "fresh" => fresh::run(rest),
         "help" | "-h" | "--help" => {
             println!("{}", HELP);
             Ok(())
@@ -60,4 +63,5 @@ const HELP: &str = "usage: cargo xtask <command>
   bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
   image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
-  fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash";
+  fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash
+  fresh [--root DIR] [demo] [ci]  the README's commands on a debootstrapped Debian 12, packages purged (root)";
