@@ -1411,3 +1411,39 @@ fn live_watch_disk_full_reports_the_episode_without_its_file_and_goes_on() {
     drop(fs);
     drop(lab);
 }
+
+/// The reader of `watch -o json` goes away (`| head -1` done, a log shipper restarted):
+/// the next episode's write ends the watch quietly, exit 0, saying why.
+#[test]
+fn live_watch_closed_stdout_ends_it_quietly() {
+    let test = "live_watch_closed_stdout_ends_it_quietly";
+    let Some(lab) = lab_for(test, "wpipe") else {
+        return;
+    };
+    Scenario::DnsLostReply
+        .setup(&lab)
+        .unwrap_or_else(|e| panic!("{test}: setup: {e:#}"));
+    let mut cmd = Command::new(bin());
+    cmd.args(["watch", "--netns"])
+        .arg(lab.netns_path(Role::Pod))
+        .args(["--no-node-counters", "-o", "json", "--for", "5m"]);
+    let (mut w, stdout) = Proc::spawn_piped(cmd, "watch (closed stdout)");
+    drop(stdout);
+    w.wait_for_stderr("watching", Duration::from_secs(20));
+    let started = Instant::now();
+    Scenario::DnsLostReply
+        .trigger(&lab)
+        .unwrap_or_else(|e| panic!("{test}: trigger: {e:#}"));
+    let (status, _, stderr) = w.finish(Duration::from_secs(60));
+    eprintln!("{test}: stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(0), "{test}: {stderr}");
+    assert!(
+        stderr.contains("the reader of stdout went away"),
+        "{test}: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{test}: it ran on after its reader left"
+    );
+    drop(lab);
+}

@@ -198,6 +198,12 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         _ => {}
     })?;
     let reason = match done.ended {
+        _ if write_error
+            .as_ref()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            "the reader of stdout went away".to_owned()
+        }
         Ended::Duration => "duration reached".to_owned(),
         Ended::TargetGone => "the target went away".to_owned(),
         _ => interrupt
