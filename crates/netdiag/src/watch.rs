@@ -458,7 +458,8 @@ pub(crate) fn run(
     let mut next_tick = Instant::now() + opts.tick;
     let mut latest_counters: Vec<(NetnsRole, Vec<(String, u64)>)> = Vec::new();
     let mut following: Option<Instant> = None;
-    let mut old_pid = target.pid();
+    let mut current = identity(&target);
+    let mut last_check = Instant::now();
     let mut failure: Option<Error> = None;
     loop {
         if stop.is_stopped() {
@@ -512,10 +513,10 @@ pub(crate) fn run(
             if since.elapsed() >= Duration::from_secs(1) {
                 following = Some(Instant::now());
                 match Target::resolve(spec, &d.runtime) {
-                    Ok(t) if t.pid() != old_pid => {
+                    Ok(t) if !same(&identity(&t), &current) => {
                         match follow_pod(d, &t, &mut points[0], least, &to_analysis, events) {
                             Ok(reader) => {
-                                old_pid = t.pid();
+                                current = identity(&t);
                                 target = t;
                                 pod_reader = Some(reader);
                                 following = None;
@@ -530,6 +531,34 @@ pub(crate) fn run(
                         }
                     }
                     _ => {}
+                }
+            }
+        }
+        // A sandbox replaced while the old capture still runs (on `-i any` in a namespace
+        // only we hold, nothing more would ever come): ask the runtime every few seconds.
+        if following.is_none()
+            && matches!(spec, TargetSpec::Pod(_))
+            && last_check.elapsed() >= SANDBOX_CHECK
+        {
+            last_check = Instant::now();
+            if let Ok(t) = Target::resolve(spec, &d.runtime) {
+                let now = identity(&t);
+                if !same(&now, &current) {
+                    events(WatchEvent::TargetGone {
+                        what: format!("the pod's sandbox changed ({current} is now {now})"),
+                        following: true,
+                    });
+                    let p = &mut points[0];
+                    if let Some(s) = &p.stop {
+                        s.stop();
+                    }
+                    if let Some(th) = p.thread.take() {
+                        let _ = th.join();
+                    }
+                    p.totals.retire();
+                    pod_reader = None;
+                    // Follow at once.
+                    following = Instant::now().checked_sub(Duration::from_secs(1));
                 }
             }
         }
@@ -641,6 +670,34 @@ fn handle(
             had,
         }),
         FromAnalysis::Done => {}
+    }
+}
+
+/// How often a watched pod's sandbox is checked against the runtime.
+const SANDBOX_CHECK: Duration = Duration::from_secs(10);
+
+/// What tells one incarnation of a target from the next: its sandbox (a container that
+/// restarts in the same sandbox keeps the pod's namespace), else its process.
+fn identity(t: &Target) -> String {
+    match (t.pod(), t.pid()) {
+        (Some(p), Some(pid)) => format!(
+            "sandbox {} (pid {pid})",
+            p.sandbox_id.get(..12).unwrap_or(&p.sandbox_id)
+        ),
+        (Some(p), None) => format!(
+            "sandbox {}",
+            p.sandbox_id.get(..12).unwrap_or(&p.sandbox_id)
+        ),
+        (None, Some(pid)) => format!("pid {pid}"),
+        (None, None) => t.label().to_owned(),
+    }
+}
+
+/// Whether two identities name the same incarnation (sandbox IDs, when there are).
+fn same(a: &str, b: &str) -> bool {
+    match (a.strip_prefix("sandbox "), b.strip_prefix("sandbox ")) {
+        (Some(x), Some(y)) => x.split(' ').next() == y.split(' ').next(),
+        _ => a == b,
     }
 }
 
