@@ -136,6 +136,8 @@ struct Run {
     cpu_s: f64,
     /// CPU of the whole process, start-up and report included (rusage via /usr/bin/time).
     total_cpu_s: f64,
+    /// The capturer's peak resident memory under the flood (VmHWM), MiB.
+    peak_rss_mib: f64,
 }
 
 impl Run {
@@ -163,13 +165,14 @@ impl Run {
             dropped: med(&|r| r.dropped as f64) as u64,
             cpu_s: med(&|r| r.ns_per_packet()) * captured as f64 / 1e9,
             total_cpu_s: med(&|r| r.total_cpu_s),
+            peak_rss_mib: med(&|r| r.peak_rss_mib),
         }
     }
 }
 
 fn print_table(runs: &[Run]) {
     println!(
-        "{:<52} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "{:<52} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
         "capturer",
         "offered",
         "captured",
@@ -179,12 +182,13 @@ fn print_table(runs: &[Run]) {
         "CPU ns/pkt",
         "vs tcpd",
         "drop vs",
-        "total s"
+        "total s",
+        "peak MiB"
     );
     let base = &runs[0];
     for r in runs {
         println!(
-            "{:<52} {:>10} {:>10} {:>10} {:>7.2}% {:>8.3} {:>10.0} {:>8.2}x {:>+7.2}pp {:>9.2}",
+            "{:<52} {:>10} {:>10} {:>10} {:>7.2}% {:>8.3} {:>10.0} {:>8.2}x {:>+7.2}pp {:>9.2} {:>9.1}",
             r.tool,
             r.offered,
             r.captured,
@@ -195,12 +199,13 @@ fn print_table(runs: &[Run]) {
             r.ns_per_packet() / base.ns_per_packet().max(1e-9),
             (r.drop_share() - base.drop_share()) * 100.0,
             r.total_cpu_s,
+            r.peak_rss_mib,
         );
     }
     println!(
         "CPU s: all threads of the capturer from the flood's start to its stop request \
          (/proc/PID/task/*/schedstat); total s: the whole process with start-up and report \
-         (rusage, 10 ms ticks)"
+         (rusage, 10 ms ticks); peak MiB: its peak resident memory under the flood (VmHWM)"
     );
     println!(
         "goals: capture drop % <= tcpdump's and CPU <= 1.5x tcpdump's; diagnose drop % <= tcpdump's and <= 250 ns/pkt; \
@@ -386,7 +391,7 @@ impl Topology {
             }
             lines
         });
-        let result = (|| -> Result<(u64, i32, u64)> {
+        let result = (|| -> Result<(u64, i32, u64, u64)> {
             if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
                 bail!("{tool} did not start capturing within 30 s");
             }
@@ -418,9 +423,9 @@ impl Topology {
             // Let the capturer drain its ring before asking it to stop.
             std::thread::sleep(Duration::from_millis(500));
             let cpu = cpu_ns(pid).saturating_sub(cpu_before);
-            Ok((offered, pid, cpu))
+            Ok((offered, pid, cpu, peak_rss_kib(pid)))
         })();
-        let (offered, pid, cpu_run_ns) = match result {
+        let (offered, pid, cpu_run_ns, peak_kib) = match result {
             Ok(x) => x,
             Err(e) => {
                 let _ = child.kill();
@@ -472,6 +477,7 @@ impl Topology {
             dropped: count("packets dropped by kernel")? + lost,
             cpu_s: cpu_run_ns as f64 / 1e9,
             total_cpu_s,
+            peak_rss_mib: peak_kib as f64 / 1024.0,
         })
     }
 }
@@ -484,6 +490,22 @@ impl Drop for Topology {
             let _ = h.wait();
         }
     }
+}
+
+/// Peak resident memory of `pid` so far (`VmHWM` in /proc/PID/status), KiB; 0 if unknown.
+fn peak_rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// CPU time of every thread of `pid` so far, in ns (first field of each
