@@ -192,3 +192,86 @@ fn counters_raise_confidence_to_confirmed_where_the_lab_recorded_them() {
         );
     }
 }
+
+/// Every recording replayed through `watch`'s engine (`analyze::watch::Watch`) as a live
+/// watch would see it — packets of every capture point in time order, the counters before
+/// at the start and after at the end, a poll every 2 s of capture time — hands out an
+/// episode of each kind the whole recording's analysis expects, and never a forbidden one.
+#[test]
+fn watch_replay_hands_out_the_expected_kinds_and_no_forbidden_one() {
+    use netdiag::analyze::watch::{Watch, WatchConfig};
+    let mut failures = Vec::new();
+    for s in &manifest() {
+        let dir = netdiag_tests::testdata_dir().join(&s.name);
+        let mut w = Watch::new(WatchConfig::default());
+        if let Ok(rc) = std::fs::read_to_string(dir.join("resolv.conf")) {
+            w.set_resolv_conf(&rc);
+        }
+        let mut packets = Vec::new();
+        for file in ["pod.pcap", "node.pcap"] {
+            let path = dir.join(file);
+            if !path.is_file() {
+                continue;
+            }
+            let source = w.add_source(file);
+            let mut r = netdiag::pcapio::Reader::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            while let Some(p) = r.next_packet().unwrap_or_else(|e| panic!("{e}")) {
+                packets.push((
+                    p.timestamp_ns,
+                    source,
+                    p.link_type,
+                    p.original_len,
+                    p.data.to_vec(),
+                ));
+            }
+        }
+        packets.sort_by_key(|p| p.0);
+        let (Some(first), Some(last)) = (packets.first().map(|p| p.0), packets.last().map(|p| p.0))
+        else {
+            continue;
+        };
+        let snapshot = |role: &str, when: &str| {
+            let d = dir.join("counters").join(role).join(when);
+            d.is_dir().then(|| counters(&d))
+        };
+        for (role, name) in [(NetnsRole::Pod, "pod"), (NetnsRole::Node, "node")] {
+            if let Some(c) = snapshot(name, "before") {
+                w.observe_counters(role, first, c);
+            }
+        }
+        let mut kinds: Vec<&'static str> = Vec::new();
+        let mut next = first + 2_000_000_000;
+        for (ts, source, link, orig, data) in &packets {
+            if *ts >= next {
+                kinds.extend(w.poll(*ts).episodes.iter().map(|e| e.finding.kind.as_str()));
+                next = ts + 2_000_000_000;
+            }
+            w.record(*source, *ts, *link, *orig, data);
+        }
+        for (role, name) in [(NetnsRole::Pod, "pod"), (NetnsRole::Node, "node")] {
+            if let Some(c) = snapshot(name, "after") {
+                w.observe_counters(role, last, c);
+            }
+        }
+        kinds.extend(
+            w.finish(last + 1)
+                .episodes
+                .iter()
+                .map(|e| e.finding.kind.as_str()),
+        );
+        for k in &s.expect {
+            if !kinds.contains(&k.as_str()) {
+                failures.push(format!("{}: expected {k}, watch gave {kinds:?}", s.name));
+            }
+        }
+        for k in &s.forbid {
+            if kinds.contains(&k.as_str()) {
+                failures.push(format!("{}: forbidden {k}, watch gave {kinds:?}", s.name));
+            }
+        }
+        if s.expect.is_empty() && !kinds.is_empty() {
+            failures.push(format!("{}: healthy, watch gave {kinds:?}", s.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
