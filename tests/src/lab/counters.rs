@@ -9,28 +9,10 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The files of a snapshot, relative to `/proc` (the layout of `testdata/<s>/counters/<role>/<when>/`).
-pub const FILES: [&str; 19] = [
-    "net/netstat",
-    "net/snmp",
-    "net/snmp6",
-    "net/stat/nf_conntrack",
-    "net/tcp",
-    "net/tcp6",
-    "sys/net/netfilter/nf_conntrack_count",
-    "sys/net/netfilter/nf_conntrack_max",
-    "sys/net/netfilter/nf_conntrack_tcp_be_liberal",
-    "sys/net/netfilter/nf_conntrack_buckets",
-    "sys/net/netfilter/nf_conntrack_tcp_timeout_established",
-    "sys/net/core/somaxconn",
-    "sys/net/ipv4/ip_local_port_range",
-    "sys/net/ipv4/tcp_abort_on_overflow",
-    "sys/net/ipv4/tcp_syn_linear_timeouts",
-    "sys/net/ipv4/tcp_max_syn_backlog",
-    "sys/net/ipv4/tcp_syncookies",
-    "sys/net/ipv4/tcp_keepalive_time",
-    "sys/net/ipv4/tcp_tw_reuse",
-];
+/// The files of a snapshot, relative to `/proc` (the layout of
+/// `testdata/<s>/counters/<role>/<when>/`): the library's own list, so a recording holds
+/// exactly what `Snapshot::read_dir` reads back.
+use netdiag_kernel::SNAPSHOT_FILES as FILES;
 
 /// Raw counter files of one netns at one instant; a file the kernel did not offer is absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +38,7 @@ impl Snapshot {
             };
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    files.insert(rel.to_owned(), text);
+                    files.insert((*rel).to_owned(), text);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("read {path}")),
@@ -86,7 +68,7 @@ impl Snapshot {
             if p.is_file() {
                 let text =
                     std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
-                files.insert(rel.to_owned(), text);
+                files.insert((*rel).to_owned(), text);
             }
         }
         Ok(Snapshot { files })
