@@ -24,6 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+/// What the fresh machine has before xtask runs: a machine that builds Rust.
+const BASE: &[&str] = &["ca-certificates", "gcc", "libc6-dev", "git", "python3"];
+
+/// Packages of xtask's list that [`BASE`] itself depends on (gcc → binutils).
+const BASE_NEEDS: &[&str] = &["binutils"];
+
 const HELP: &str = "usage: cargo xtask fresh [--root DIR] [demo] [ci] [check]
   the README's commands on a debootstrapped Debian 12 (root; default: demo then ci;
   check: only the environment — toolchain, user namespaces, corpus)";
@@ -86,7 +92,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
         };
         let log = format!("/root/fresh-{job}.log");
-        let purge: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).collect();
+        // What the base machine needs stays (gcc brings binutils, which xtask also lists).
+        let purge: Vec<&str> = PACKAGES
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !BASE_NEEDS.contains(p))
+            .collect();
         // Inside the new root: purge what xtask installs (prove it is not there), empty the
         // target dir and cargo home, run the job.
         let inside = format!(
@@ -94,6 +105,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
              installed=$(dpkg-query -W -f='${{Package}} ${{Status}}\\n' {pkgs} 2>/dev/null | awk '/ installed$/ {{print $1}}'); \
              if [ -n \"$installed\" ]; then DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq $installed >/dev/null; fi; \
              DEBIAN_FRONTEND=noninteractive apt-get autoremove -y -qq >/dev/null; \
+             apt-get update -qq; \
+             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {base} >/dev/null; \
              left=$(dpkg-query -W -f='${{Package}} ${{Status}}\\n' {pkgs} 2>/dev/null | awk '/ installed$/ {{print $1}}'); \
              if [ -n \"$left\" ]; then echo \"still installed: $left\"; exit 1; fi; \
              echo 'fresh: none of xtask'\"'\"'s packages is installed'; \
@@ -101,6 +114,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
              cd /work/netdiag; \
              set +e; {cmd} > {log} 2>&1; rc=$?; tail -n 30 {log}; exit $rc",
             pkgs = purge.join(" "),
+            base = BASE.join(" "),
         );
         let started = Instant::now();
         let status = enter(&root, &shared, &inside)?;
@@ -137,7 +151,7 @@ fn rootfs(root: &Path) -> Result<()> {
             Command::new("debootstrap")
                 .args([
                     "--variant=minbase",
-                    "--include=ca-certificates,gcc,libc6-dev,git,python3",
+                    &format!("--include={}", BASE.join(",")),
                     "bookworm",
                 ])
                 .arg(root)
