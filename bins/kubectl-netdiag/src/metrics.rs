@@ -54,6 +54,9 @@ pub(crate) struct Metrics {
     lost: Family<PointLabels, Counter>,
     unanalysed: Counter,
     kernel: Family<CounterLabels, Gauge<f64, AtomicU64>>,
+    kernel_rise: Family<CounterLabels, Counter>,
+    /// The last value read of each kernel counter, for its rise.
+    kernel_last: HashMap<(NetnsRole, String), u64>,
     recorded_bytes: Gauge,
     /// Totals already added, per point (the library hands out totals, counters add deltas).
     seen: HashMap<&'static str, (u64, u64, u64)>,
@@ -167,6 +170,13 @@ impl Metrics {
             "Kernel counters the detectors read, as last read (nstat, conntrack -S)",
             kernel.clone(),
         );
+        let kernel_rise = Family::<CounterLabels, Counter>::default();
+        r.register(
+            "netdiag_counter_increase",
+            "How much each kernel counter the detectors read rose while watched (a new \
+             namespace, e.g. a recreated pod, starts from its first reading)",
+            kernel_rise.clone(),
+        );
         let recorded_bytes = Gauge::default();
         r.register(
             "netdiag_recorder_bytes",
@@ -199,6 +209,8 @@ impl Metrics {
             lost,
             unanalysed,
             kernel,
+            kernel_rise,
+            kernel_last: HashMap::new(),
             recorded_bytes,
             seen: HashMap::new(),
             answers: (0, 0),
@@ -250,12 +262,21 @@ impl Metrics {
         }
         for (role, values) in &t.counters {
             for (key, v) in values {
-                self.kernel
-                    .get_or_create(&CounterLabels {
-                        netns: role_name(*role).to_owned(),
-                        key: key.clone(),
-                    })
-                    .set(*v as f64);
+                let labels = CounterLabels {
+                    netns: role_name(*role).to_owned(),
+                    key: key.clone(),
+                };
+                self.kernel.get_or_create(&labels).set(*v as f64);
+                // Table sizes (nf_conntrack_count, _max) go up and down: no increase.
+                if GAUGES.contains(&key.as_str()) {
+                    continue;
+                }
+                // A value below the last one is a new namespace (a recreated pod): its
+                // counters began again at zero. The first reading is the baseline.
+                if let Some(last) = self.kernel_last.insert((*role, key.clone()), *v) {
+                    let rise = if *v >= last { *v - last } else { *v };
+                    self.kernel_rise.get_or_create(&labels).inc_by(rise);
+                }
             }
         }
         self.recorded_bytes
@@ -284,6 +305,9 @@ impl Metrics {
         );
     }
 }
+
+/// Kernel values that are levels, not counts.
+const GAUGES: &[&str] = &["nf_conntrack_count", "nf_conntrack_max"];
 
 fn role_name(r: NetnsRole) -> &'static str {
     r.as_str()
