@@ -307,7 +307,10 @@ impl Metrics {
 }
 
 /// Kernel values that are levels, not counts.
-const GAUGES: &[&str] = &["nf_conntrack_count", "nf_conntrack_max"];
+const GAUGES: &[&str] = &[
+    "sysctl.net.netfilter.nf_conntrack_count",
+    "sysctl.net.netfilter.nf_conntrack_max",
+];
 
 fn role_name(r: NetnsRole) -> &'static str {
     r.as_str()

@@ -200,8 +200,8 @@ const TICK_COUNTERS: &[&str] = &[
     "conntrack.drop",
     "conntrack.invalid",
     "conntrack.early_drop",
-    "nf_conntrack_count",
-    "nf_conntrack_max",
+    "sysctl.net.netfilter.nf_conntrack_count",
+    "sysctl.net.netfilter.nf_conntrack_max",
 ];
 
 /// Packets between a capture thread and the analysis.
