@@ -421,17 +421,20 @@ mod tests {
     }
 
     #[test]
-    fn socket_that_is_not_listening_is_a_connect_error() {
+    fn socket_that_is_not_listening_says_the_runtime_is_not_running() {
         let path = std::env::temp_dir().join(format!("ndr-cri-unit-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         drop(listener); // the file stays, nothing listens: ECONNREFUSED
         let e = Client::connect(Some(path.to_str().unwrap()), Duration::from_secs(1)).unwrap_err();
         let _ = std::fs::remove_file(&path);
-        assert!(matches!(e, Error::Connect { .. }), "{e}");
+        assert!(matches!(e, Error::NotListening { .. }), "{e}");
+        let text = e.to_string();
         assert!(
-            e.to_string().contains("is the container runtime running"),
-            "{e}"
+            text.contains(&format!("{} (--runtime-endpoint)", path.display()))
+                && text.contains("not running")
+                && text.contains("systemctl start containerd"),
+            "{text}"
         );
     }
 }
