@@ -588,7 +588,19 @@ impl Node {
     /// behind, stale. The pods' shims and processes keep running. Until
     /// [`Node::start_containerd`], this node answers no call.
     pub fn kill_containerd(&mut self) -> Result<()> {
-        kill_pid(self.containerd_pid, "containerd")
+        kill_pid(self.containerd_pid, "containerd")?;
+        // The main thread of a Go program can be a zombie while its other threads still
+        // exit, holding the listening socket: wait until the socket refuses.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(self.config.socket())
+            .is_ok_and(|_| Instant::now() < deadline)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::os::unix::net::UnixStream::connect(self.config.socket()).is_ok() {
+            bail!("containerd's socket still accepts 10 s after SIGKILL");
+        }
+        Ok(())
     }
 
     /// Starts containerd again on the same root, after [`Node::kill_containerd`].

@@ -757,34 +757,17 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     let killed_at = epoch_now();
     node.kill_containerd().expect("kill containerd");
     let socket = node.config.socket();
-    assert!(socket.exists(), "containerd removed its socket on SIGKILL");
-    let stale = cli(&["diagnose", &pod, "--duration", "1s"]);
-    let err = text(&stale.stderr);
-    assert_eq!(stale.status.code(), Some(2), "stale socket: {err}");
-    assert!(
-        err.contains(&format!(
-            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
-            socket.display()
-        )) && err.contains("not running")
-            && err.contains("--runtime-endpoint"),
-        "stale socket: {err}"
-    );
-    // The socket gone too.
-    std::fs::remove_file(&socket).expect("remove the stale socket");
-    let gone = cli(&["capture", &pod, "-c", "1", "-w", "/dev/null"]);
-    let err = text(&gone.stderr);
-    assert_eq!(gone.status.code(), Some(2), "missing socket: {err}");
-    assert!(
-        err.contains(&format!(
-            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
-            socket.display()
-        )) && err.contains("no container runtime socket found")
-            && err.contains("--runtime-endpoint"),
-        "missing socket: {err}"
-    );
+    // Whatever fails while containerd is down, it is started again before the test ends:
+    // the other tests of this binary share the node.
+    let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runs_started_without_the_runtime(&socket, &pod)
+    }));
     std::thread::sleep(Duration::from_secs(2));
     node.start_containerd(true).expect("start containerd again");
     let restarted_at = epoch_now();
+    if let Err(panic) = outage {
+        std::panic::resume_unwind(panic);
+    }
     assert!(
         restarted_at < killed_at + 12.0,
         "containerd took {:.1} s to come back: the runs (16 s) may end before it",
@@ -859,4 +842,35 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
         "{handshakes} handshakes in 16 s: {report}"
     );
     drop(cleanup);
+}
+
+/// While the runtime is down, a run that starts (and needs it to find the pod) fails at
+/// once with exit 2, naming the socket and what to do: first the stale socket containerd
+/// left (nothing accepts on it), then none at all.
+fn runs_started_without_the_runtime(socket: &std::path::Path, pod: &str) {
+    assert!(socket.exists(), "containerd removed its socket on SIGKILL");
+    let stale = cli(&["diagnose", pod, "--duration", "1s"]);
+    let err = text(&stale.stderr);
+    assert_eq!(stale.status.code(), Some(2), "stale socket: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
+            socket.display()
+        )) && err.contains("not running")
+            && err.contains("--runtime-endpoint"),
+        "stale socket: {err}"
+    );
+    // The socket gone too.
+    std::fs::remove_file(socket).expect("remove the stale socket");
+    let gone = cli(&["capture", pod, "-c", "1", "-w", "/dev/null"]);
+    let err = text(&gone.stderr);
+    assert_eq!(gone.status.code(), Some(2), "missing socket: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
+            socket.display()
+        )) && err.contains("no container runtime socket found")
+            && err.contains("--runtime-endpoint"),
+        "missing socket: {err}"
+    );
 }
