@@ -580,7 +580,31 @@ impl Node {
     /// Restarts containerd on the same root with the CRI plugin enabled or disabled;
     /// the pods (shims) keep running across the restart, as on a real node.
     pub fn restart_containerd(&mut self, cri_enabled: bool) -> Result<()> {
+        self.kill_containerd()?;
+        self.start_containerd(cri_enabled)
+    }
+
+    /// Kills containerd (SIGKILL, as a crash or an OOM kill would), leaving its socket file
+    /// behind, stale. The pods' shims and processes keep running. Until
+    /// [`Node::start_containerd`], this node answers no call.
+    pub fn kill_containerd(&mut self) -> Result<()> {
         kill_pid(self.containerd_pid, "containerd")?;
+        // The main thread of a Go program can be a zombie while its other threads still
+        // exit, holding the listening socket: wait until the socket refuses.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(self.config.socket())
+            .is_ok_and(|_| Instant::now() < deadline)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::os::unix::net::UnixStream::connect(self.config.socket()).is_ok() {
+            bail!("containerd's socket still accepts 10 s after SIGKILL");
+        }
+        Ok(())
+    }
+
+    /// Starts containerd again on the same root, after [`Node::kill_containerd`].
+    pub fn start_containerd(&mut self, cri_enabled: bool) -> Result<()> {
         start_containerd(&self.config, cri_enabled)?;
         self.containerd_pid = our_containerd(&self.config)?
             .ok_or_else(|| anyhow!("restarted containerd vanished"))?;

@@ -570,3 +570,307 @@ fn cli_errors_are_actionable_and_exit_2() {
     assert!(err.contains("none is ready"), "{err}");
     assert!(err.contains("kubectl describe pod"), "{err}");
 }
+
+/// A CLI run in the background, its stdout and stderr in files; killed if still running
+/// when dropped.
+struct Background {
+    child: std::process::Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Background {
+    fn spawn(args: &[&str], dir: &std::path::Path, name: &str) -> Background {
+        let stdout = dir.join(format!("{name}.out"));
+        let stderr = dir.join(format!("{name}.err"));
+        let child = Command::new(bin())
+            .args(args)
+            .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("run kubectl-netdiag");
+        Background {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait_for_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stderr().contains(needle) {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                panic!("ended ({s}) before {needle:?}:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within 30 s:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (at most `timeout`) for the exit; its code, stdout and stderr.
+    fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<u8>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (
+            status.code(),
+            std::fs::read(&self.stdout).unwrap_or_default(),
+            self.stderr(),
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes pods through a connection of its own (the node's may be down meanwhile), and a
+/// scratch directory, however the test ends.
+struct Cleanup {
+    config: NodeConfig,
+    pods: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match node::connect(&self.config) {
+            Ok(n) => {
+                for id in &self.pods {
+                    if let Err(e) = n.remove_pod(id) {
+                        eprintln!("removing pod {id}: {e:#}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("removing pods {:?}: {e:#}", self.pods),
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// containerd dies (SIGKILL: its socket stays, stale), its socket is then removed, and it
+/// starts again, while `capture -w FILE` and `diagnose` of a pod given by name run. The
+/// pod's shim, processes and network namespace outlive containerd, and the runs hold the
+/// namespace open from the start: both end normally at their `--duration`, exit 0 (as for
+/// any run: README, exit codes), the file whole and holding packets from before, during and
+/// after the outage. Meanwhile a run that starts needs the runtime and fails at once,
+/// exit 2, naming the socket and what to do: first the stale socket (nothing accepts on
+/// it), then the missing one.
+#[test]
+fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
+    let Some(mut node) = node("cli_capture_and_diagnose_by_name_outlive_a_containerd_restart")
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("rely-cri-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cleanup = Cleanup {
+        config: node.config.clone(),
+        pods: Vec::new(),
+        dir: dir.clone(),
+    };
+    // A web server pod and a client pod fetching from it every 0.2 s (web_pods, without the
+    // Pods guard, which would borrow the node across its restart).
+    let mut web = PodSpec::new(NS, "restart");
+    web.containers = vec![(
+        "httpd".into(),
+        Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo ok > /tmp/index.html; exec /bin/busybox httpd -f -p 8080 -h /tmp".into(),
+        ]),
+    )];
+    let web = node.run_pod(&web).expect("run web pod");
+    cleanup.pods.push(web.sandbox_id.clone());
+    let ip = web.ip.clone().expect("web pod IP");
+    let mut client = PodSpec::new(NS, "restart-client");
+    client.containers = vec![(
+        "client".into(),
+        bounded(
+            600,
+            120,
+            &format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 8080 >/dev/null; sleep 0.2"
+            ),
+        ),
+    )];
+    let client = node.run_pod(&client).expect("run client pod");
+    cleanup.pods.push(client.sandbox_id.clone());
+
+    let pcap = dir.join("restart.pcapng");
+    let pod = format!("{NS}/restart");
+    let mut capture = Background::spawn(
+        &[
+            "capture",
+            &pod,
+            "-w",
+            pcap.to_str().unwrap(),
+            "--format",
+            "pcapng",
+            "--duration",
+            "16s",
+            "tcp port 8080",
+        ],
+        &dir,
+        "capture",
+    );
+    let mut diagnose = Background::spawn(
+        &["diagnose", &pod, "--duration", "16s", "--output", "json"],
+        &dir,
+        "diagnose",
+    );
+    capture.wait_for_stderr("capturing on");
+    diagnose.wait_for_stderr("diagnosing");
+    std::thread::sleep(Duration::from_secs(2));
+
+    // containerd killed: the socket file stays, nothing accepts on it.
+    let killed_at = epoch_now();
+    node.kill_containerd().expect("kill containerd");
+    let socket = node.config.socket();
+    // Whatever fails while containerd is down, it is started again before the test ends:
+    // the other tests of this binary share the node.
+    let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runs_started_without_the_runtime(&socket, &pod)
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    node.start_containerd(true).expect("start containerd again");
+    let restarted_at = epoch_now();
+    if let Err(panic) = outage {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(
+        restarted_at < killed_at + 12.0,
+        "containerd took {:.1} s to come back: the runs (16 s) may end before it",
+        restarted_at - killed_at
+    );
+
+    let (code, _, err) = capture.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "capture across the restart:\n{err}");
+    let (code, out, derr) = diagnose.finish(Duration::from_secs(60));
+    let report: serde_json::Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("diagnose JSON: {e}\nstdout: {}\nstderr: {derr}", text(&out)));
+    assert_eq!(
+        code,
+        Some(0),
+        "diagnose across the restart:\n{derr}\n{report}"
+    );
+    assert!(
+        report["findings"].as_array().is_some_and(|f| f.is_empty()),
+        "{report}"
+    );
+
+    // tshark reads the whole file without complaint, and it holds the pod's HTTP traffic
+    // from before the kill, during the outage and after the restart.
+    let ts = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-T", "fields"])
+        .args([
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+        ])
+        .output()
+        .expect("tshark");
+    let complaints: Vec<String> = text(&ts.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("Running as user"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        ts.status.success() && complaints.is_empty(),
+        "tshark: {complaints:?}"
+    );
+    let times: Vec<f64> = text(&ts.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("{ip}\t8080")))
+        .filter_map(|l| l.split('\t').next()?.parse().ok())
+        .collect();
+    let before = times.iter().filter(|&&t| t < killed_at).count();
+    let during = times
+        .iter()
+        .filter(|&&t| t > killed_at && t < restarted_at)
+        .count();
+    let after = times.iter().filter(|&&t| t > restarted_at).count();
+    eprintln!(
+        "containerd down {:.1} s; server packets: {before} before, {during} during, {after} \
+         after; diagnose: {} handshakes",
+        restarted_at - killed_at,
+        report["tcp"]["handshakes"]
+    );
+    assert!(
+        before > 0 && during > 0 && after > 0,
+        "server packets before the kill {before}, while containerd was down {during}, after \
+         the restart {after} (of {})",
+        times.len()
+    );
+    // diagnose saw the connections of the whole run too, not only the first seconds.
+    let handshakes = report["tcp"]["handshakes"].as_u64().unwrap_or(0);
+    assert!(
+        handshakes >= 20,
+        "{handshakes} handshakes in 16 s: {report}"
+    );
+    drop(cleanup);
+}
+
+/// While the runtime is down, a run that starts (and needs it to find the pod) fails at
+/// once with exit 2, naming the socket and what to do: first the stale socket containerd
+/// left (nothing accepts on it), then none at all.
+fn runs_started_without_the_runtime(socket: &std::path::Path, pod: &str) {
+    assert!(socket.exists(), "containerd removed its socket on SIGKILL");
+    let stale = cli(&["diagnose", pod, "--duration", "1s"]);
+    let err = text(&stale.stderr);
+    assert_eq!(stale.status.code(), Some(2), "stale socket: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
+            socket.display()
+        )) && err.contains("not running")
+            && err.contains("--runtime-endpoint"),
+        "stale socket: {err}"
+    );
+    // The socket gone too.
+    std::fs::remove_file(socket).expect("remove the stale socket");
+    let gone = cli(&["capture", pod, "-c", "1", "-w", "/dev/null"]);
+    let err = text(&gone.stderr);
+    assert_eq!(gone.status.code(), Some(2), "missing socket: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} (from $CONTAINER_RUNTIME_ENDPOINT)",
+            socket.display()
+        )) && err.contains("no container runtime socket found")
+            && err.contains("--runtime-endpoint"),
+        "missing socket: {err}"
+    );
+}

@@ -175,3 +175,179 @@ fn reads_the_containers_mount_namespace_view() {
     );
     assert_eq!(got.unwrap(), "nameserver 10.96.0.10\noptions ndots:5\n");
 }
+
+/// Starts `unshare --mount` with `script` (which ends by exec'ing busybox inside `dir`),
+/// and waits until busybox runs.
+fn start_in_private_mounts(script: &str, what: &str) -> Jailed {
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let jailed = Jailed(child);
+    let pid = jailed.0.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        != "busybox"
+    {
+        assert!(Instant::now() < deadline, "{what}: did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    jailed
+}
+
+/// A process that exits while we hold its root takes its mount namespace along: the
+/// runtime's bind mount on `/etc/resolv.conf` is torn down, and the same path, resolved
+/// through the root we still hold, names the file underneath, which is the node's file at
+/// that path. That must never be read as the pod's resolv.conf: the read is refused with an
+/// error that says the process exited meanwhile.
+#[test]
+fn root_of_a_process_that_exits_mid_read_never_yields_the_file_underneath() {
+    if !netdiag_tests::require_root("root_of_a_process_that_exits_mid_read").unwrap() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rely-root-exit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = Tree(dir.clone());
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    place_busybox(&dir.join("bin/busybox"));
+    std::fs::write(
+        dir.join("etc/resolv.conf"),
+        "nameserver 192.0.2.53 # node's\n",
+    )
+    .unwrap();
+    let source = std::env::temp_dir().join(format!("rely-resolv-exit-{}", std::process::id()));
+    std::fs::write(&source, "nameserver 10.96.0.10\noptions ndots:5\n").unwrap();
+    let script = format!(
+        "mount --bind {} {}/etc/resolv.conf && exec chroot {} /bin/busybox sleep 30",
+        source.display(),
+        dir.display(),
+        dir.display()
+    );
+    let mut jailed = start_in_private_mounts(&script, "unshare+bind+chroot");
+    let pid = jailed.0.id() as i32;
+
+    let root = ContainerRoot::from_pid(pid).unwrap();
+    // While the process lives: the container's view.
+    assert_eq!(
+        root.read_to_string("/etc/resolv.conf", 4096).unwrap(),
+        "nameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    // A plain handle on the same root, to show the hazard once the process is gone.
+    let held = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(format!("/proc/{pid}/root"))
+            .unwrap()
+    };
+    jailed.0.kill().unwrap();
+    jailed.0.wait().unwrap();
+
+    use std::os::fd::AsRawFd;
+    let naive = std::fs::read_to_string(format!(
+        "/proc/self/fd/{}/etc/resolv.conf",
+        held.as_raw_fd()
+    ));
+    let got = root.read_to_string("/etc/resolv.conf", 4096);
+    drop(held);
+    let _ = std::fs::remove_file(&source);
+    drop(tree);
+    // The hazard is real: through a root held across the exit, the path now names the file
+    // underneath the (gone) bind mount.
+    assert_eq!(
+        naive.unwrap(),
+        "nameserver 192.0.2.53 # node's\n",
+        "the held root still shows the bind mount after the exit; test is moot"
+    );
+    match got {
+        Err(e @ Error::ExitedDuringRead { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("PID {pid} exited while")) && text.contains("resolv.conf"),
+                "{text}"
+            );
+        }
+        Ok(text) => panic!("read {text:?} through the root of an exited process"),
+        Err(e) => panic!("expected ExitedDuringRead, got {e:?}"),
+    }
+}
+
+/// The container's `/etc/resolv.conf` is a FIFO that the container itself holds open (so
+/// opening it would not block) and lets go of when it exits a moment later: a read that
+/// waited for data would hang until then, and then read an empty "resolv.conf". We must
+/// refuse at once, naming the FIFO, through the same path the live commands use
+/// (`Target::resolv_conf`, whose error becomes their warning).
+#[test]
+fn fifo_resolv_conf_held_by_a_process_that_exits_is_refused_at_once() {
+    if !netdiag_tests::require_root("fifo_resolv_conf_held_by_a_process_that_exits").unwrap() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rely-root-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = Tree(dir.clone());
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    place_busybox(&dir.join("bin/busybox"));
+    let fifo = dir.join("etc/resolv.conf");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // Holds the FIFO open read-write (a writer: opening it never blocks, reading it waits
+    // for data) for 3 s, then exits.
+    let script = format!(
+        "exec chroot {} /bin/busybox sh -c 'exec 3<>/etc/resolv.conf; exec /bin/busybox sleep 3'",
+        dir.display()
+    );
+    let jailed = start_in_private_mounts(&script, "chroot sh holding a FIFO");
+    let pid = jailed.0.id();
+    // busybox sleep has the FIFO open as fd 3 once it runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_link(format!("/proc/{pid}/fd/3"))
+        .is_ok_and(|l| l.to_string_lossy().contains("resolv.conf"))
+    {
+        assert!(Instant::now() < deadline, "the FIFO was never opened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let target = netdiag::Target::resolve(
+            &netdiag::TargetSpec::Pid(pid),
+            &netdiag::RuntimeOptions::default(),
+        );
+        let _ = tx.send(target.map(|t| t.resolv_conf()));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(10));
+    let took = started.elapsed();
+    // Unblock a reader stuck on the FIFO (the test fails below either way).
+    if outcome.is_err() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+    }
+    drop(jailed);
+    drop(tree);
+    let result = outcome
+        .unwrap_or_else(|_| panic!("still blocked on the FIFO after {took:?}"))
+        .unwrap_or_else(|e| panic!("resolving pid {pid}: {e}"));
+    match result {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("a FIFO") && text.contains("etc/resolv.conf"),
+                "{text}"
+            );
+        }
+        Ok(text) => panic!("read {text:?} from a FIFO after {took:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}: waited for the FIFO (its holder exits after 3 s)"
+    );
+}

@@ -27,7 +27,21 @@ pub enum Error {
         /// The endpoint.
         endpoint: String,
     },
-    /// Connecting to the socket failed for another reason (nothing listening, not a socket).
+    /// The socket file exists but nothing accepts on it (ECONNREFUSED): the runtime that
+    /// made it is not running (it crashed, was stopped, or is restarting), and left it stale.
+    #[error(
+        "nothing accepts connections on {endpoint}{from}: the container runtime that made this \
+         socket is not running (stopped, crashed or restarting). Start it (e.g. `systemctl \
+         start containerd`) and retry, or pass --runtime-endpoint for the runtime that runs"
+    )]
+    NotListening {
+        /// The endpoint.
+        endpoint: String,
+        /// Where the path came from (` (--runtime-endpoint)`, ` (from $CONTAINER_RUNTIME_ENDPOINT)`,
+        /// or empty when auto-detected).
+        from: String,
+    },
+    /// Connecting to the socket failed for another reason (not a socket, …).
     #[error("cannot connect to {endpoint}: {source}; is the container runtime running?")]
     Connect {
         /// The endpoint.

@@ -359,6 +359,14 @@ pub async fn unix_channel(
     }));
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(ch)) => Ok(ch),
+        // The runtime died between a first connect and this one (it is restarting): the
+        // same message as when it was down from the start.
+        Ok(Err(e)) if io_kind_in(&e) == Some(std::io::ErrorKind::ConnectionRefused) => {
+            Err(Error::NotListening {
+                endpoint: endpoint.to_string(),
+                from: String::new(),
+            })
+        }
         Ok(Err(e)) => Err(Error::Transport {
             endpoint: endpoint.to_string(),
             source: Box::new(e),
@@ -369,6 +377,18 @@ pub async fn unix_channel(
             after: timeout,
         }),
     }
+}
+
+/// The kind of the first I/O error in `e`'s chain of sources.
+fn io_kind_in(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The network namespace path in an OCI runtime spec (`linux.namespaces[type=network].path`).
@@ -420,18 +440,45 @@ mod tests {
         assert_eq!(netns_from_spec(&serde_json::json!({})), None);
     }
 
+    /// The gRPC connect itself refused (the runtime went away after the first, synchronous
+    /// connect): the same "not running" error, not a bare transport error.
     #[test]
-    fn socket_that_is_not_listening_is_a_connect_error() {
+    fn grpc_connect_refused_says_the_runtime_is_not_running() {
+        let path = std::env::temp_dir().join(format!("ndr-cri-grpc-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(unix_channel(
+                &path,
+                "unix:///stale.sock",
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            ))
+            .unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(e, Error::NotListening { .. }), "{e:?}");
+        assert!(e.to_string().contains("unix:///stale.sock"), "{e}");
+    }
+
+    #[test]
+    fn socket_that_is_not_listening_says_the_runtime_is_not_running() {
         let path = std::env::temp_dir().join(format!("ndr-cri-unit-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         drop(listener); // the file stays, nothing listens: ECONNREFUSED
         let e = Client::connect(Some(path.to_str().unwrap()), Duration::from_secs(1)).unwrap_err();
         let _ = std::fs::remove_file(&path);
-        assert!(matches!(e, Error::Connect { .. }), "{e}");
+        assert!(matches!(e, Error::NotListening { .. }), "{e}");
+        let text = e.to_string();
         assert!(
-            e.to_string().contains("is the container runtime running"),
-            "{e}"
+            text.contains(&format!("{} (--runtime-endpoint)", path.display()))
+                && text.contains("not running")
+                && text.contains("systemctl start containerd"),
+            "{text}"
         );
     }
 }

@@ -51,6 +51,10 @@ pub(crate) fn connect(
         std::io::ErrorKind::NotFound => Error::NoSocket {
             tried: vec![format!("{}{source}", socket.display())],
         },
+        std::io::ErrorKind::ConnectionRefused => Error::NotListening {
+            endpoint: endpoint.to_string(),
+            from: source.to_string(),
+        },
         _ => Error::Connect {
             endpoint: endpoint.to_string(),
             source: e,

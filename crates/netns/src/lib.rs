@@ -167,6 +167,20 @@ pub enum Error {
         /// What it is instead.
         kind: &'static str,
     },
+    /// The process whose root was read exited before the read was over. Its mount
+    /// namespace went with it: the container's mounts (the runtime's bind-mounted
+    /// `/etc/resolv.conf`) are torn down, and the same path then names the file underneath,
+    /// as the node sees it. What was read is not used.
+    #[error(
+        "PID {pid} exited while {} was read from its root: the container's mounts went with it, so what was read may be the node's file underneath, not the container's; not used",
+        path.display()
+    )]
+    ExitedDuringRead {
+        /// The process.
+        pid: i32,
+        /// Root-joined path, for the message.
+        path: PathBuf,
+    },
     /// The file inside the root is larger than allowed.
     #[error("{}: larger than {max_len} bytes", path.display())]
     TooLarge {

@@ -22,6 +22,9 @@ use crate::{Error, sys};
 pub struct ContainerRoot {
     dir: OwnedFd,
     desc: PathBuf,
+    /// The process whose root this is (PID and pidfd), when opened from one: every read
+    /// is checked against its exit (see [`Error::ExitedDuringRead`]).
+    owner: Option<(i32, OwnedFd)>,
 }
 
 impl ContainerRoot {
@@ -72,14 +75,27 @@ impl ContainerRoot {
                 syscall: "pidfd_send_signal",
             });
         }
-        Ok(ContainerRoot { dir, desc })
+        let owner = pidfd.try_clone_to_owned().map_err(|e| Error::Syscall {
+            target: format!("PID {pid}"),
+            syscall: "dup pidfd",
+            source: e,
+        })?;
+        Ok(ContainerRoot {
+            dir,
+            desc,
+            owner: Some((pid, owner)),
+        })
     }
 
     /// Any directory used as a root (an unpacked image, a test tree).
     pub fn from_dir(path: impl AsRef<Path>) -> Result<ContainerRoot, Error> {
         let desc = path.as_ref().to_path_buf();
         let dir = open_dir(&desc)?;
-        Ok(ContainerRoot { dir, desc })
+        Ok(ContainerRoot {
+            dir,
+            desc,
+            owner: None,
+        })
     }
 
     /// Read `path` (absolute or relative, both resolved inside this root) of at most
@@ -88,7 +104,29 @@ impl ContainerRoot {
         self.read_limited(path.as_ref(), max_len, true)
     }
 
+    /// Reads, then asks whether the owner exited meanwhile: a process that exits while we
+    /// hold its root takes its mount namespace along, and the path we resolved may then
+    /// have named the file under a torn-down bind mount (the node's view). Checked whatever
+    /// the read's outcome: an error then is as unreliable as the bytes.
     fn read_limited(&self, path: &Path, max_len: usize, whole: bool) -> Result<Vec<u8>, Error> {
+        let read = self.read_unchecked(path, max_len, whole);
+        if let Some((pid, pidfd)) = &self.owner {
+            let exited = sys::pidfd_has_exited(pidfd.as_fd()).map_err(|e| Error::Syscall {
+                target: format!("PID {pid}"),
+                syscall: "poll pidfd",
+                source: e,
+            })?;
+            if exited {
+                return Err(Error::ExitedDuringRead {
+                    pid: *pid,
+                    path: self.desc.join(path.strip_prefix("/").unwrap_or(path)),
+                });
+            }
+        }
+        read
+    }
+
+    fn read_unchecked(&self, path: &Path, max_len: usize, whole: bool) -> Result<Vec<u8>, Error> {
         let ctx = || self.desc.join(path.strip_prefix("/").unwrap_or(path));
         let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::ReadInRoot {
             root: self.desc.clone(),

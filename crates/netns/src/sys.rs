@@ -1,5 +1,5 @@
 //! The raw syscalls that neither `std` nor `nix` wrap: `pidfd_open(2)`,
-//! `pidfd_send_signal(2)` (signal 0, a liveness probe), `openat2(2)` and the
+//! `pidfd_send_signal(2)` (signal 0, a liveness probe), `poll(2)` on a pidfd, `openat2(2)` and the
 //! `NS_GET_USERNS` ioctl of ioctl_ns(2).
 //!
 //! This is the one module of the crate allowed `unsafe`; every block says why it is sound.
@@ -57,6 +57,29 @@ pub(crate) fn pidfd_is_alive(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
         Some(libc::ESRCH) => Ok(false),
         Some(libc::EPERM) => Ok(true),
         _ => Err(err),
+    }
+}
+
+/// Whether the process behind `pidfd` has exited: a pidfd polls readable once it has
+/// (Linux ≥ 5.3), zombie or reaped. Unlike [`pidfd_is_alive`], a zombie counts as exited:
+/// its namespaces, mounts included, are already gone.
+pub(crate) fn pidfd_has_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, count 1, timeout 0 (never blocks); the descriptor is
+        // borrowed and valid for the duration of the call.
+        let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if ret >= 0 {
+            return Ok(ret > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP) != 0);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
     }
 }
 
