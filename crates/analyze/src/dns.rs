@@ -209,11 +209,14 @@ pub(crate) struct ExpandedLookup {
     pub(crate) tcp: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Lookup {
     serial: u64,
     first_name: String,
-    base: Option<String>,
+    /// The name as written (without a search suffix), when known: `base_buf` holds it
+    /// when `has_base`, else `base_buf` is a spare buffer.
+    base_buf: String,
+    has_base: bool,
     names: Vec<(u64, u16)>,
     first_ns: u64,
     last_ns: u64,
@@ -229,6 +232,12 @@ struct Lookup {
 #[derive(Default)]
 struct Client {
     lookups: Vec<Lookup>,
+}
+
+impl Lookup {
+    fn base(&self) -> Option<&str> {
+        self.has_base.then_some(self.base_buf.as_str())
+    }
 }
 
 /// The DNS tracker.
@@ -262,6 +271,22 @@ pub(crate) struct DnsTracker {
     hang_names: FxMap<u64, String>,
     /// Query-to-response times, in arrival order, when asked for (`watch`'s metrics).
     answer_latencies: Option<Vec<u64>>,
+    /// Closed lookups whose buffers the next new lookups reuse.
+    spare: Vec<Lookup>,
+}
+
+/// How many distinct values `it` yields (at most `NAMES_PER_LOOKUP` of them are looked
+/// at: a lookup keeps no more names), without allocating.
+fn count_distinct<T: Ord + Copy + Default>(it: impl Iterator<Item = T>) -> usize {
+    let mut v = [T::default(); NAMES_PER_LOOKUP];
+    let mut n = 0;
+    for (slot, x) in v.iter_mut().zip(it) {
+        *slot = x;
+        n += 1;
+    }
+    let v = &mut v[..n];
+    v.sort_unstable();
+    usize::from(n > 0) + v.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
 fn leading_common_labels<'s>(a: &'s str, b: &str) -> &'s str {
@@ -314,6 +339,7 @@ impl DnsTracker {
             last_ns: 0,
             hang_names: FxMap::default(),
             answer_latencies: None,
+            spare: Vec::new(),
         }
     }
 
@@ -627,22 +653,23 @@ impl DnsTracker {
                 }
             }
         }
-        // Close idle lookups of this client.
-        let mut closed = Vec::new();
-        if let Some(c) = self.clients.get_mut(&ckey) {
-            let mut i = 0;
-            while i < c.lookups.len() {
-                if ns.saturating_sub(c.lookups[i].last_ns) > LOOKUP_IDLE_NS {
-                    closed.push(c.lookups.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        for l in closed {
+        // Close idle lookups of this client, oldest first (no list of them is built).
+        loop {
+            let Some(c) = self.clients.get_mut(&ckey) else {
+                break;
+            };
+            let Some(i) = c
+                .lookups
+                .iter()
+                .position(|l| ns.saturating_sub(l.last_ns) > LOOKUP_IDLE_NS)
+            else {
+                break;
+            };
+            let l = c.lookups.remove(i);
             self.close_lookup(l);
         }
-        let conf_base = self.configured_base(name).map(str::to_string);
+        let conf_base = self.configured_base(name);
+        let spare = &mut self.spare;
         let c = self.clients.entry(ckey).or_default();
         // 1. Same name (A after AAAA, or a new ID for the same question) — unless the
         //    lookup is over and this is the application asking again: the same question
@@ -654,21 +681,23 @@ impl DnsTracker {
                     && (l.positive_ns.is_some()
                         || (l.last_answer_ns.is_some() && l.first_name == name)))
         });
-        let mut base_found: Option<String> = None;
+        // The base name: always a prefix of `name` (the configured base is cut from it,
+        // and shared leading labels are equal in both names).
+        let mut base_found: Option<&str> = None;
         // 2. A search-list expansion of an open lookup that got a negative answer.
         if found.is_none() {
             for (i, l) in c.lookups.iter().enumerate().rev() {
                 if l.positive_ns.is_some() || l.negative == 0 {
                     continue;
                 }
-                let base = match (&conf_base, &l.base) {
-                    (Some(b), Some(lb)) if b == lb => Some(b.clone()),
+                let base = match (conf_base, l.base()) {
+                    (Some(b), Some(lb)) if b == lb => Some(b),
                     _ => {
                         let x = leading_common_labels(&l.first_name, name);
                         let related = !x.is_empty()
                             && x.len() < l.first_name.len()
-                            && l.base.as_deref().is_none_or(|b| b == x);
-                        related.then(|| x.to_string())
+                            && l.base().is_none_or(|b| b == x);
+                        if related { name.get(..x.len()) } else { None }
                     }
                 };
                 if base.is_some() {
@@ -679,22 +708,28 @@ impl DnsTracker {
             }
         }
         let serial;
-        let mut suffixes: Vec<String> = Vec::new();
+        // At most two suffixes are learnt per query: slices of `name` or of the lookup's
+        // first name, copied into the map only when new.
+        let mut suffixes: [Option<(usize, usize, bool)>; 2] = [None, None];
         match found {
             Some(i) => {
                 let l = &mut c.lookups[i];
                 serial = l.serial;
                 if let Some(b) = base_found {
-                    if l.base.is_none() {
-                        if let Some(sfx) = l.first_name.strip_prefix(b.as_str()) {
-                            suffixes.push(sfx.trim_start_matches('.').to_string());
+                    if !l.has_base {
+                        if let Some(sfx) = l.first_name.strip_prefix(b) {
+                            let t = sfx.trim_start_matches('.');
+                            let at = l.first_name.len() - t.len();
+                            suffixes[0] = Some((at, l.first_name.len(), true));
                         }
-                        l.base = Some(b.clone());
+                        l.base_buf.clear();
+                        l.base_buf.push_str(b);
+                        l.has_base = true;
                     }
-                    if let Some(sfx) = name.strip_prefix(b.as_str()) {
+                    if let Some(sfx) = name.strip_prefix(b) {
                         let sfx = sfx.trim_start_matches('.');
                         if !sfx.is_empty() {
-                            suffixes.push(sfx.to_string());
+                            suffixes[1] = Some((name.len() - sfx.len(), name.len(), false));
                         }
                     }
                 }
@@ -705,7 +740,7 @@ impl DnsTracker {
                 }
                 l.last_ns = l.last_ns.max(ns);
                 if l.packets.len() < PKTS_PER_LOOKUP {
-                    let role = if l.base.as_deref() == Some(name) {
+                    let role = if l.base() == Some(name) {
                         "query for the name as written, after the search list"
                     } else {
                         "query for a search-list expansion"
@@ -721,29 +756,49 @@ impl DnsTracker {
                 } else {
                     None
                 };
-                c.lookups.push(Lookup {
-                    serial,
-                    first_name: name.to_string(),
-                    base: conf_base.filter(|b| b != name),
-                    names: vec![(name_hash, qtype)],
-                    first_ns: ns,
-                    last_ns: ns,
-                    negative: 0,
-                    wasted_ns: 0,
-                    positive_ns: None,
-                    last_answer_ns: None,
-                    packets: vec![(pref, "query for a search-list expansion")],
-                    flow: Some(flow),
-                    tcp,
-                });
+                // A closed lookup's buffers are reused: no allocation once warm.
+                let mut l = spare.pop().unwrap_or_default();
+                l.serial = serial;
+                l.first_name.clear();
+                l.first_name.push_str(name);
+                l.base_buf.clear();
+                l.has_base = false;
+                if let Some(b) = conf_base.filter(|b| *b != name) {
+                    l.base_buf.push_str(b);
+                    l.has_base = true;
+                }
+                l.names.clear();
+                l.names.push((name_hash, qtype));
+                l.first_ns = ns;
+                l.last_ns = ns;
+                l.negative = 0;
+                l.wasted_ns = 0;
+                l.positive_ns = None;
+                l.last_answer_ns = None;
+                l.packets.clear();
+                l.packets.push((pref, "query for a search-list expansion"));
+                l.flow = Some(flow);
+                l.tcp = tcp;
+                c.lookups.push(l);
                 if let Some(l) = evicted {
                     self.close_lookup(l);
                 }
             }
         }
-        for s in suffixes {
-            if self.suffixes.len() < MAX_SUFFIXES || self.suffixes.contains_key(&s) {
-                *self.suffixes.entry(s).or_insert(0) += 1;
+        for (at, end, of_first) in suffixes.into_iter().flatten() {
+            let text = if of_first {
+                self.clients
+                    .get(&ckey)
+                    .and_then(|c| c.lookups.iter().find(|l| l.serial == serial))
+                    .and_then(|l| l.first_name.get(at..end))
+                    .unwrap_or("")
+            } else {
+                name.get(at..end).unwrap_or("")
+            };
+            if let Some(n) = self.suffixes.get_mut(text) {
+                *n += 1;
+            } else if self.suffixes.len() < MAX_SUFFIXES {
+                self.suffixes.insert(text.to_string(), 1);
             }
         }
         serial
@@ -762,10 +817,8 @@ impl DnsTracker {
     fn close_lookup(&mut self, l: Lookup) {
         self.stats.logical_lookups += 1;
         let distinct = l.names.len() as u64;
-        let mut types: Vec<u16> = l.names.iter().map(|&(_, t)| t).collect();
-        types.sort_unstable();
-        types.dedup();
-        let minimal = types.len() as u64;
+        let types = count_distinct(l.names.iter().map(|&(_, t)| t));
+        let minimal = types as u64;
         self.distinct_total += distinct;
         self.minimal_total += minimal;
         let end = l.positive_ns.or(l.last_answer_ns);
@@ -775,20 +828,15 @@ impl DnsTracker {
                 self.latencies_ns.push(lat);
             }
         }
-        let distinct_names = {
-            let mut h: Vec<u64> = l.names.iter().map(|&(h, _)| h).collect();
-            h.sort_unstable();
-            h.dedup();
-            h.len()
-        };
-        if l.base.is_some() && distinct_names > 1 && l.negative > 0 {
+        let distinct_names = count_distinct(l.names.iter().map(|&(h, _)| h));
+        if l.has_base && distinct_names > 1 && l.negative > 0 {
             self.stats.expanded_lookups += 1;
             if self.expanded.len() < MAX_EXAMPLES {
                 self.expanded.push(ExpandedLookup {
-                    base: l.base.clone().unwrap_or_default(),
+                    base: l.base_buf.clone(),
                     first_name: l.first_name.clone(),
                     queries: l.names.len(),
-                    minimal: types.len(),
+                    minimal: types,
                     negative: l.negative,
                     wasted_ns: l.wasted_ns,
                     latency_ns: latency,
@@ -798,6 +846,8 @@ impl DnsTracker {
                 });
             }
         }
+        // Its buffers serve the next new lookup (never more than were open at once).
+        self.spare.push(l);
     }
 
     /// Drops finished or stale transactions when the table is full.
@@ -986,8 +1036,9 @@ impl DnsTracker {
             + map_bytes::<(u16, Endpoint, Endpoint), (u16, u64)>(txns)
             + map_bytes::<(u16, IpAddr), Client>(clients)
             + clients * per_client
-            // lookups closed at once when a client is evicted or idles out
-            + vec_bytes::<Lookup>(LOOKUPS_PER_CLIENT)
+            // closed lookups kept for their buffers (their strings and lists are counted
+            // with the open ones: no more lookups exist than were ever open at once)
+            + vec_bytes::<Lookup>(clients * LOOKUPS_PER_CLIENT + 1)
             + vec_bytes::<u64>(MAX_LATENCIES)
             + map_bytes::<String, u64>(MAX_SUFFIXES)
             + MAX_SUFFIXES * name
