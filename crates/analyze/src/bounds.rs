@@ -143,12 +143,17 @@ impl Config {
         let flows = self.max_flows.max(1);
         let flow_table = flow::FlowTable::<Flow>::bytes_bound(flows);
         let closing = vec_bytes::<(flow::FlowKey, crate::tcp::TcpConn)>(flows);
+        // Out-of-line TCP state: at most one box per flow held or closing, plus the
+        // spares (no more boxes exist than were ever in use at once).
+        let cold = 2 * flows * std::mem::size_of::<crate::tcp::TcpCold>()
+            + vec_bytes::<Box<crate::tcp::TcpCold>>(2 * flows);
         let unanswered = MAX_UNANSWERED_SYN_SERVERS
             * (std::mem::size_of::<(String, u64)>() * 2 + string_bytes(48));
         let skipped = map_bytes::<SkipKind, u64>(MAX_SKIP_KINDS);
         let addresses = destinations::Locality::bytes_bound(MAX_ADDRESSES);
         flow_table
             + closing
+            + cold
             + dns::DnsTracker::bytes_bound(self.max_dns_transactions, self.max_dns_clients)
             + destinations::Destinations::bytes_bound(self.max_destinations)
             + addresses

@@ -235,9 +235,10 @@ impl ConnEvents {
                     r.attempts += 1;
                     r.last_ns = ns;
                     if r.packets.len() + 1 < PKTS_PER_DEST {
-                        if conn.syn_count > 0 && conn.syn_pkts[0] > 0 {
+                        let first_syn = conn.syn_pkts()[0];
+                        if conn.syn_count > 0 && first_syn > 0 {
                             r.packets
-                                .push((pref(conn.syn_pkts[0]), "SYN (connection attempt)"));
+                                .push((pref(first_syn), "SYN (connection attempt)"));
                         }
                         r.packets
                             .push((pref(pkt), "RST answering the SYN: nothing listens there"));

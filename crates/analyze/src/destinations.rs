@@ -106,9 +106,10 @@ impl Destinations {
         if unanswered {
             d.unanswered += 1;
             d.syn_retransmissions += u64::from(conn.syn_count.saturating_sub(1));
-            let n = usize::from(conn.syn_count).min(conn.syn_ns.len());
-            let last_syn = conn.syn_ns[..n].last().copied().unwrap_or(0);
-            let first_syn = conn.syn_ns[..n].first().copied().unwrap_or(0);
+            let (syn_ns, syn_pkts) = (conn.syn_ns(), conn.syn_pkts());
+            let n = usize::from(conn.syn_count).min(syn_ns.len());
+            let last_syn = syn_ns[..n].last().copied().unwrap_or(0);
+            let first_syn = syn_ns[..n].first().copied().unwrap_or(0);
             d.unanswered_span = Some(match d.unanswered_span {
                 Some((a, b)) => (a.min(first_syn), b.max(last_syn)),
                 None => (first_syn, last_syn),
@@ -119,7 +120,7 @@ impl Destinations {
             if d.gaps_ms.is_empty() {
                 d.gaps_ms = conn.syn_gaps_ms();
             }
-            for (i, &p) in conn.syn_pkts[..n].iter().enumerate() {
+            for (i, &p) in syn_pkts[..n].iter().enumerate() {
                 if d.packets.len() < PKTS_PER_DEST {
                     let role = if i == 0 {
                         "SYN never answered by a SYN-ACK"
@@ -132,14 +133,15 @@ impl Destinations {
         }
         if dropped {
             d.final_ack_dropped += 1;
-            let k = usize::from(conn.synack_after_ack).min(conn.synack_after_ack_pkts.len());
+            let again = conn.synack_after_ack_pkts();
+            let k = usize::from(conn.synack_after_ack).min(again.len());
             if d.packets.len() < PKTS_PER_DEST && conn.final_ack_pkt > 0 {
                 d.packets.push((
                     pref(conn.final_ack_pkt),
                     "final ACK of the handshake (dropped by the full queue)",
                 ));
             }
-            for &p in &conn.synack_after_ack_pkts[..k] {
+            for &p in &again[..k] {
                 if d.packets.len() < PKTS_PER_DEST {
                     d.packets
                         .push((pref(p), "SYN-ACK re-sent after the handshake completed"));

@@ -265,6 +265,8 @@ pub struct Analyzer {
     config: Config,
     flows: FlowTable<Flow>,
     closed: Vec<(FlowKey, TcpConn)>,
+    /// Out-of-line TCP state of closed connections, for reuse.
+    tcp_spare: Vec<Box<tcp::TcpCold>>,
     dns: dns::DnsTracker,
     dns_tcp: dnstcp::DnsTcp,
     overlay: overlay::Overlay,
@@ -342,6 +344,7 @@ impl Analyzer {
         Analyzer {
             flows: FlowTable::new(config.max_flows, config.flow_idle_timeout_ns),
             closed: Vec::new(),
+            tcp_spare: Vec::new(),
             dns: dns::DnsTracker::new(config.max_dns_transactions, config.max_dns_clients),
             dns_tcp: dnstcp::DnsTcp::default(),
             overlay: overlay::Overlay::default(),
@@ -711,7 +714,7 @@ impl Analyzer {
             closed.push((key, std::mem::take(&mut flow.tcp)));
         }
         let before = conn_events::ConnEvents::before(&flow.tcp);
-        let out = flow.tcp.on_segment(side, seg, pkt, ns);
+        let out = flow.tcp.on_segment(side, seg, pkt, ns, &mut self.tcp_spare);
         self.conn_events
             .after(key, side, seg, &flow.tcp, before, &out, pkt, ns, created);
         let client = flow.tcp.client;
@@ -794,7 +797,7 @@ impl Analyzer {
 
     /// Hands flows that left the table to the detectors.
     fn close_out(&mut self) {
-        for (key, conn) in self.closed.drain(..) {
+        for (key, mut conn) in self.closed.drain(..) {
             if key.protocol == 6 {
                 self.conn_events.on_closed(&key, &conn);
                 if conn.unanswered_retransmitted_syn() {
@@ -809,6 +812,9 @@ impl Analyzer {
                     }
                 }
                 self.dests.on_closed(&key, &conn);
+            }
+            if let Some(c) = conn.cold.take() {
+                self.tcp_spare.push(c);
             }
         }
     }

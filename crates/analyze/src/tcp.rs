@@ -110,6 +110,22 @@ pub(crate) struct InvalidEvent {
     pub(crate) rst_from: Side,
 }
 
+/// The rarely needed part of a connection's state, out of line so that a flow costs
+/// less in the table: the SYN retransmissions after the first SYN and the SYN-ACKs
+/// re-sent after the handshake. Boxes of closed connections are reused
+/// ([`TcpConn::on_segment`]'s `spare`), so none is allocated once the table is warm.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TcpCold {
+    /// Packet numbers and times of SYNs 2..=`SYN_SLOTS`.
+    syn_pkts: [u64; SYN_SLOTS - 1],
+    syn_ns: [u64; SYN_SLOTS - 1],
+    synack_after_ack_pkts: [u64; SYNACK_AFTER_ACK_SLOTS],
+    synack_after_ack_ns: [u64; SYNACK_AFTER_ACK_SLOTS],
+}
+
+/// How many SYN-ACKs re-sent after the handshake a connection remembers.
+pub(crate) const SYNACK_AFTER_ACK_SLOTS: usize = 4;
+
 /// The TCP state of one flow.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TcpConn {
@@ -118,16 +134,18 @@ pub(crate) struct TcpConn {
     pub(crate) state: TcpState,
     pub(crate) half: [Half; 2],
     pub(crate) syn_count: u8,
-    pub(crate) syn_pkts: [u64; SYN_SLOTS],
-    pub(crate) syn_ns: [u64; SYN_SLOTS],
+    /// Packet number and time of the first SYN (the others are in `cold`).
+    syn_pkt0: u64,
+    syn_ns0: u64,
     pub(crate) synack_count: u8,
     pub(crate) synack_first_pkt: u64,
     pub(crate) final_ack_pkt: u64,
     /// The three-way handshake completed (stays true after a RST).
     pub(crate) established: bool,
     pub(crate) synack_after_ack: u8,
-    pub(crate) synack_after_ack_pkts: [u64; 4],
-    pub(crate) synack_after_ack_ns: [u64; 4],
+    /// Allocated (or taken from the spares) at the second SYN or the first SYN-ACK
+    /// re-sent after the handshake.
+    pub(crate) cold: Option<Box<TcpCold>>,
     pub(crate) client_data: u32,
     pub(crate) client_data_pkt: u64,
     pub(crate) server_acked_data: bool,
@@ -227,13 +245,53 @@ impl TcpConn {
         self.half[0].syn && self.half[1].syn
     }
 
-    /// Updates the connection with one segment from `from`.
+    /// The out-of-line state, from `spare` when one is there.
+    fn cold(&mut self, spare: &mut Vec<Box<TcpCold>>) -> &mut TcpCold {
+        self.cold.get_or_insert_with(|| match spare.pop() {
+            Some(mut b) => {
+                *b = TcpCold::default();
+                b
+            }
+            None => Box::default(),
+        })
+    }
+
+    /// Packet numbers of the first `SYN_SLOTS` SYNs (0 where none was seen).
+    pub(crate) fn syn_pkts(&self) -> [u64; SYN_SLOTS] {
+        let mut v = [0; SYN_SLOTS];
+        v[0] = self.syn_pkt0;
+        if let Some(c) = &self.cold {
+            v[1..].copy_from_slice(&c.syn_pkts);
+        }
+        v
+    }
+
+    /// Times of the first `SYN_SLOTS` SYNs (0 where none was seen).
+    pub(crate) fn syn_ns(&self) -> [u64; SYN_SLOTS] {
+        let mut v = [0; SYN_SLOTS];
+        v[0] = self.syn_ns0;
+        if let Some(c) = &self.cold {
+            v[1..].copy_from_slice(&c.syn_ns);
+        }
+        v
+    }
+
+    /// Packet numbers of the SYN-ACKs re-sent after the handshake (0 where none).
+    pub(crate) fn synack_after_ack_pkts(&self) -> [u64; SYNACK_AFTER_ACK_SLOTS] {
+        self.cold
+            .as_ref()
+            .map_or([0; SYNACK_AFTER_ACK_SLOTS], |c| c.synack_after_ack_pkts)
+    }
+
+    /// Updates the connection with one segment from `from`. `spare` holds out-of-line
+    /// state boxes of closed connections, for reuse.
     pub(crate) fn on_segment(
         &mut self,
         from: Side,
         seg: &TcpSegment<'_>,
         pkt: u64,
         ns: u64,
+        spare: &mut Vec<Box<TcpCold>>,
     ) -> TcpOutcome {
         let mut out = TcpOutcome::default();
         let f = seg.flags;
@@ -272,10 +330,14 @@ impl TcpConn {
             } else {
                 out.syn_retransmitted = true;
             }
-            let i = usize::from(self.syn_count).min(SYN_SLOTS - 1);
-            if usize::from(self.syn_count) < SYN_SLOTS {
-                self.syn_pkts[i] = pkt;
-                self.syn_ns[i] = ns;
+            let i = usize::from(self.syn_count);
+            if i == 0 {
+                self.syn_pkt0 = pkt;
+                self.syn_ns0 = ns;
+            } else if i < SYN_SLOTS {
+                let c = self.cold(spare);
+                c.syn_pkts[i - 1] = pkt;
+                c.syn_ns[i - 1] = ns;
             }
             self.syn_count = self.syn_count.saturating_add(1);
         } else if f.syn() && f.ack() {
@@ -298,9 +360,10 @@ impl TcpConn {
                 } else if self.state == TcpState::Established {
                     out.synack_after_ack = true;
                     let i = usize::from(self.synack_after_ack);
-                    if i < self.synack_after_ack_pkts.len() {
-                        self.synack_after_ack_pkts[i] = pkt;
-                        self.synack_after_ack_ns[i] = ns;
+                    if i < SYNACK_AFTER_ACK_SLOTS {
+                        let c = self.cold(spare);
+                        c.synack_after_ack_pkts[i] = pkt;
+                        c.synack_after_ack_ns[i] = ns;
                     }
                     self.synack_after_ack = self.synack_after_ack.saturating_add(1);
                 }
@@ -473,7 +536,7 @@ impl TcpConn {
     /// SYN-to-SYN gaps of this attempt, in milliseconds.
     pub(crate) fn syn_gaps_ms(&self) -> Vec<f64> {
         let n = usize::from(self.syn_count).min(SYN_SLOTS);
-        self.syn_ns[..n]
+        self.syn_ns()[..n]
             .windows(2)
             .map(|w| w[1].saturating_sub(w[0]) as f64 / 1e6)
             .collect()
