@@ -171,9 +171,134 @@ pub(crate) enum Removal {
     Idle,
 }
 
+/// The flow index: open addressing with linear probing over `(slot + 1, hash)` pairs
+/// (0 = empty), at most half full, deletion by backward shift (no tombstones). Keys
+/// live only in the slab: a bucket costs 8 bytes where a `HashMap<FlowKey, u32>` entry
+/// costs 49, and the 32 hash bits kept let a probe skip most foreign slots unread.
+#[derive(Default)]
+struct Index {
+    buckets: Vec<(u32, u32)>,
+    len: usize,
+}
+
+/// The [`FxHasher`] hash of a flow key, as the index uses it.
+#[inline]
+fn key_hash(key: &FlowKey) -> u32 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<FxHasher>::default().hash_one(key) as u32
+}
+
+impl Index {
+    #[inline]
+    fn mask(&self) -> usize {
+        self.buckets.len().wrapping_sub(1)
+    }
+
+    /// The slot holding `key`.
+    #[inline]
+    fn get<V>(&self, key: &FlowKey, hash: u32, slots: &[Slot<V>]) -> Option<u32> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        loop {
+            let (s, h) = *self.buckets.get(i)?;
+            if s == 0 {
+                return None;
+            }
+            if h == hash && slots.get((s - 1) as usize).is_some_and(|x| x.key == *key) {
+                return Some(s - 1);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds `slot` (whose key is not in the index) under `hash`.
+    fn insert(&mut self, slot: u32, hash: u32) {
+        if (self.len + 1) * 2 > self.buckets.len() {
+            self.grow();
+        }
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        while let Some(b) = self.buckets.get_mut(i) {
+            if b.0 == 0 {
+                *b = (slot + 1, hash);
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let n = (self.buckets.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.buckets, vec![(0, 0); n]);
+        let mask = n - 1;
+        for (s, h) in old.into_iter().filter(|b| b.0 != 0) {
+            let mut i = h as usize & mask;
+            while let Some(b) = self.buckets.get_mut(i) {
+                if b.0 == 0 {
+                    *b = (s, h);
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+    }
+
+    /// Removes `slot` (filed under `hash`), shifting later entries of its run back.
+    fn remove(&mut self, slot: u32, hash: u32) {
+        if self.buckets.is_empty() {
+            return;
+        }
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        loop {
+            match self.buckets.get(i) {
+                Some(&(s, _)) if s == slot + 1 => break,
+                Some(&(0, _)) | None => return,
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+        // Backward shift: move each later entry of the run into the hole when its home
+        // position is not between the hole and itself (cyclically).
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let Some(&(s, h)) = self.buckets.get(j) else {
+                break;
+            };
+            if s == 0 {
+                break;
+            }
+            let home = h as usize & mask;
+            let dist_home = j.wrapping_sub(home) & mask;
+            let dist_hole = j.wrapping_sub(hole) & mask;
+            if dist_home >= dist_hole {
+                self.buckets[hole] = (s, h);
+                hole = j;
+            }
+        }
+        self.buckets[hole] = (0, 0);
+        self.len -= 1;
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+
+    /// Most bytes an index of `cap` entries holds (while growing: old and new buckets).
+    fn bytes_bound(cap: usize) -> usize {
+        let buckets = (cap.max(8) * 2).next_power_of_two();
+        (buckets + buckets / 2) * std::mem::size_of::<(u32, u32)>()
+    }
+}
+
 /// The bounded LRU flow table.
 pub(crate) struct FlowTable<V> {
-    index: FxMap<FlowKey, u32>,
+    index: Index,
     slots: Vec<Slot<V>>,
     free: Vec<u32>,
     /// Most recently used.
@@ -194,7 +319,7 @@ impl<V> FlowTable<V> {
     pub(crate) fn new(cap: usize, idle_ns: u64) -> Self {
         let cap = cap.max(1);
         FlowTable {
-            index: FxMap::default(),
+            index: Index::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
@@ -209,11 +334,11 @@ impl<V> FlowTable<V> {
         }
     }
 
-    /// Approximate bytes one flow costs: slab slot plus index entry (key, value, control byte).
+    /// Approximate bytes one flow costs: slab slot, two index buckets (the index is at
+    /// most half full) and a free-list entry.
     pub(crate) fn bytes_per_flow() -> usize {
         std::mem::size_of::<Slot<V>>()
-            + std::mem::size_of::<(FlowKey, u32)>()
-            + 1
+            + 2 * std::mem::size_of::<(u32, u32)>()
             + std::mem::size_of::<u32>()
     }
 
@@ -224,7 +349,7 @@ impl<V> FlowTable<V> {
     /// Most heap bytes a table of `cap` flows holds (see `Config::memory_bound_bytes`).
     pub(crate) fn bytes_bound(cap: usize) -> usize {
         crate::bounds::vec_bytes::<Slot<V>>(cap)
-            + crate::bounds::map_bytes::<FlowKey, u32>(cap)
+            + Index::bytes_bound(cap)
             + crate::bounds::vec_bytes::<u32>(cap)
     }
 
@@ -273,7 +398,7 @@ impl<V> FlowTable<V> {
         let slot = &mut self.slots[t as usize];
         let key = slot.key;
         let value = std::mem::take(&mut slot.value);
-        self.index.remove(&key);
+        self.index.remove(t, key_hash(&key));
         self.free.push(t);
         self.len -= 1;
         Some((key, value))
@@ -307,7 +432,8 @@ impl<V> FlowTable<V> {
     where
         V: Default,
     {
-        if let Some(&i) = self.index.get(&key) {
+        let hash = key_hash(&key);
+        if let Some(i) = self.index.get(&key, hash, &self.slots) {
             if self.head != i {
                 self.unlink(i);
                 self.push_front(i);
@@ -341,7 +467,7 @@ impl<V> FlowTable<V> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, i);
+        self.index.insert(i, hash);
         self.push_front(i);
         self.len += 1;
         self.created += 1;
@@ -358,17 +484,20 @@ impl<V> FlowTable<V> {
         self.pop_tail()
     }
 
-    /// Every flow held, in no particular order.
+    /// Every flow held, most recently seen first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&FlowKey, &V)> {
-        self.index
-            .iter()
-            .filter_map(|(k, &i)| self.slots.get(i as usize).map(|s| (k, &s.value)))
+        let mut at = self.head;
+        std::iter::from_fn(move || {
+            let s = self.slots.get(at as usize)?;
+            at = s.next;
+            Some((&s.key, &s.value))
+        })
     }
 
     /// Bytes currently allocated by the slab and the index (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot<V>>()
-            + self.index.capacity() * (std::mem::size_of::<(FlowKey, u32)>() + 1)
+            + self.index.allocated_bytes()
             + self.free.capacity() * std::mem::size_of::<u32>()
     }
 }
@@ -413,6 +542,41 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(gone, vec![(key(1), 1, Removal::Full)]);
         assert_eq!(t.evicted_full, 1);
+    }
+
+    /// The open-addressing index agrees with a `HashMap` through inserts, LRU
+    /// evictions and re-inserts of many keys (growth and backward-shift deletion).
+    #[test]
+    fn index_agrees_with_a_map_under_churn() {
+        let mut t: FlowTable<u32> = FlowTable::new(1000, u64::MAX);
+        let mut model: std::collections::HashMap<FlowKey, u32> = Default::default();
+        let mut order: std::collections::VecDeque<FlowKey> = Default::default();
+        let mut x = 12345u64;
+        for n in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = key((x >> 40) as u32 % 3000);
+            let (v, created) = t.get_or_insert(k, n, |gone, val, _| {
+                assert_eq!(model.remove(&gone), Some(val));
+            });
+            if created {
+                *v = n as u32;
+                model.insert(k, n as u32);
+            } else {
+                assert_eq!(model.get(&k), Some(&*v));
+            }
+            order.retain(|o| *o != k);
+            order.push_front(k);
+            order.truncate(1000);
+            assert_eq!(t.len(), model.len());
+        }
+        let held: std::collections::HashSet<FlowKey> = t.iter().map(|(k, _)| *k).collect();
+        assert_eq!(held, model.keys().copied().collect());
+        assert_eq!(
+            t.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            Vec::from(order)
+        );
     }
 
     #[test]

@@ -171,9 +171,10 @@ use tcp::{RstOrigin, SegKind, TcpConn};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Most flows (TCP + UDP) held at once. Default 131 072: about 65 MiB at
-    /// [`Config::bytes_per_flow`] (≈ 520 bytes: the slot with the full TCP state of both
-    /// directions, SYN timings and evidence packet numbers, plus its index entry).
+    /// Most flows (TCP + UDP) held at once. Default 131 072: about 40 MiB at
+    /// [`Config::bytes_per_flow`] (≈ 316 bytes: the slot with the TCP state of both
+    /// directions, the first SYN's timing and evidence packet numbers, plus two index
+    /// buckets; SYN retransmissions and late SYN-ACKs take a 176-byte box on the side).
     pub max_flows: usize,
     /// A flow with no packet for this long (packet time) is closed. Default 300 s.
     pub flow_idle_timeout_ns: u64,
