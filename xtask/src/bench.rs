@@ -1,7 +1,8 @@
 //! `cargo xtask bench wire|analyze|compare`.
 //!
 //! - `wire`, `analyze`: the criterion benches of `benches/` (header slicing vs etherparse;
-//!   the whole analyzer beside raw parsing).
+//!   the whole analyzer beside raw parsing). `analyze` then prints the scale ratio: cost
+//!   per packet at 1M concurrent flows over the cost at 1k (criterion medians).
 //! - `compare [PACKETS]`: the user's view (BENCH.md "Whole process"): one generated pcap
 //!   (default 2 000 000 packets, 100 000 flows), page-cached, then one after another
 //!   `kubectl-netdiag analyze`, `tcpdump -n -r … -w /dev/null` (the read floor) and
@@ -15,7 +16,10 @@ use std::process::Command;
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("wire") => criterion("wire"),
-        Some("analyze") => criterion("analyze"),
+        Some("analyze") => {
+            criterion("analyze")?;
+            scale_ratio()
+        }
         Some("live") => crate::benchlive::run(&args[1..]),
         Some("compare") => {
             let packets = match args.get(1) {
@@ -32,6 +36,44 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 fn criterion(bench: &str) -> Result<()> {
     sh::run(sh::cargo().args(["bench", "-p", "netdiag-benches", "--bench", bench]))
+}
+
+/// Criterion's median time per element (ns per packet) of `group/function`, from the
+/// run just made (`target/criterion/<group>/<function>/new/`).
+fn criterion_ns_per_element(group: &str, function: &str) -> Result<f64> {
+    let dir = sh::target_dir()
+        .join("criterion")
+        .join(group)
+        .join(function)
+        .join("new");
+    let read = |f: &str| -> Result<serde_json::Value> {
+        let p = dir.join(f);
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+    };
+    let median_ns = read("estimates.json")?["median"]["point_estimate"]
+        .as_f64()
+        .context("no median in estimates.json")?;
+    let elements = read("benchmark.json")?["throughput"]["Elements"]
+        .as_f64()
+        .context("no Elements throughput in benchmark.json")?;
+    Ok(median_ns / elements.max(1.0))
+}
+
+/// Issue 10, goal 4: analysis cost per packet at 1M concurrent flows against 1k.
+fn scale_ratio() -> Result<()> {
+    let small = criterion_ns_per_element("analyze-scale", "1k-flows")?;
+    let large = criterion_ns_per_element("analyze-scale", "1M-flows")?;
+    println!();
+    println!("analysis cost per packet, every flow open at once (criterion medians, this run):");
+    println!("  1k flows  {small:8.1} ns/packet");
+    println!("  1M flows  {large:8.1} ns/packet");
+    println!(
+        "  ratio 1M/1k {:.2}x (goal: at most 2x)",
+        large / small.max(1e-9)
+    );
+    Ok(())
 }
 
 /// One measured run.
