@@ -11,7 +11,7 @@
 //! Memory is bounded: transactions, clients and lookups per client have caps; what does
 //! not fit is counted, not stored.
 
-use crate::flow::{Endpoint, FxMap};
+use crate::flow::{DenseMap, Endpoint, FxMap};
 use crate::model::{DnsStats, PacketRef};
 use crate::resolv::ResolvConf;
 use netdiag_wire::dns::{Message, QTYPE_A, QTYPE_AAAA, Rcode};
@@ -246,8 +246,8 @@ pub(crate) struct DnsTracker {
     timeout_ns: u64,
     max_txns: usize,
     max_clients: usize,
-    txns: FxMap<TxKey, Txn>,
-    last_on_socket: FxMap<(u16, Endpoint, Endpoint), (u16, u64)>,
+    txns: DenseMap<TxKey, Txn>,
+    last_on_socket: DenseMap<(u16, Endpoint, Endpoint), (u16, u64)>,
     clients: FxMap<(u16, IpAddr), Client>,
     full_until_ns: u64,
     next_serial: u64,
@@ -319,8 +319,8 @@ impl DnsTracker {
             timeout_ns: 5_000_000_000,
             max_txns: txn_cap(max_txns),
             max_clients: client_cap(max_clients),
-            txns: FxMap::default(),
-            last_on_socket: FxMap::default(),
+            txns: DenseMap::default(),
+            last_on_socket: DenseMap::default(),
             clients: FxMap::default(),
             full_until_ns: 0,
             next_serial: 0,
@@ -889,7 +889,7 @@ impl DnsTracker {
     /// TCP queries never answered although their sibling on the same connection was.
     fn find_tcp_hangs(&mut self) {
         let mut hangs = Vec::new();
-        for (k, t) in &self.txns {
+        for (k, t) in self.txns.iter() {
             if !t.tcp || t.answered.is_some() {
                 continue;
             }
@@ -1032,8 +1032,8 @@ impl DnsTracker {
                 + std::mem::size_of::<ExpandedLookup>()
                 + 3 * name
                 + vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_LOOKUP));
-        map_bytes::<TxKey, Txn>(txns)
-            + map_bytes::<(u16, Endpoint, Endpoint), (u16, u64)>(txns)
+        DenseMap::<TxKey, Txn>::bytes_bound(txns)
+            + DenseMap::<(u16, Endpoint, Endpoint), (u16, u64)>::bytes_bound(txns)
             + map_bytes::<(u16, IpAddr), Client>(clients)
             + clients * per_client
             // closed lookups kept for their buffers (their strings and lists are counted

@@ -197,6 +197,14 @@ impl Index {
     /// The slot holding `key`.
     #[inline]
     fn get<V>(&self, key: &FlowKey, hash: u32, slots: &[Slot<V>]) -> Option<u32> {
+        self.find(hash, |s| {
+            slots.get(s as usize).is_some_and(|x| x.key == *key)
+        })
+    }
+
+    /// The first slot filed under `hash` for which `is` holds.
+    #[inline]
+    fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
         if self.buckets.is_empty() {
             return None;
         }
@@ -207,11 +215,33 @@ impl Index {
             if s == 0 {
                 return None;
             }
-            if h == hash && slots.get((s - 1) as usize).is_some_and(|x| x.key == *key) {
+            if h == hash && is(s - 1) {
                 return Some(s - 1);
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Files the entry `from` (under `hash`) as `to` instead.
+    fn relabel(&mut self, from: u32, to: u32, hash: u32) {
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        while let Some(b) = self.buckets.get_mut(i) {
+            if b.0 == from + 1 {
+                b.0 = to + 1;
+                return;
+            }
+            if b.0 == 0 {
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Forgets every entry, keeping the buckets.
+    fn clear(&mut self) {
+        self.buckets.fill((0, 0));
+        self.len = 0;
     }
 
     /// Adds `slot` (whose key is not in the index) under `hash`.
@@ -293,6 +323,139 @@ impl Index {
     fn bytes_bound(cap: usize) -> usize {
         let buckets = (cap.max(8) * 2).next_power_of_two();
         (buckets + buckets / 2) * std::mem::size_of::<(u32, u32)>()
+    }
+}
+
+/// A hash map whose entries sit densely in one `Vec` (no empty buckets holding keys
+/// and values: a `HashMap` at 65,536 entries holds 131,072 buckets), found through an
+/// [`Index`] of 8-byte buckets. Hashing is [`FxHasher`]'s. Iteration is in insertion
+/// order, except that a removal moves the last entry into the hole.
+pub(crate) struct DenseMap<K, V> {
+    entries: Vec<(K, V)>,
+    index: Index,
+}
+
+impl<K, V> Default for DenseMap<K, V> {
+    fn default() -> Self {
+        DenseMap {
+            entries: Vec::new(),
+            index: Index::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> DenseMap<K, V> {
+    #[inline]
+    fn hash(key: &K) -> u32 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<FxHasher>::default().hash_one(key) as u32
+    }
+
+    #[inline]
+    fn position(&self, key: &K) -> Option<usize> {
+        let e = &self.entries;
+        self.index
+            .find(Self::hash(key), |i| {
+                e.get(i as usize).is_some_and(|x| x.0 == *key)
+            })
+            .map(|i| i as usize)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let i = self.position(key)?;
+        self.entries.get(i).map(|e| &e.1)
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let i = self.position(key)?;
+        self.entries.get_mut(i).map(|e| &mut e.1)
+    }
+
+    /// Sets `key` to `value` (replacing its entry, in place, if it has one).
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if let Some(v) = self.get_mut(&key) {
+            *v = value;
+            return;
+        }
+        let hash = Self::hash(&key);
+        let i = self.entries.len() as u32;
+        self.entries.push((key, value));
+        self.index.insert(i, hash);
+    }
+
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// `key`'s value, inserted as `V::default()` when absent.
+    pub(crate) fn get_or_insert_default(&mut self, key: K) -> &mut V
+    where
+        V: Default,
+    {
+        let i = match self.position(&key) {
+            Some(i) => i,
+            None => {
+                let hash = Self::hash(&key);
+                let i = self.entries.len();
+                self.entries.push((key, V::default()));
+                self.index.insert(i as u32, hash);
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    /// Keeps the entries for which `keep` holds (then re-files them all).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+        self.index.clear();
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            self.index.insert(i as u32, Self::hash(k));
+        }
+    }
+
+    /// Removes every entry, keeping the memory.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.index.clear();
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// Removes `key`'s entry, moving the last entry into its place.
+    #[allow(dead_code)]
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let i = self.position(key)?;
+        self.index.remove(i as u32, Self::hash(key));
+        let last = self.entries.len() - 1;
+        if i != last {
+            if let Some((k, _)) = self.entries.get(last) {
+                let h = Self::hash(k);
+                self.index.relabel(last as u32, i as u32, h);
+            }
+        }
+        Some(self.entries.swap_remove(i).1)
+    }
+
+    /// Most heap bytes a map of `cap` entries holds.
+    pub(crate) fn bytes_bound(cap: usize) -> usize {
+        crate::bounds::vec_bytes::<(K, V)>(cap) + Index::bytes_bound(cap)
     }
 }
 
@@ -577,6 +740,43 @@ mod tests {
             t.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             Vec::from(order)
         );
+    }
+
+    /// The dense map agrees with a `HashMap` through inserts, replacements, removals,
+    /// `retain` and `clear`.
+    #[test]
+    fn dense_map_agrees_with_a_map() {
+        let mut d: DenseMap<u32, u64> = DenseMap::default();
+        let mut m: std::collections::HashMap<u32, u64> = Default::default();
+        let mut x = 99u64;
+        for n in 0..30_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = (x >> 40) as u32 % 5000;
+            match (x >> 20) % 7 {
+                0 | 1 | 2 => {
+                    d.insert(k, n);
+                    m.insert(k, n);
+                }
+                3 => assert_eq!(d.remove(&k), m.remove(&k)),
+                4 if n % 1000 == 4 => {
+                    d.retain(|k, v| (*k + *v as u32) % 3 != 0);
+                    m.retain(|k, v| (*k + *v as u32) % 3 != 0);
+                }
+                5 if n % 5000 == 5 => {
+                    d.clear();
+                    m.clear();
+                }
+                _ => assert_eq!(d.get(&k), m.get(&k)),
+            }
+            assert_eq!(d.len(), m.len());
+        }
+        let mut got: Vec<(u32, u64)> = d.iter().map(|(k, v)| (*k, *v)).collect();
+        got.sort_unstable();
+        let mut want: Vec<(u32, u64)> = m.into_iter().collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 
     #[test]

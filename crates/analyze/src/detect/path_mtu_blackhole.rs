@@ -15,7 +15,7 @@
 //! without a suspect are dropped first.
 
 use super::{Ctx, EvidenceSink, endpoint_text};
-use crate::flow::{Endpoint, FxMap};
+use crate::flow::{DenseMap, Endpoint};
 use crate::model::{Confidence, Evidence, Finding, Kind, PacketRef, Timing};
 
 /// Directions tracked at once (each ~700 B with its ring of segment sizes): a black hole is
@@ -83,7 +83,7 @@ struct TooBig {
 /// The tracker.
 #[derive(Default)]
 pub(crate) struct PmtuTracker {
-    dirs: FxMap<(u16, Endpoint, Endpoint), Dir>,
+    dirs: DenseMap<(u16, Endpoint, Endpoint), Dir>,
     too_big: Vec<TooBig>,
     too_big_total: u64,
     pub(crate) not_tracked: u64,
@@ -132,7 +132,7 @@ impl PmtuTracker {
             self.not_tracked += 1;
             return;
         }
-        let d = self.dirs.entry(key).or_default();
+        let d = self.dirs.get_or_insert_default(key);
         if s.syn {
             if s.mss.is_some() {
                 d.mss = s.mss;
@@ -264,7 +264,7 @@ impl Dir {
 /// The finding, if any.
 pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
     let mut hits: Vec<(&(u16, Endpoint, Endpoint), &Dir, &Suspect)> = Vec::new();
-    for (k, d) in &t.dirs {
+    for (k, d) in t.dirs.iter() {
         let Some(s) = &d.suspect else { continue };
         let ignored_icmp = d.icmp.is_some() && s.sends_after_icmp > 0;
         if s.sends >= MIN_SENDS
@@ -462,7 +462,10 @@ mod tests {
     fn full_size_resent_never_acked_is_a_blackhole() {
         let mut t = PmtuTracker::default();
         blackhole(&mut t, false);
-        let d = &t.dirs[&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080))];
+        let d = t
+            .dirs
+            .get(&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080)))
+            .unwrap();
         assert_eq!(d.max_len_acked, 100);
         assert_eq!(d.mss, Some(1460));
         let s = d.suspect.expect("suspect");
@@ -475,7 +478,10 @@ mod tests {
     fn icmp_honoured_is_pmtud_working() {
         let mut t = PmtuTracker::default();
         blackhole(&mut t, true);
-        let d = &t.dirs[&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080))];
+        let d = t
+            .dirs
+            .get(&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080)))
+            .unwrap();
         assert!(d.suspect.is_none(), "{:?}", d.suspect);
         assert_eq!(d.icmp, Some((6, 1400)));
     }
@@ -528,7 +534,7 @@ mod lab_tests {
 impl PmtuTracker {
     /// Most heap bytes the tracker holds: every direction and ICMP example at its cap.
     pub(crate) fn bytes_bound() -> usize {
-        crate::bounds::map_bytes::<(u16, Endpoint, Endpoint), Dir>(MAX_DIRS)
+        DenseMap::<(u16, Endpoint, Endpoint), Dir>::bytes_bound(MAX_DIRS)
             + crate::bounds::vec_bytes::<TooBig>(MAX_ICMP)
     }
 }
