@@ -745,7 +745,7 @@ impl Analyzer {
             };
             self.rst_origin[o] += 1;
             self.rst_answer[seg_kind_idx(answered)] += 1;
-            if out.invalid.is_none() && flow.tcp.peer_rst_after_invalid == Some(pkt) {
+            if out.invalid.is_none() && flow.tcp.peer_rst_after_invalid() == Some(pkt) {
                 self.invalid.on_peer_rst(key, pkt);
             } else if out.invalid.is_none()
                 && answered == SegKind::Data

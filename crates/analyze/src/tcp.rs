@@ -112,7 +112,8 @@ pub(crate) struct InvalidEvent {
 
 /// The rarely needed part of a connection's state, out of line so that a flow costs
 /// less in the table: the SYN retransmissions after the first SYN and the SYN-ACKs
-/// re-sent after the handshake. Boxes of closed connections are reused
+/// re-sent after the handshake, the out-of-window suspect and what answered it. Boxes of
+/// closed connections are reused
 /// ([`TcpConn::on_segment`]'s `spare`), so none is allocated once the table is warm.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TcpCold {
@@ -121,6 +122,12 @@ pub(crate) struct TcpCold {
     syn_ns: [u64; SYN_SLOTS - 1],
     synack_after_ack_pkts: [u64; SYNACK_AFTER_ACK_SLOTS],
     synack_after_ack_ns: [u64; SYNACK_AFTER_ACK_SLOTS],
+    /// A segment conntrack would call out of window (the first one).
+    suspect: Option<Suspect>,
+    /// A RST was already reported as the answer to the suspect.
+    invalid_reported: bool,
+    /// The first RST after the INVALID answer: the peer killing the connection.
+    peer_rst_after_invalid: Option<u64>,
 }
 
 /// How many SYN-ACKs re-sent after the handshake a connection remembers.
@@ -143,8 +150,8 @@ pub(crate) struct TcpConn {
     /// The three-way handshake completed (stays true after a RST).
     pub(crate) established: bool,
     pub(crate) synack_after_ack: u8,
-    /// Allocated (or taken from the spares) at the second SYN or the first SYN-ACK
-    /// re-sent after the handshake.
+    /// Allocated (or taken from the spares) at the second SYN, the first SYN-ACK
+    /// re-sent after the handshake or the first out-of-window segment.
     pub(crate) cold: Option<Box<TcpCold>>,
     pub(crate) client_data: u32,
     pub(crate) client_data_pkt: u64,
@@ -158,11 +165,6 @@ pub(crate) struct TcpConn {
     pub(crate) stray: Option<Suspect>,
     /// Packets seen in this flow.
     pub(crate) packets: u32,
-    pub(crate) suspect: Option<Suspect>,
-    /// A RST was already reported as the answer to the suspect.
-    pub(crate) invalid_reported: bool,
-    /// The first RST after the INVALID answer: the peer killing the connection.
-    pub(crate) peer_rst_after_invalid: Option<u64>,
     pub(crate) resets: u8,
 }
 
@@ -276,6 +278,16 @@ impl TcpConn {
         v
     }
 
+    /// The segment conntrack would call out of window, if one was seen.
+    fn suspect(&self) -> Option<Suspect> {
+        self.cold.as_ref().and_then(|c| c.suspect)
+    }
+
+    /// The first RST after a RST answered the out-of-window suspect.
+    pub(crate) fn peer_rst_after_invalid(&self) -> Option<u64> {
+        self.cold.as_ref().and_then(|c| c.peer_rst_after_invalid)
+    }
+
     /// Packet numbers of the SYN-ACKs re-sent after the handshake (0 where none).
     pub(crate) fn synack_after_ack_pkts(&self) -> [u64; SYNACK_AFTER_ACK_SLOTS] {
         self.cold
@@ -382,8 +394,8 @@ impl TcpConn {
 
         // Window check (before this segment moves the edges), like conntrack's
         // tcp_in_window: only when both SYNs told us the scaling.
-        if !f.syn() && self.scaling_known() && self.suspect.is_none() {
-            self.check_window(from, seg, pkt, ns);
+        if !f.syn() && self.scaling_known() && self.suspect().is_none() {
+            self.check_window(from, seg, pkt, ns, spare);
         }
 
         // Sequence bookkeeping.
@@ -447,7 +459,14 @@ impl TcpConn {
         out
     }
 
-    fn check_window(&mut self, from: Side, seg: &TcpSegment<'_>, pkt: u64, ns: u64) {
+    fn check_window(
+        &mut self,
+        from: Side,
+        seg: &TcpSegment<'_>,
+        pkt: u64,
+        ns: u64,
+        spare: &mut Vec<Box<TcpCold>>,
+    ) {
         let me = &self.half[from.idx()];
         let peer = &self.half[from.other().idx()];
         if !me.seen || !peer.edge_seen {
@@ -465,7 +484,7 @@ impl TcpConn {
             }
         }
         if let Some((excess, seq_over)) = suspect {
-            self.suspect = Some(Suspect {
+            self.cold(spare).suspect = Some(Suspect {
                 pkt,
                 ns,
                 from: Some(from),
@@ -491,11 +510,14 @@ impl TcpConn {
             None => RstOrigin::Unknown,
         };
         let mut answered = self.half[to.idx()].last;
-        if let Some(s) = self.suspect {
-            if s.from == Some(to) && !self.invalid_reported {
+        if let Some(c) = self.cold.as_deref_mut() {
+            let Some(s) = c.suspect else {
+                return self.on_rst_stray(from, seg, pkt, ns, answered, origin, out);
+            };
+            if s.from == Some(to) && !c.invalid_reported {
                 if seg.seq == s.ack && ns.saturating_sub(s.ns) <= INVALID_RST_WINDOW_NS {
                     answered = SegKind::OutOfWindow;
-                    self.invalid_reported = true;
+                    c.invalid_reported = true;
                     out.invalid = Some(InvalidEvent {
                         suspect: s,
                         rst_pkt: pkt,
@@ -503,10 +525,26 @@ impl TcpConn {
                         rst_from: from,
                     });
                 }
-            } else if self.invalid_reported && self.peer_rst_after_invalid.is_none() {
-                self.peer_rst_after_invalid = Some(pkt);
+            } else if c.invalid_reported && c.peer_rst_after_invalid.is_none() {
+                c.peer_rst_after_invalid = Some(pkt);
             }
         }
+        self.on_rst_stray(from, seg, pkt, ns, answered, origin, out)
+    }
+
+    /// The rest of a RST: the stray segment it may answer, and the bookkeeping.
+    #[allow(clippy::too_many_arguments)]
+    fn on_rst_stray(
+        &mut self,
+        from: Side,
+        seg: &TcpSegment<'_>,
+        pkt: u64,
+        ns: u64,
+        mut answered: SegKind,
+        origin: RstOrigin,
+        mut out: TcpOutcome,
+    ) -> TcpOutcome {
+        let to = from.other();
         if let Some(s) = self.stray {
             if s.from == Some(to)
                 && seg.seq == s.ack
