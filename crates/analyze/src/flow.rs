@@ -755,7 +755,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let k = (x >> 40) as u32 % 5000;
             match (x >> 20) % 7 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     d.insert(k, n);
                     m.insert(k, n);
                 }

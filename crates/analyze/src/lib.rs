@@ -171,10 +171,11 @@ use tcp::{RstOrigin, SegKind, TcpConn};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Most flows (TCP + UDP) held at once. Default 131 072: about 40 MiB at
-    /// [`Config::bytes_per_flow`] (≈ 316 bytes: the slot with the TCP state of both
+    /// Most flows (TCP + UDP) held at once. Default 131 072: about 33 MiB at
+    /// [`Config::bytes_per_flow`] (≈ 260 bytes: the slot with the TCP state of both
     /// directions, the first SYN's timing and evidence packet numbers, plus two index
-    /// buckets; SYN retransmissions and late SYN-ACKs take a 176-byte box on the side).
+    /// buckets; SYN retransmissions, late SYN-ACKs and out-of-window segments take a
+    /// 232-byte box on the side).
     pub max_flows: usize,
     /// A flow with no packet for this long (packet time) is closed. Default 300 s.
     pub flow_idle_timeout_ns: u64,
@@ -267,6 +268,7 @@ pub struct Analyzer {
     flows: FlowTable<Flow>,
     closed: Vec<(FlowKey, TcpConn)>,
     /// Out-of-line TCP state of closed connections, for reuse.
+    #[allow(clippy::vec_box)] // allocations to reuse, not values
     tcp_spare: Vec<Box<tcp::TcpCold>>,
     dns: dns::DnsTracker,
     dns_tcp: dnstcp::DnsTcp,

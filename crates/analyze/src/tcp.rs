@@ -100,6 +100,17 @@ pub(crate) struct Suspect {
     pub(crate) seq_over: bool,
 }
 
+/// The first segment of a flow first seen mid-stream, kept (24 bytes, not a 32-byte
+/// [`Suspect`]: every such flow holds one) until a RST may answer it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stray {
+    pkt: u64,
+    ns: u64,
+    /// Its ACK number: a no-socket RST answering it carries this as its SEQ.
+    ack: u32,
+    from: Side,
+}
+
 /// An out-of-window segment answered by a RST from the other side: conntrack INVALID.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct InvalidEvent {
@@ -162,7 +173,7 @@ pub(crate) struct TcpConn {
     pub(crate) client_data_retrans: u32,
     /// First packet of a flow first seen mid-stream (no SYN): a candidate stray segment
     /// (e.g. from a backend address that reverse NAT should have rewritten).
-    pub(crate) stray: Option<Suspect>,
+    pub(crate) stray: Option<Stray>,
     /// Packets seen in this flow.
     pub(crate) packets: u32,
     pub(crate) resets: u8,
@@ -248,6 +259,7 @@ impl TcpConn {
     }
 
     /// The out-of-line state, from `spare` when one is there.
+    #[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
     fn cold(&mut self, spare: &mut Vec<Box<TcpCold>>) -> &mut TcpCold {
         self.cold.get_or_insert_with(|| match spare.pop() {
             Some(mut b) => {
@@ -297,6 +309,7 @@ impl TcpConn {
 
     /// Updates the connection with one segment from `from`. `spare` holds out-of-line
     /// state boxes of closed connections, for reuse.
+    #[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
     pub(crate) fn on_segment(
         &mut self,
         from: Side,
@@ -319,13 +332,11 @@ impl TcpConn {
             return self.on_rst(from, seg, pkt, ns, out);
         }
         if first && !f.syn() && f.ack() {
-            self.stray = Some(Suspect {
+            self.stray = Some(Stray {
                 pkt,
                 ns,
-                from: Some(from),
+                from,
                 ack: seg.ack,
-                excess: 0,
-                seq_over: true,
             });
         }
 
@@ -459,6 +470,7 @@ impl TcpConn {
         out
     }
 
+    #[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
     fn check_window(
         &mut self,
         from: Side,
@@ -546,14 +558,21 @@ impl TcpConn {
     ) -> TcpOutcome {
         let to = from.other();
         if let Some(s) = self.stray {
-            if s.from == Some(to)
+            if s.from == to
                 && seg.seq == s.ack
                 && ns.saturating_sub(s.ns) <= INVALID_RST_WINDOW_NS
                 && self.packets <= 3
             {
                 answered = SegKind::OutOfWindow;
                 out.stray_rst = Some(InvalidEvent {
-                    suspect: s,
+                    suspect: Suspect {
+                        pkt: s.pkt,
+                        ns: s.ns,
+                        from: Some(s.from),
+                        ack: s.ack,
+                        excess: 0,
+                        seq_over: true,
+                    },
                     rst_pkt: pkt,
                     rst_ns: ns,
                     rst_from: from,
