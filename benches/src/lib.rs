@@ -499,7 +499,7 @@ pub fn generate_concurrent(flows: usize, rounds: usize) -> PcapBuffer {
                 1 => (false, tcp(&e, false, s_isn, c1, TCP_SYN | TCP_ACK, 0, true)),
                 2 => (true, tcp(&e, true, c1, s1, TCP_ACK, 0, false)),
                 _ => {
-                    let to_server = data % 2 == 0;
+                    let to_server = data & 1 == 0;
                     let (c_sent, s_sent) = (data.div_ceil(2) * 100, (data / 2) * 100);
                     let (seq, ack) = if to_server {
                         (c1.wrapping_add(c_sent), s1.wrapping_add(s_sent))
