@@ -5,6 +5,8 @@
 
 pub mod lab;
 
+pub mod prometheus;
+
 // atexit, flock and a pre-exec hook: each `unsafe` block carries its SAFETY comment.
 #[allow(unsafe_code)]
 pub mod node;

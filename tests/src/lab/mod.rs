@@ -25,6 +25,7 @@ pub mod capture;
 pub mod conntrack_max;
 pub mod counters;
 pub mod inject;
+pub mod intermittent;
 pub mod more_failures;
 pub mod overlay;
 pub mod pcap;
