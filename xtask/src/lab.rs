@@ -1,4 +1,4 @@
-//! `cargo xtask lab …`, `cargo xtask node …`, `cargo xtask demo`: installs the Debian
+//! `cargo xtask lab …`, `cargo xtask node …`, `cargo xtask demo`, `cargo xtask soak`: installs the Debian
 //! packages, builds kubectl-netdiag and the `netdiag-lab` driver (package netdiag-tests)
 //! with cargo, and runs the driver (root).
 //!
