@@ -31,8 +31,13 @@ pub const HTTP_PORT: u16 = 8088;
 const MAX_IN_FLIGHT: usize = 64;
 /// A lookup slower than this waited for glibc's re-send (one lost reply).
 pub const DELAYED: Duration = Duration::from_millis(DNS_TIMEOUT_S * 1000 - 500);
-/// A lookup slower than this waited twice (the re-sent AAAA's reply was lost too).
-pub const TWICE_DELAYED: Duration = Duration::from_millis(2 * DNS_TIMEOUT_S * 1000 - 500);
+/// How long [`Workload::stop`] lets the lookups in flight finish.
+pub const DRAIN: Duration =
+    Duration::from_millis(MAX_LOST_PER_LOOKUP * DNS_TIMEOUT_S * 1000 + 2000);
+/// Most lost replies one lookup can wait for: glibc (`attempts:2`) re-sends the pair on
+/// its socket after one timeout, then each query from a socket of its own after a second,
+/// and gives up after a third (15 s when every AAAA reply is lost).
+pub const MAX_LOST_PER_LOOKUP: u64 = 3;
 
 /// The workload's knobs.
 #[derive(Debug, Clone)]
@@ -70,15 +75,11 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    /// Replies this lookup waited for in vain, judged by its duration (0, 1 or 2).
+    /// Replies this lookup waited for in vain, judged by its duration: one per elapsed
+    /// resolver timeout (5 s), give or take 0.5 s.
     pub fn lost_replies(&self) -> u64 {
-        if self.elapsed >= TWICE_DELAYED {
-            2
-        } else if self.elapsed >= DELAYED {
-            1
-        } else {
-            0
-        }
+        let ms = self.elapsed.as_millis() as u64;
+        ((ms + 500) / (DNS_TIMEOUT_S * 1000)).min(MAX_LOST_PER_LOOKUP)
     }
 }
 
@@ -221,8 +222,8 @@ impl Workload {
     }
 
     /// Stops the traffic and returns the final figures: no lookup starts any more, those
-    /// in flight may finish for up to [`TWICE_DELAYED`] + 2 s (then they are killed and
-    /// counted as unfinished).
+    /// in flight may finish for up to [`DRAIN`] (then they are killed and counted as
+    /// unfinished).
     pub fn stop(mut self) -> Stats {
         self.halt();
         self.stats()
@@ -275,9 +276,9 @@ fn lookups(pod: &str, every: Duration, stop: &AtomicBool, stats: &Mutex<Stats>) 
         reap(&mut in_flight, stats);
         std::thread::sleep(Duration::from_millis(2));
     }
-    // Stopping: start nothing more, let the lookups in flight finish (a twice-delayed one
-    // takes 10 s), so that every dropped reply is seen by some lookup.
-    let drain = Instant::now() + TWICE_DELAYED + Duration::from_secs(2);
+    // Stopping: start nothing more, let the lookups in flight finish (one that lost every
+    // reply takes 15 s), so that every dropped reply is seen by some lookup.
+    let drain = Instant::now() + DRAIN;
     while !in_flight.is_empty() && Instant::now() < drain {
         reap(&mut in_flight, stats);
         std::thread::sleep(Duration::from_millis(2));

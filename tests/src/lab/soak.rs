@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// watch's default `--keep-window`.
+pub const KEEP_WINDOW: Duration = Duration::from_secs(30);
+
 /// The soak's parameters.
 #[derive(Debug, Clone)]
 pub struct SoakConfig {
@@ -253,10 +256,12 @@ impl SoakReport {
         self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0)
     }
 
-    /// RSS rise over the last half of the run (highest sample of the last half minus its
-    /// first sample), KiB; `None` with fewer than two samples there.
+    /// RSS rise over the late part of the run (highest sample minus the first), KiB;
+    /// `None` with fewer than two samples there. The late part is the last half, and
+    /// never before the flight recorder is full (its keep window, 30 s, plus 10 s):
+    /// until then it grows by design.
     pub fn late_growth_kib(&self, cfg: &SoakConfig) -> Option<i64> {
-        let half = cfg.duration / 2;
+        let half = (cfg.duration / 2).max(KEEP_WINDOW + Duration::from_secs(10));
         let late: Vec<u64> = self
             .samples
             .iter()
@@ -284,10 +289,12 @@ impl SoakReport {
     /// Asserts the bounds; the error names every one that failed.
     pub fn check(&self, cfg: &SoakConfig) -> Result<()> {
         let mut bad = Vec::new();
-        if self.exit_code != Some(0) {
+        // Exit 1 after --for when a likely finding was seen (the default --fail-on).
+        let want_exit = if self.findings > 0 { 1 } else { 0 };
+        if self.exit_code != Some(want_exit) {
             bad.push(format!(
-                "watch exited {:?} (want 0 after --for)",
-                self.exit_code
+                "watch exited {:?} (want {want_exit} after --for with {} findings)",
+                self.exit_code, self.findings
             ));
         }
         let want_samples = (cfg.duration.as_secs() / cfg.sample_every.as_secs().max(1)) as usize;
