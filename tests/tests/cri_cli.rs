@@ -945,12 +945,18 @@ fn cli_watch_follows_a_recreated_pod_by_name() {
 
     // Recreate: the sandbox stops (CNI DEL removes its veth), a new one of the same name
     // runs, as kubelet does with the next attempt number.
+    let t = Instant::now();
     node.stop_pod(&first.sandbox_id)
         .expect("stop the pod's sandbox");
+    eprintln!("{test}: StopPodSandbox took {:?}", t.elapsed());
     wait_for(
         &|| stderr().contains("went away"),
         "watch did not say the pod went away",
-        20,
+        60,
+    );
+    eprintln!(
+        "{test}: watch said so {:?} after the stop began",
+        t.elapsed()
     );
     spec.attempt = 1;
     let second = pods.run(&spec);
