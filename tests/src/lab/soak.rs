@@ -6,7 +6,8 @@
 //! (`/proc/PID/status`), counts the pcapng files in `--out`, and reads the capture
 //! counter from `--metrics`. [`SoakReport::check`] then asserts the bounds: RSS at most
 //! [`SoakConfig::rss_limit_kib`], no growth over the last half of the run beyond
-//! [`SoakConfig::growth_allowance_kib`], never more than `--max-files` files, a clean exit.
+//! [`SoakConfig::growth_allowance_kib`] ([`SoakReport::late_growth_kib`]), never more
+//! than `--max-files` files, the exit code `--fail-on` calls for.
 
 use super::intermittent;
 use super::load::{self, LoadConfig, LoadCounts};
@@ -19,9 +20,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// watch's default `--keep-window`.
-pub const KEEP_WINDOW: Duration = Duration::from_secs(30);
 
 /// The soak's parameters.
 #[derive(Debug, Clone)]
@@ -256,21 +254,30 @@ impl SoakReport {
         self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0)
     }
 
-    /// RSS rise over the late part of the run (highest sample minus the first), KiB;
-    /// `None` with fewer than two samples there. The late part is the last half, and
-    /// never before the flight recorder is full (its keep window, 30 s, plus 10 s):
-    /// until then it grows by design.
+    /// RSS rise over the last half of the run, KiB: the median of its second half's
+    /// samples minus the median of its first half's (`None` with fewer than two samples
+    /// in either). Medians, because RSS swings by several MiB from one sample to the next
+    /// as the allocator takes and returns memory (analyses, episode files); a leak moves
+    /// the median, a swing does not. The peak is bounded separately.
     pub fn late_growth_kib(&self, cfg: &SoakConfig) -> Option<i64> {
-        let half = (cfg.duration / 2).max(KEEP_WINDOW + Duration::from_secs(10));
-        let late: Vec<u64> = self
-            .samples
-            .iter()
-            .filter(|s| s.at >= half)
-            .map(|s| s.rss_kib)
-            .collect();
-        let first = *late.first()?;
-        let max = *late.iter().max()?;
-        (late.len() >= 2).then(|| max as i64 - first as i64)
+        let half = cfg.duration / 2;
+        let three_quarters = half + half / 2;
+        let median = |from: Duration, to: Duration| -> Option<u64> {
+            let mut v: Vec<u64> = self
+                .samples
+                .iter()
+                .filter(|s| s.at >= from && s.at < to)
+                .map(|s| s.rss_kib)
+                .collect();
+            if v.len() < 2 {
+                return None;
+            }
+            v.sort_unstable();
+            Some(v[v.len() / 2])
+        };
+        let early = median(half, three_quarters)?;
+        let late = median(three_quarters, cfg.duration + cfg.sample_every)?;
+        Some(late as i64 - early as i64)
     }
 
     /// Packets per second captured, from the first to the last sample with a counter.
