@@ -129,6 +129,18 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
     found.then_some(sum)
 }
 
+/// The watch process: killed (by its PID, it is our child) if the driver fails early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs the soak in a fresh lab `tag` with the `kubectl-netdiag` at `bin`.
 pub fn run(bin: &Path, tag: &str, cfg: &SoakConfig) -> Result<SoakReport> {
     let lab = Lab::up(tag)?;
@@ -165,14 +177,15 @@ pub fn run(bin: &Path, tag: &str, cfg: &SoakConfig) -> Result<SoakReport> {
         .stdout(Stdio::piped())
         .stderr(stderr);
     eprintln!("soak: $ {}", crate::sh::display(&cmd));
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("start {}", bin.display()))?;
-    let pid = child.id();
+    let mut child = KillOnDrop(
+        cmd.spawn()
+            .with_context(|| format!("start {}", bin.display()))?,
+    );
+    let pid = child.0.id();
     let findings = Arc::new(AtomicUsize::new(0));
     let reader = {
         let findings = Arc::clone(&findings);
-        let stdout = child.stdout.take().context("watch's stdout")?;
+        let stdout = child.0.stdout.take().context("watch's stdout")?;
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
                 if line.trim_start().starts_with('{') {
@@ -187,12 +200,12 @@ pub fn run(bin: &Path, tag: &str, cfg: &SoakConfig) -> Result<SoakReport> {
     let mut most_files = 0;
     let mut next = start + cfg.sample_every;
     let status = loop {
-        if let Some(st) = child.try_wait().context("wait for watch")? {
+        if let Some(st) = child.0.try_wait().context("wait for watch")? {
             break Some(st);
         }
         if Instant::now() > hard_deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.0.kill();
+            let _ = child.0.wait();
             break None;
         }
         let files = pcapng_files(&out_dir);
