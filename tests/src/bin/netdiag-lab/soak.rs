@@ -5,14 +5,18 @@
 use anyhow::{Context, Result, bail};
 use netdiag_tests::lab::{self, soak};
 
-const HELP: &str = "usage: cargo xtask soak [--minutes N]
+const HELP: &str =
+    "usage: cargo xtask soak [--minutes N]   (netdiag-lab soak [--minutes N] [--bin PATH])
   runs `kubectl-netdiag watch` on a lab pod under sustained traffic (short TCP connections,
   UDP over many source ports, DNS for ever-new names, and AAAA replies lost at random) for
   N minutes (default 10); samples VmRSS every 10 s; asserts RSS <= 64 MiB, no growth over
-  the last half, --max-files 3 never exceeded; prints the figures.";
+  the last half, --max-files 3 never exceeded; prints the figures. xtask passes
+  --bin target/release/kubectl-netdiag (the bound is about the release binary; the
+  default, the kubectl-netdiag next to netdiag-lab, is a debug build).";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut minutes = 10;
+    let mut bin: Option<std::path::PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -20,6 +24,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 let v = it.next().context("--minutes needs a value")?;
                 minutes = v.parse().with_context(|| format!("--minutes {v:?}"))?;
             }
+            "--bin" => bin = Some(it.next().context("--bin needs a path")?.into()),
             "-h" | "--help" | "help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -38,12 +43,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         lab::teardown_active();
         std::process::exit(130);
     })?;
-    // kubectl-netdiag sits next to this binary (xtask builds both into target/debug).
-    let exe = std::env::current_exe().context("current_exe")?;
-    let bin = exe
-        .parent()
-        .map(|d| d.join("kubectl-netdiag"))
-        .context("no directory for netdiag-lab")?;
+    // By default the kubectl-netdiag next to this binary (cargo builds both there).
+    let bin = match bin {
+        Some(b) => b,
+        None => std::env::current_exe()
+            .context("current_exe")?
+            .parent()
+            .map(|d| d.join("kubectl-netdiag"))
+            .context("no directory for netdiag-lab")?,
+    };
     if !bin.is_file() {
         bail!(
             "{} not found: build it (`cargo xtask soak` does)",
@@ -55,9 +63,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     println!("{report}");
     for s in &report.samples {
         println!(
-            "  {:>5} s  RSS {:>6} KiB  files {}  packets {:?}",
+            "  {:>5} s  RSS {:>6} KiB (anon {:>6}, file {:>6})  files {}  packets {:?}",
             s.at.as_secs(),
             s.rss_kib,
+            s.anon_kib,
+            s.file_kib,
             s.files,
             s.packets
         );
