@@ -64,7 +64,7 @@ const HELP: &str = "usage: cargo xtask <command>
   bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
   bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
-  soak [--minutes N]  `watch` under sustained lab traffic for N minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)
+  soak [--minutes N]  `watch` (release build) under sustained lab traffic for N >= 3 minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)
   image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
   fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash
   fresh [--root DIR] [demo] [ci]  the README's commands on a debootstrapped Debian 12, packages purged (root)";

@@ -9,7 +9,7 @@ const HELP: &str =
     "usage: cargo xtask soak [--minutes N]   (netdiag-lab soak [--minutes N] [--bin PATH])
   runs `kubectl-netdiag watch` on a lab pod under sustained traffic (short TCP connections,
   UDP over many source ports, DNS for ever-new names, and AAAA replies lost at random) for
-  N minutes (default 10); samples VmRSS every 10 s; asserts RSS <= 64 MiB, no growth over
+  N minutes (default 10, at least 3); samples VmRSS every 10 s; asserts RSS <= 64 MiB, no growth over
   the last half, --max-files 3 never exceeded; prints the figures. xtask passes
   --bin target/release/kubectl-netdiag (the bound is about the release binary; the
   default, the kubectl-netdiag next to netdiag-lab, is a debug build).";
@@ -32,8 +32,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown soak argument {other:?}\n{HELP}"),
         }
     }
-    if minutes == 0 {
-        bail!("--minutes must be at least 1");
+    if minutes < 3 {
+        bail!(
+            "--minutes must be at least 3: RSS climbs for the first ~70 s (the flight \
+             recorder filling), so a shorter run cannot judge growth over its last half"
+        );
     }
     if !netdiag_tests::is_root() {
         bail!("`cargo xtask soak` needs root (network namespaces, iptables, capture)");
