@@ -5,6 +5,8 @@
 
 pub mod lab;
 
+pub mod prometheus;
+
 // atexit, flock and a pre-exec hook: each `unsafe` block carries its SAFETY comment.
 #[allow(unsafe_code)]
 pub mod node;
@@ -76,6 +78,33 @@ pub fn netdiag_bin() -> anyhow::Result<std::path::PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// Path of the release `kubectl-netdiag` of this target dir (`target/release/`), for
+/// figures that are about the binary that ships (the soak's memory bound). `cargo xtask ci`
+/// builds it (the image step) before the tests. Missing: an error under `CI=true`, `None`
+/// with a message elsewhere.
+pub fn netdiag_release_bin() -> anyhow::Result<Option<std::path::PathBuf>> {
+    let debug = netdiag_bin()?;
+    let bin = debug
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|t| t.join("release").join("kubectl-netdiag"))
+        .ok_or_else(|| anyhow::anyhow!("{} has no target dir", debug.display()))?;
+    if bin.is_file() {
+        return Ok(Some(bin));
+    }
+    if is_ci() {
+        anyhow::bail!(
+            "{} not found and CI=true forbids skipping: `cargo build --release -p kubectl-netdiag` (`cargo xtask ci` does)",
+            bin.display()
+        );
+    }
+    eprintln!(
+        "{} not found: run `cargo build --release -p kubectl-netdiag`",
+        bin.display()
+    );
+    Ok(None)
 }
 
 /// Whether this process runs as root (effective UID 0).

@@ -874,3 +874,139 @@ fn runs_started_without_the_runtime(socket: &std::path::Path, pod: &str) {
         "missing socket: {err}"
     );
 }
+
+/// `watch NAME` follows a pod whose sandbox is stopped and created again under the same
+/// name (kubelet recreating it, next attempt): it says so on stderr, resolves the pod
+/// again, and captures in the new sandbox (the `--metrics` packet counter rises after
+/// the message); SIGINT ends it with a summary and exit 0.
+#[test]
+fn cli_watch_follows_a_recreated_pod_by_name() {
+    use netdiag_tests::lab::soak::metric_sum;
+    use netdiag_tests::prometheus::{free_port, http_get};
+    let test = "cli_watch_follows_a_recreated_pod_by_name";
+    let Some(node) = node(test) else {
+        return;
+    };
+    let mut pods = Pods::new(&node);
+    let mut spec = PodSpec::new(NS, "recreated");
+    // ICMP echo to the CNI bridge (the pod's gateway) five times a second: no finding.
+    spec.containers = vec![(
+        "pinger".into(),
+        bounded(1500, 300, "ping -c 1 -W 1 10.88.0.1 >/dev/null; sleep 0.2"),
+    )];
+    let first = pods.run(&spec);
+    let port = free_port().expect("free port");
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let packets = || -> f64 {
+        http_get(metrics, "/metrics")
+            .ok()
+            .and_then(|(_, body)| metric_sum(&body, "netdiag_capture_packets_total"))
+            .unwrap_or(0.0)
+    };
+    let stderr_path = std::env::temp_dir().join(format!("ndr-watch-{}.stderr", std::process::id()));
+    let stderr_file = std::fs::File::create(&stderr_path).expect("stderr file");
+    let mut child = Command::new(bin())
+        .args(["watch", "ndr-cli/recreated", "--for", "120s", "--metrics"])
+        .arg(metrics.to_string())
+        .args(["-o", "json", "--tick", "1s"])
+        .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr_file)
+        .spawn()
+        .expect("start watch");
+    // However the test ends: the watch process (ours, by PID) and its stderr file go.
+    struct Cleanup(Option<std::process::Child>, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::fs::remove_file(&self.1);
+        }
+    }
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut guard = Cleanup(Some(child), stderr_path.clone());
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let wait_for = |what: &dyn Fn() -> bool, why: &str, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !what() {
+            assert!(
+                Instant::now() < deadline,
+                "{test}: {why} within {secs} s; stderr:\n{}",
+                stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&|| stderr().contains("watching"), "watch did not start", 30);
+    wait_for(&|| packets() >= 10.0, "no packets counted before", 20);
+
+    // Recreate: the sandbox stops (CNI DEL removes its veth), a new one of the same name
+    // runs, as kubelet does with the next attempt number.
+    let t = Instant::now();
+    node.stop_pod(&first.sandbox_id)
+        .expect("stop the pod's sandbox");
+    eprintln!("{test}: StopPodSandbox took {:?}", t.elapsed());
+    wait_for(
+        &|| stderr().contains("went away"),
+        "watch did not say the pod went away",
+        60,
+    );
+    eprintln!(
+        "{test}: watch said so {:?} after the stop began",
+        t.elapsed()
+    );
+    spec.attempt = 1;
+    let second = pods.run(&spec);
+    assert_ne!(second.sandbox_id, first.sandbox_id);
+    assert_ne!(second.pid, first.pid);
+    wait_for(
+        &|| stderr().contains("is back"),
+        "watch did not follow the recreated pod",
+        30,
+    );
+    let at_back = packets();
+    wait_for(
+        &|| packets() >= at_back + 10.0,
+        "no packets counted in the new sandbox",
+        20,
+    );
+
+    let mut child = guard.0.take().expect("watch child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT watch");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{test}: watch did not end after SIGINT; stderr:\n{}",
+                stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let _ = stdout.read_to_string(&mut out);
+    let err = stderr();
+    eprintln!("{test}: stderr:\n{err}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{test}: exit; stdout {out}; stderr:\n{err}"
+    );
+    assert!(err.contains("ended (SIGINT)"), "{test}: {err}");
+    assert!(
+        out.trim().is_empty(),
+        "{test}: findings on healthy pings: {out}"
+    );
+}

@@ -29,6 +29,8 @@ pub(crate) const PACKAGES: &[(&str, &str)] = &[
     ("python3-pip", "/usr/bin/pip3"),
     // musl-gcc builds the musl resolver probe of the resolver lab tests (tests/probe/).
     ("musl-tools", "/usr/bin/musl-gcc"),
+    // A real Prometheus server scrapes `watch --metrics` in the watch lab test.
+    ("prometheus", "/usr/bin/prometheus"),
 ];
 
 /// Installs whatever is missing, `apt-get update` first, non-interactively.

@@ -4,6 +4,7 @@
 //! - `cargo xtask ci`     deps, fmt, clippy, doc, the whole test suite (root tests included)
 //! - `cargo xtask lab …`  real-kernel reproductions of the five failures (root)
 //! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
+//! - `cargo xtask soak`   `watch` under sustained traffic: memory bound and --max-files
 //! - `cargo xtask bench …` criterion benches and the whole-process comparison
 //! - `cargo xtask fuzz …` the libFuzzer targets (cargo-fuzz), seeded from real captures
 //! - `cargo xtask fresh` the README's commands on a fresh Debian 12 (debootstrap)
@@ -42,6 +43,7 @@ fn run(args: &[String]) -> Result<()> {
         "completions" => completions::run(rest),
         "bench" => bench::run(rest),
         "demo" => lab::run("demo", rest),
+        "soak" => lab::run("soak", rest),
         "image" => image::run(rest),
         "fuzz" => fuzz::run(rest),
         "fresh" => fresh::run(rest),
@@ -62,6 +64,7 @@ const HELP: &str = "usage: cargo xtask <command>
   bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
   bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
+  soak [--minutes N]  `watch` (release build) under sustained lab traffic for N >= 3 minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)
   image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
   fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash
   fresh [--root DIR] [demo] [ci]  the README's commands on a debootstrapped Debian 12, packages purged (root)";

@@ -25,12 +25,15 @@ pub mod capture;
 pub mod conntrack_max;
 pub mod counters;
 pub mod inject;
+pub mod intermittent;
+pub mod load;
 pub mod more_failures;
 pub mod overlay;
 pub mod pcap;
 pub mod record;
 pub mod resolver_udp_mtu;
 pub mod scenario;
+pub mod soak;
 mod sock;
 
 use anyhow::{Context, Result, anyhow, bail};

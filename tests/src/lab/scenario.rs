@@ -520,33 +520,7 @@ impl Scenario {
             }
             Scenario::DnsNdots | Scenario::HealthyDns => {}
             Scenario::DnsLostReply => {
-                lab.iptables(
-                    Role::Node,
-                    &[
-                        "-I",
-                        "FORWARD",
-                        "-p",
-                        "udp",
-                        "--sport",
-                        "53",
-                        "-m",
-                        "string",
-                        "--algo",
-                        "bm",
-                        "--hex-string",
-                        "|00001c0001|",
-                        "-m",
-                        "statistic",
-                        "--mode",
-                        "nth",
-                        "--every",
-                        "2",
-                        "--packet",
-                        "0",
-                        "-j",
-                        "DROP",
-                    ],
-                )?;
+                drop_aaaa_replies(lab, &["--mode", "nth", "--every", "2", "--packet", "0"])?;
             }
             Scenario::HealthyHttp => {
                 serve(lab, Role::Ext, EXT_IP, HTTP_PORT, sock::http_keepalive)?;
@@ -727,6 +701,61 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// The iptables comment on the rule of [`drop_aaaa_replies`], to find its counters.
+pub const AAAA_DROP_COMMENT: &str = "ndl-aaaa-reply-drop";
+
+/// Inserts, in the node's FORWARD chain, a rule that drops DNS replies to AAAA questions
+/// (the bytes `00 00 1c 00 01`: the question name's terminator, type AAAA, class IN)
+/// chosen by the `statistic` match with `statistic` (e.g. `--mode nth --every 2 --packet 0`,
+/// or `--mode random --probability 0.05`). The rule carries [`AAAA_DROP_COMMENT`]; it
+/// goes away with the node netns.
+pub fn drop_aaaa_replies(lab: &Lab, statistic: &[&str]) -> Result<()> {
+    let mut args = vec![
+        "-I",
+        "FORWARD",
+        "-p",
+        "udp",
+        "--sport",
+        "53",
+        "-m",
+        "string",
+        "--algo",
+        "bm",
+        "--hex-string",
+        "|00001c0001|",
+        "-m",
+        "statistic",
+    ];
+    args.extend_from_slice(statistic);
+    args.extend_from_slice(&[
+        "-m",
+        "comment",
+        "--comment",
+        AAAA_DROP_COMMENT,
+        "-j",
+        "DROP",
+    ]);
+    lab.iptables(Role::Node, &args)
+}
+
+/// Packets the rule of [`drop_aaaa_replies`] has dropped so far (its iptables counter).
+pub fn aaaa_replies_dropped(lab: &Lab) -> Result<u64> {
+    let out = super::run(&mut super::netns_exec(
+        &lab.netns(Role::Node),
+        &["iptables", "-w", "5", "-L", "FORWARD", "-v", "-x", "-n"],
+    ))?;
+    let line = out
+        .lines()
+        .find(|l| l.contains(AAAA_DROP_COMMENT))
+        .with_context(|| {
+            format!("no rule {AAAA_DROP_COMMENT:?} in the node's FORWARD chain:\n{out}")
+        })?;
+    line.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no packet count in {line:?}"))
 }
 
 /// Starts a bounded server on `ip:port` in the netns of `role`, handling each connection

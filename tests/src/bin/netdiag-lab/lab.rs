@@ -10,6 +10,10 @@ const HELP: &str = "usage: cargo xtask lab <command>
   up [TAG]                build the lab topology (netns ndl-TAG-{pod,node,ext}) and leave it up
   down [TAG]              tear the lab TAG down (idempotent)
   run SCENARIO            reproduce SCENARIO in a fresh lab and print the evidence
+  intermittent [SECONDS] [P]  glibc lookups every 200 ms, a share P (0.05) of AAAA replies
+                          dropped at random, healthy HTTP beside: drops vs delayed lookups
+  load [SECONDS]          the soak's traffic alone (default 10 s): what was sent, packets/s
+                          on the pod's eth0
   record [SCENARIO…]      reproduce and record into testdata/<scenario>/ (all when none given)
   node up|down|status     a real containerd node in a box (same as `cargo xtask node …`)
 TAG defaults to `dev`. Ctrl-C tears down whatever is up (except after `up` has returned).";
@@ -74,6 +78,68 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             let ev = s.trigger(&lab)?;
             drop(lab);
             print!("{ev}");
+            Ok(())
+        }
+        "intermittent" => {
+            let secs: u64 = match rest.first() {
+                Some(s) => s.parse().map_err(|_| anyhow::anyhow!("SECONDS {s:?}"))?,
+                None => 60,
+            };
+            let mut cfg = lab::intermittent::Config::default();
+            if let Some(p) = rest.get(1) {
+                cfg.drop_probability = p.parse().map_err(|_| anyhow::anyhow!("P {p:?}"))?;
+            }
+            let lab = Lab::up("intermittent")?;
+            let work = lab::intermittent::start(&lab, &cfg)?;
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            let stats = work.stop();
+            let drops = lab::intermittent::drops(&lab)?;
+            drop(lab);
+            println!("{stats}");
+            println!(
+                "AAAA replies dropped (iptables counter): {drops}; lost replies implied by lookup times: {}",
+                stats.lost_replies()
+            );
+            if drops != stats.lost_replies() {
+                bail!(
+                    "drops ({drops}) != lost replies seen by the client ({})",
+                    stats.lost_replies()
+                );
+            }
+            Ok(())
+        }
+        "load" => {
+            let secs: u64 = match rest.first() {
+                Some(s) => s.parse().map_err(|_| anyhow::anyhow!("SECONDS {s:?}"))?,
+                None => 10,
+            };
+            let lab = Lab::up("load")?;
+            let packets = |lab: &Lab| -> Result<u64> {
+                let out = netdiag_tests::lab::netns_exec(
+                    &lab.netns(Role::Pod),
+                    &[
+                        "cat",
+                        "/sys/class/net/eth0/statistics/rx_packets",
+                        "/sys/class/net/eth0/statistics/tx_packets",
+                    ],
+                )
+                .output()?;
+                Ok(String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum())
+            };
+            let before = packets(&lab)?;
+            let load = lab::load::start(&lab, &lab::load::LoadConfig::default())?;
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            let after = packets(&lab)?;
+            let counts = load.stop()?;
+            drop(lab);
+            println!("{counts}");
+            println!(
+                "pod eth0: {:.0} packets/s",
+                (after - before) as f64 / secs as f64
+            );
             Ok(())
         }
         "record" => {

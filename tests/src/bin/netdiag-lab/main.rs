@@ -1,5 +1,5 @@
-//! `netdiag-lab`: the drivers behind `cargo xtask lab …`, `cargo xtask node …` and
-//! `cargo xtask demo` (root).
+//! `netdiag-lab`: the drivers behind `cargo xtask lab …`, `cargo xtask node …`,
+//! `cargo xtask demo` and `cargo xtask soak` (root).
 //!
 //! They live here, in the test harness's package, rather than in xtask: xtask depends on no
 //! workspace crate (it must build on a fresh machine before it installs the Debian packages
@@ -8,6 +8,7 @@
 mod demo;
 mod lab;
 mod node;
+mod soak;
 
 use anyhow::{Result, bail};
 
@@ -23,13 +24,16 @@ fn run(args: &[String]) -> Result<()> {
     let (cmd, rest) = match args.split_first() {
         Some((c, r)) => (c.as_str(), r),
         None => {
-            bail!("usage: netdiag-lab lab …|node …|demo [--keep]   (run through `cargo xtask`)")
+            bail!(
+                "usage: netdiag-lab lab …|node …|demo [--keep]|soak [--minutes N]   (run through `cargo xtask`)"
+            )
         }
     };
     match cmd {
         "lab" => lab::run(rest),
         "node" => node::run(rest),
         "demo" => demo::run(rest),
-        other => bail!("unknown netdiag-lab command {other:?}: lab, node or demo"),
+        "soak" => soak::run(rest),
+        other => bail!("unknown netdiag-lab command {other:?}: lab, node, demo or soak"),
     }
 }
