@@ -197,6 +197,9 @@ struct Chunk {
 
 const CHUNK_BYTES: usize = 256 << 10;
 
+/// Emptied chunks kept for reuse (1 MiB).
+const MAX_SPARE: usize = 4;
+
 impl Chunk {
     fn cost(&self) -> usize {
         self.data.capacity() + self.recs.capacity() * std::mem::size_of::<Rec>()
@@ -207,6 +210,9 @@ impl Chunk {
 #[derive(Default)]
 struct Recorder {
     chunks: VecDeque<Chunk>,
+    /// Chunks that left the recording, emptied, for the next ones: a steady watch
+    /// allocates nothing once warm (and leaves the allocator nothing to fragment).
+    spare: Vec<Chunk>,
     bytes: usize,
     next_seq: u64,
     /// Packets dropped for the byte limit that no poll had analysed yet.
@@ -220,11 +226,18 @@ impl Recorder {
             .back()
             .is_some_and(|c| c.data.capacity() - c.data.len() >= data.len());
         if !fits {
-            let c = Chunk {
-                first_seq: self.next_seq,
-                newest_ns: rec.ts,
-                data: Vec::with_capacity(CHUNK_BYTES.max(data.len())),
-                recs: Vec::with_capacity(CHUNK_BYTES / 256),
+            let c = match self.spare.pop() {
+                Some(mut c) if c.data.capacity() >= data.len() => {
+                    c.first_seq = self.next_seq;
+                    c.newest_ns = rec.ts;
+                    c
+                }
+                _ => Chunk {
+                    first_seq: self.next_seq,
+                    newest_ns: rec.ts,
+                    data: Vec::with_capacity(CHUNK_BYTES.max(data.len())),
+                    recs: Vec::with_capacity(CHUNK_BYTES / 256),
+                },
             };
             self.bytes += c.cost();
             self.chunks.push_back(c);
@@ -245,10 +258,17 @@ impl Recorder {
     }
 
     fn pop_front(&mut self, polled: u64) {
-        if let Some(c) = self.chunks.pop_front() {
+        if let Some(mut c) = self.chunks.pop_front() {
             self.bytes -= c.cost();
             let end = c.first_seq + c.recs.len() as u64;
             self.unanalysed += end.saturating_sub(polled.max(c.first_seq));
+            // A few standard chunks are kept for reuse; an outsized one (a jumbo packet)
+            // goes back to the allocator.
+            if self.spare.len() < MAX_SPARE && c.data.capacity() == CHUNK_BYTES {
+                c.data.clear();
+                c.recs.clear();
+                self.spare.push(c);
+            }
         }
     }
 

@@ -329,7 +329,6 @@ pub(crate) fn run(
         label: target.label().to_owned(),
         notes: target.notes().to_vec(),
     });
-    let label = target.label().to_owned();
     let node = if d.node.counters || d.node.interface.is_some() {
         Some(node_netns(d.node.netns.as_deref())?)
     } else {
@@ -520,10 +519,6 @@ pub(crate) fn run(
                                 target = t;
                                 pod_reader = Some(reader);
                                 following = None;
-                                events(WatchEvent::Resolved {
-                                    label: target.label().to_owned(),
-                                    notes: target.notes().to_vec(),
-                                });
                             }
                             Err(e) => events(WatchEvent::Warning(format!(
                                 "the pod is back but cannot be watched yet: {e}; retrying"
@@ -634,7 +629,7 @@ pub(crate) fn run(
         return Err(e);
     }
     Ok(Watched {
-        label,
+        label: target.label().to_owned(),
         ended,
         elapsed: started.elapsed(),
         episodes,
@@ -735,6 +730,10 @@ fn follow_pod(
         let _ = to_analysis.send(ToAnalysis::Mtu(cap.interface().to_owned(), m));
     }
     p.interface = cap.interface().to_owned();
+    events(WatchEvent::Resolved {
+        label: t.label().to_owned(),
+        notes: t.notes().to_vec(),
+    });
     events(WatchEvent::CaptureStarted {
         point: p.which,
         interface: cap.interface().to_owned(),
