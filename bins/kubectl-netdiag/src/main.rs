@@ -18,10 +18,6 @@ mod target;
 mod watch;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-
-/// See the `mimalloc` line of Cargo.toml: flat memory for long watches.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Diagnose Kubernetes pod networking on the node where the pod runs.
