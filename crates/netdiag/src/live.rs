@@ -87,33 +87,15 @@ pub(crate) fn run(
     if let Some(text) = target.outside_node_netns(node.is_some() && d.node.netns.is_none()) {
         warn(events, text);
     }
-    match crate::explicit_resolv_conf(&d.resolv_conf)? {
-        Some(text) => analyzer.set_resolv_conf(&text),
-        None => match target.resolv_conf() {
-            Ok(Some(text)) => analyzer.set_resolv_conf(&text),
-            Ok(None) => {}
-            Err(e) => warn(
-                events,
-                format!(
-                    "the pod's resolv.conf is unreadable ({e}); DNS search lists will be \
-                     inferred from the traffic"
-                ),
-            ),
-        },
+    let pod = PodResolver::read(d, &target)?;
+    if let Some(text) = &pod.resolv_conf {
+        analyzer.set_resolv_conf(text);
     }
-
-    match (&d.resolver, target.pid()) {
-        (Some(r), _) => analyzer.set_resolver(r.clone()),
-        (None, Some(pid)) => match crate::resolver::resolver_of_pid(pid) {
-            Ok(r) => analyzer.set_resolver(r),
-            Err(e) => warn(
-                events,
-                format!(
-                    "the pod's resolver library is unknown ({e}); it will be inferred from the traffic where it shows"
-                ),
-            ),
-        },
-        (None, None) => {}
+    if let Some(r) = pod.resolver {
+        analyzer.set_resolver(r);
+    }
+    for w in pod.warnings {
+        warn(events, w);
     }
 
     let pod_before = target.snapshot()?;
@@ -368,6 +350,48 @@ pub(crate) fn run(
         warnings,
         annotated,
     })
+}
+
+/// The pod's resolver settings as a live run gives them to the analysis: resolv.conf (the
+/// caller's, else the pod's own) and the resolver library (the caller's, else the one the
+/// pod's program is linked with), with a warning for each that could not be read.
+pub(crate) struct PodResolver {
+    pub(crate) resolv_conf: Option<String>,
+    pub(crate) resolver: Option<netdiag_analyze::Resolver>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl PodResolver {
+    pub(crate) fn read(d: &Diagnosis, target: &Target) -> Result<PodResolver, Error> {
+        let mut warnings = Vec::new();
+        let resolv_conf = match crate::explicit_resolv_conf(&d.resolv_conf)? {
+            Some(text) => Some(text),
+            None => target.resolv_conf().unwrap_or_else(|e| {
+                warnings.push(format!(
+                    "the pod's resolv.conf is unreadable ({e}); DNS search lists will be \
+                     inferred from the traffic"
+                ));
+                None
+            }),
+        };
+        let resolver = match (&d.resolver, target.pid()) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(pid)) => crate::resolver::resolver_of_pid(pid)
+                .map_err(|e| {
+                    warnings.push(format!(
+                        "the pod's resolver library is unknown ({e}); it will be inferred \
+                         from the traffic where it shows"
+                    ));
+                })
+                .ok(),
+            (None, None) => None,
+        };
+        Ok(PodResolver {
+            resolv_conf,
+            resolver,
+            warnings,
+        })
+    }
 }
 
 /// Opens the pod's capture point inside its namespace (`-i`, `--filter`), and reads its

@@ -13,7 +13,7 @@
 //!   events, and follows a pod that is deleted and created again (resolving it through
 //!   the runtime and entering its new namespace needs the capabilities it keeps).
 
-use crate::live::{open_node_capture, open_pod_capture};
+use crate::live::{PodResolver, open_node_capture, open_pod_capture};
 use crate::target::{Target, node_netns};
 use crate::{CapturePoint, Diagnosis, Ended, Error, StopHandle, TargetSpec, counters};
 use netdiag_analyze::watch::{Activity, Episode, Watch, WatchConfig};
@@ -338,25 +338,15 @@ pub(crate) fn run(
         events(WatchEvent::Warning(text));
     }
     let mut engine = Watch::new(opts.config.clone());
-    match crate::explicit_resolv_conf(&d.resolv_conf)? {
-        Some(text) => engine.set_resolv_conf(&text),
-        None => match target.resolv_conf() {
-            Ok(Some(text)) => engine.set_resolv_conf(&text),
-            Ok(None) => {}
-            Err(e) => events(WatchEvent::Warning(format!(
-                "the pod's resolv.conf is unreadable ({e}); DNS search lists will be inferred from the traffic"
-            ))),
-        },
+    let pod = PodResolver::read(d, &target)?;
+    if let Some(text) = &pod.resolv_conf {
+        engine.set_resolv_conf(text);
     }
-    match (&d.resolver, target.pid()) {
-        (Some(r), _) => engine.set_resolver(r.clone()),
-        (None, Some(pid)) => match crate::resolver::resolver_of_pid(pid) {
-            Ok(r) => engine.set_resolver(r),
-            Err(e) => events(WatchEvent::Warning(format!(
-                "the pod's resolver library is unknown ({e}); it will be inferred from the traffic where it shows"
-            ))),
-        },
-        (None, None) => {}
+    if let Some(r) = pod.resolver {
+        engine.set_resolver(r);
+    }
+    for w in pod.warnings {
+        events(WatchEvent::Warning(w));
     }
 
     // Counter readers, entered now.
