@@ -199,6 +199,19 @@ fn fuzz_lints() -> Result<()> {
     )
 }
 
+/// The workspace crates `cargo package` verifies against each other.
+const PACKAGED: &[&str] = &[
+    "netdiag-wire",
+    "netdiag-pcapio",
+    "netdiag-analyze",
+    "netdiag-netns",
+    "netdiag-kernel",
+    "netdiag-capture",
+    "netdiag-cri",
+    "netdiag",
+    "kubectl-netdiag",
+];
+
 /// Crates that need a system package to build: libpcap (`pcap`), protoc (the gRPC stacks).
 const NEEDS_SYSTEM_PACKAGES: &[&str] = &[
     "pcap",
@@ -299,6 +312,13 @@ fn offline_build() -> Result<()> {
 /// earlier one (an old netdiag-wire for netdiag-analyze). Our crates are never published at
 /// this version, so their extracted copies are removed before packaging.
 fn forget_packaged_workspace_crates() -> Result<()> {
+    // The verify builds share the workspace's target dir, and cargo treats a registry
+    // crate as immutable: an rlib built from an earlier run's netdiag-analyze 0.1.0
+    // (overlay registry, same name, version and source) is reused as fresh, whatever the
+    // new .crate holds. Clean the dev-profile artifacts of our packaged crates too.
+    for p in PACKAGED {
+        sh::run(sh::cargo().args(["clean", "--profile", "dev", "-p", p]))?;
+    }
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
