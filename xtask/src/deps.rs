@@ -20,6 +20,10 @@ pub(crate) const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "/bin/busybox"),
     ("ethtool", "/usr/sbin/ethtool"),
     ("iproute2", "/usr/bin/ip"),
+    // sysctl, ps, pkill: the lab sets ip_forward and friends in its namespaces. Debian
+    // installs procps by default, but a minimal system (debootstrap minbase, container
+    // images) lacks it: `cargo xtask fresh ci` failed every lab test without it.
+    ("procps", "/usr/sbin/sysctl"),
     ("netsniff-ng", "/usr/sbin/trafgen"),
     ("time", "/usr/bin/time"),
     // `cargo xtask image`: strip the release binary, check the OCI archive; pip for
