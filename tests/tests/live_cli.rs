@@ -1447,3 +1447,118 @@ fn live_watch_closed_stdout_ends_it_quietly() {
     );
     drop(lab);
 }
+
+/// A reader that stops reading `watch -o json` (a log shipper stuck, `| less` left
+/// open): the pipe is full before the first episode. The watch goes on (its metrics
+/// still count packets after the episode has nowhere to go), its memory stays bounded,
+/// and SIGINT ends it promptly, saying the episode line was not written.
+#[test]
+fn live_watch_stalled_stdout_goes_on_and_ends_on_signal() {
+    use netdiag_tests::lab::soak::metric_sum;
+    use netdiag_tests::prometheus::{free_port, http_get};
+    use std::io::Write;
+    let test = "live_watch_stalled_stdout_goes_on_and_ends_on_signal";
+    let Some(lab) = lab_for(test, "wstall") else {
+        return;
+    };
+    Scenario::DnsLostReply
+        .setup(&lab)
+        .unwrap_or_else(|e| panic!("{test}: setup: {e:#}"));
+    // A pipe filled to the brim, its read end held and never read.
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        fcntl(&write_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("O_NONBLOCK");
+        let mut w = std::fs::File::from(write_end.try_clone().expect("dup"));
+        let mut filled = 0usize;
+        loop {
+            match w.write(&[b'x'; 4096]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{test}: filling the pipe: {e}"),
+            }
+        }
+        fcntl(&write_end, FcntlArg::F_SETFL(OFlag::empty())).expect("blocking again");
+        assert!(filled >= 4096, "{test}: the pipe took {filled} bytes");
+    }
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_port().expect("port")).into();
+    let metric = |name: &str| -> f64 {
+        http_get(metrics, "/metrics")
+            .ok()
+            .and_then(|(_, body)| metric_sum(&body, name))
+            .unwrap_or(0.0)
+    };
+    let mut cmd = Command::new(bin());
+    cmd.args(["watch", "--netns"])
+        .arg(lab.netns_path(Role::Pod))
+        .args([
+            "--no-node-counters",
+            "-o",
+            "json",
+            "--for",
+            "5m",
+            "--tick",
+            "1s",
+        ])
+        .arg("--metrics")
+        .arg(metrics.to_string())
+        .stdout(Stdio::from(write_end));
+    let mut w = Proc::spawn(cmd, "watch (stalled stdout)");
+    w.wait_for_stderr("watching", Duration::from_secs(20));
+    Scenario::DnsLostReply
+        .trigger(&lab)
+        .unwrap_or_else(|e| panic!("{test}: trigger: {e:#}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric("netdiag_findings_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline && w.running(),
+            "{test}: no episode within 60 s; stderr:\n{}",
+            w.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The episode's line waits for the reader; the watch does not.
+    let before = metric("netdiag_capture_packets_total");
+    lab.in_ns(Role::Ext, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(lab::EXT_IP, 0))?;
+        for _ in 0..50 {
+            s.send_to(&[0x5a; 100], SocketAddrV4::new(lab::POD_IP, UDP_PORT))?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    })
+    .expect("send");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = metric("netdiag_capture_packets_total");
+    assert!(
+        after >= before + 50.0,
+        "{test}: the watch stopped counting while stdout stalled: {before} then {after}; \
+         stderr:\n{}",
+        w.stderr()
+    );
+    assert!(w.running(), "{test}: the watch ended; {}", w.stderr());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", w.child.id())).expect("status");
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(hwm_kib < 64 * 1024, "{test}: peak RSS {hwm_kib} KiB");
+    let signalled = Instant::now();
+    w.signal(nix::sys::signal::Signal::SIGINT);
+    let (status, _, stderr) = w.finish(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    eprintln!("{test}: ended {took:?} after SIGINT; stderr:\n{stderr}");
+    drop(read_end);
+    assert!(
+        took < Duration::from_secs(5),
+        "{test}: took {took:?} to end"
+    );
+    assert!(
+        stderr.contains("ended (SIGINT)") && stderr.contains("1 episode line(s) not written"),
+        "{test}: {stderr}"
+    );
+    // A likely finding was seen (as without the stall).
+    assert_eq!(status.code(), Some(1), "{test}: {stderr}");
+    drop(lab);
+}

@@ -129,7 +129,9 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
     let mut next_heartbeat = Instant::now() + HEARTBEAT;
     let mut label = String::new();
     let mut last_totals = (0u64, 0u64);
-    let mut write_error: Option<std::io::Error> = None;
+    // Episode lines go to stdout through a thread of their own: a reader that stalls
+    // holds up that thread, never the watch (counters, following the pod, metrics, files).
+    let mut lines = StdoutLines::start(stop_on_closed_stdout)?;
     let done = d.watch(&options, |event| match event {
         WatchEvent::Resolved { label: l, notes } => {
             for note in &notes {
@@ -156,11 +158,9 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
             if let Some(m) = &metrics {
                 m.finding(&found.episode.finding);
             }
-            // A reader that went away (`| head`) or a full disk behind stdout ends the
-            // watch: nobody would see what comes next.
-            if let Err(e) = out.episode(&found) {
-                write_error.get_or_insert(e);
-                stop_on_closed_stdout.stop();
+            match out.episode(&found) {
+                Ok(text) => lines.send(text),
+                Err(e) => eprintln!("kubectl-netdiag: warning: cannot print an episode: {e}"),
             }
         }
         WatchEvent::Tick(t) => {
@@ -196,8 +196,11 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         }
         WatchEvent::PrivilegesDropped { .. } => {}
         WatchEvent::Warning(w) => eprintln!("kubectl-netdiag: warning: {w}"),
+        WatchEvent::Note(n) => eprintln!("kubectl-netdiag: {n}"),
         _ => {}
     })?;
+    let written = lines.finish(&interrupt);
+    let write_error = written.error;
     let reason = match done.ended {
         _ if write_error
             .as_ref()
@@ -230,6 +233,13 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
             .map(|d| format!("; files in {}", d.display()))
             .unwrap_or_default()
     );
+    if written.unwritten > 0 && write_error.is_none() {
+        eprintln!(
+            "kubectl-netdiag: {} episode line(s) not written: stdout's reader stopped reading \
+             (each episode is still in --out and --metrics)",
+            written.unwritten
+        );
+    }
     // tcpdump's closing lines, per capture point.
     for c in &done.captures {
         eprintln!(
@@ -270,7 +280,8 @@ struct Printer {
 }
 
 impl Printer {
-    fn episode(&mut self, found: &Found) -> std::io::Result<()> {
+    /// The episode's text for stdout (counted, and the repeat window advanced).
+    fn episode(&mut self, found: &Found) -> std::io::Result<Vec<u8>> {
         let e = &found.episode;
         let f = &e.finding;
         *self.per_kind.entry(f.kind).or_default() += 1;
@@ -287,8 +298,7 @@ impl Printer {
         }
         recent.push_back(now);
         let repeats = recent.len();
-        let stdout = std::io::stdout();
-        let mut w = stdout.lock();
+        let mut w = Vec::new();
         match self.format {
             OutputFormat::Json => {
                 let mut v = serde_json::to_value(f)?;
@@ -347,7 +357,7 @@ impl Printer {
                 }
             }
         }
-        w.flush()
+        Ok(w)
     }
 
     /// `: dns_lost_reply_timeout ×3, …` or nothing.
@@ -361,6 +371,122 @@ impl Printer {
             .map(|(k, n)| format!("{} ×{n}", k.as_str()))
             .collect();
         format!(" ({})", parts.join(", "))
+    }
+}
+
+/// Most episode texts waiting for a stalled stdout; beyond this they are counted and
+/// dropped (a few hundred KiB at most: an episode's line is 0.3 to 2 KiB).
+const STDOUT_QUEUE: usize = 256;
+
+/// How long the end of a watch stopped by a signal waits for a stalled stdout.
+const STDOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Episode lines on their way to stdout, written by a thread of their own.
+///
+/// tcpdump writes from its capture loop and stops capturing while its reader stalls; a
+/// watch must go on reading counters, following the pod, serving metrics and writing
+/// episode files, so only this thread waits for the reader. The queue is bounded, a line
+/// that does not fit is counted, and a signal ends the wait at exit.
+struct StdoutLines {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<Option<std::io::Error>>>,
+    /// Lines handed to the writer thread.
+    sent: u64,
+    /// Lines written out (flushed) by it.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Lines that found the queue full.
+    dropped: u64,
+    warned: bool,
+}
+
+/// What became of the lines at the end.
+struct Written {
+    /// The write error that ended the writer (EPIPE: the reader went away).
+    error: Option<std::io::Error>,
+    /// Lines dropped or still waiting when the watch ended.
+    unwritten: u64,
+}
+
+impl StdoutLines {
+    /// Starts the writer; a write error stops the watch through `stop` (nobody would see
+    /// what comes next).
+    fn start(stop: netdiag::StopHandle) -> anyhow::Result<StdoutLines> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDOUT_QUEUE);
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = written.clone();
+        let thread = std::thread::Builder::new()
+            .name("netdiag-stdout".into())
+            .spawn(move || {
+                let stdout = std::io::stdout();
+                for text in rx {
+                    let mut w = stdout.lock();
+                    if let Err(e) = w.write_all(&text).and_then(|()| w.flush()) {
+                        stop.stop();
+                        return Some(e);
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                None
+            })
+            .map_err(|e| anyhow::anyhow!("starting the stdout thread: {e}"))?;
+        Ok(StdoutLines {
+            tx: Some(tx),
+            thread: Some(thread),
+            sent: 0,
+            written,
+            dropped: 0,
+            warned: false,
+        })
+    }
+
+    /// Queues one episode's text; never waits.
+    fn send(&mut self, text: Vec<u8>) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(text) {
+            Ok(()) => self.sent += 1,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if !self.warned {
+                    self.warned = true;
+                    eprintln!(
+                        "kubectl-netdiag: warning: stdout's reader is not reading; \
+                         {STDOUT_QUEUE} episode lines wait for it and later ones are \
+                         dropped (--out and --metrics still get every episode)"
+                    );
+                }
+            }
+            // The writer ended on an error, which `finish` reports.
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Lets the writer write what is queued: as long as it takes, unless a signal came
+    /// (then [`STDOUT_GRACE`] more at most, so a stalled reader cannot hold up the exit).
+    fn finish(mut self, interrupt: &Interrupt) -> Written {
+        drop(self.tx.take());
+        let mut deadline: Option<Instant> = None;
+        let mut error = None;
+        if let Some(thread) = self.thread.take() {
+            loop {
+                if thread.is_finished() {
+                    error = thread.join().ok().flatten();
+                    break;
+                }
+                if interrupt.is_interrupted() {
+                    let d = *deadline.get_or_insert_with(|| Instant::now() + STDOUT_GRACE);
+                    if Instant::now() >= d {
+                        // Left blocked in write(2); the process exit ends it.
+                        break;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let written = self.written.load(std::sync::atomic::Ordering::Relaxed);
+        Written {
+            unwritten: self.dropped + self.sent.saturating_sub(written),
+            error,
+        }
     }
 }
 
