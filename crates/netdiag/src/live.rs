@@ -106,10 +106,10 @@ pub(crate) fn run(
     // The counters after are read by threads that enter the namespaces now, while the
     // process may still do so, and wait: the thread that parses packets may give up every
     // capability in between (least privilege).
-    let pod_after = AfterReader::start(target.netns())?;
+    let pod_after = CounterReader::start(target.netns())?;
     let udp_after = crate::resolver::UdpAfter::start(target.netns())?;
     let node_after = match (&node, d.node.counters) {
-        (Some(ns), true) => Some(AfterReader::start(ns)?),
+        (Some(ns), true) => Some(CounterReader::start(ns)?),
         _ => None,
     };
 
@@ -515,34 +515,43 @@ fn finish_scratch(w: Scratch, path: &Path) -> Result<(), Error> {
     })
 }
 
-/// A thread inside a namespace that reads its counters when told to: entered while the
-/// process still may, so the counters after need no privilege of the caller's thread.
-struct AfterReader {
-    go: mpsc::Sender<()>,
-    thread: NetNsThread<Option<Result<Snapshot, netdiag_kernel::Error>>>,
+/// A thread inside a namespace that reads its counters whenever asked: entered while the
+/// process still may, so reading needs no privilege of the caller's thread (least
+/// privilege). `diagnose` asks once, after the capture; `watch` every tick.
+pub(crate) struct CounterReader {
+    ask: mpsc::Sender<()>,
+    answer: mpsc::Receiver<Result<Snapshot, netdiag_kernel::Error>>,
+    _thread: NetNsThread<()>,
 }
 
-impl AfterReader {
-    fn start(ns: &NetNs) -> Result<AfterReader, Error> {
-        let (go, wait) = mpsc::channel::<()>();
+impl CounterReader {
+    pub(crate) fn start(ns: &NetNs) -> Result<CounterReader, Error> {
+        let (ask, asked) = mpsc::channel::<()>();
+        let (tell, answer) = mpsc::channel();
         let thread = ns.spawn(move || {
-            // The run ended without asking (an error): nothing to read.
-            wait.recv().ok()?;
-            Some(Snapshot::capture_current())
+            while asked.recv().is_ok() {
+                if tell.send(Snapshot::capture_current()).is_err() {
+                    return;
+                }
+            }
         })?;
-        Ok(AfterReader { go, thread })
+        Ok(CounterReader {
+            ask,
+            answer,
+            _thread: thread,
+        })
     }
 
-    fn read(self) -> Result<Snapshot, Error> {
-        // A thread that already ended reports why through join.
-        let _ = self.go.send(());
-        match self.thread.join()? {
-            Some(r) => Ok(r?),
-            None => Err(Error::Io {
-                what: "reading the counters after the capture",
-                path: PathBuf::from("/proc/thread-self/net"),
-                source: std::io::Error::other("the counter thread ended early"),
-            }),
+    pub(crate) fn read(&self) -> Result<Snapshot, Error> {
+        let gone = || Error::Io {
+            what: "reading the counters",
+            path: PathBuf::from("/proc/thread-self/net"),
+            source: std::io::Error::other("the counter thread ended"),
+        };
+        self.ask.send(()).map_err(|_| gone())?;
+        match self.answer.recv_timeout(Duration::from_secs(10)) {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(gone()),
         }
     }
 }
