@@ -1,5 +1,5 @@
 //! Counter snapshots of one netns, as raw kernel text (the `counters/…` layout of
-//! `testdata/README.md`), plus just enough parsing to assert on them in the lab tests.
+//! `testdata/README.md`), and their flat counters through the library's own parser.
 //!
 //! Reading happens on a thread inside the netns: `/proc/thread-self/net/…` and
 //! `/proc/sys/net/…` then show that namespace (`/proc/self/net` would show the
@@ -75,70 +75,19 @@ impl Snapshot {
     }
 
     /// The flat counter keys of `testdata/README.md` (`TcpExt.ListenOverflows`,
-    /// `conntrack.invalid`, …) that the lab asserts on. Tables are parsed by header name.
+    /// `conntrack.invalid`, …) that the lab asserts on, parsed by the library's own reader
+    /// (`netdiag_kernel::Snapshot`). A table the library cannot parse fails the test that
+    /// asked, naming the file: the lab must not quietly assert on missing counters.
     pub fn flat(&self) -> BTreeMap<String, i64> {
-        let mut out = BTreeMap::new();
-        for file in ["net/netstat", "net/snmp"] {
-            if let Some(text) = self.files.get(file) {
-                let lines: Vec<&str> = text.lines().collect();
-                for pair in lines.chunks(2) {
-                    let [head, vals] = pair else { continue };
-                    let (Some((p1, names)), Some((p2, values))) =
-                        (head.split_once(':'), vals.split_once(':'))
-                    else {
-                        continue;
-                    };
-                    if p1 != p2 {
-                        continue;
-                    }
-                    for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-                        if let Ok(v) = v.parse::<i64>() {
-                            out.insert(format!("{p1}.{n}"), v);
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(text) = self.files.get("net/stat/nf_conntrack") {
-            let mut lines = text.lines();
-            if let Some(head) = lines.next() {
-                let names: Vec<&str> = head.split_whitespace().collect();
-                for row in lines {
-                    for (n, v) in names.iter().zip(row.split_whitespace()) {
-                        let Ok(v) = i64::from_str_radix(v, 16) else {
-                            continue;
-                        };
-                        let name = if *n == "clashres" { "clash_resolve" } else { n };
-                        let key = format!("conntrack.{name}");
-                        if *n == "entries" {
-                            out.insert(key, v);
-                        } else {
-                            *out.entry(key).or_insert(0) += v;
-                        }
-                    }
-                }
-            }
-        }
-        for (rel, text) in &self.files {
-            if let Some(s) = rel.strip_prefix("sys/") {
-                let key = format!("sysctl.{}", s.replace('/', "."));
-                let vals: Vec<i64> = text
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-                match vals.as_slice() {
-                    [v] => {
-                        out.insert(key, *v);
-                    }
-                    [a, b] => {
-                        out.insert(format!("{key}.min"), *a);
-                        out.insert(format!("{key}.max"), *b);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        out
+        let parsed = netdiag_kernel::Snapshot::from_files(
+            self.files.iter().map(|(p, t)| (p.clone(), t.clone())),
+        )
+        .unwrap_or_else(|e| panic!("the lab's counter snapshot does not parse: {e}"));
+        parsed
+            .flat()
+            .into_iter()
+            .map(|(k, v)| (k, i64::try_from(v).unwrap_or(i64::MAX)))
+            .collect()
     }
 
     /// `after[key] - self[key]` (a missing key counts as 0).
