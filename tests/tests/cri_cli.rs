@@ -7,7 +7,9 @@
 // Test helpers fail the test the way tests do: by panicking with a message.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+use netdiag_tests::lab::soak::metric_sum;
 use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec};
+use netdiag_tests::prometheus::{free_port, http_get};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
@@ -678,13 +680,16 @@ fn epoch_now() -> f64 {
 }
 
 /// containerd dies (SIGKILL: its socket stays, stale), its socket is then removed, and it
-/// starts again, while `capture -w FILE` and `diagnose` of a pod given by name run. The
-/// pod's shim, processes and network namespace outlive containerd, and the runs hold the
-/// namespace open from the start: both end normally at their `--duration`, exit 0 (as for
-/// any run: README, exit codes), the file whole and holding packets from before, during and
-/// after the outage. Meanwhile a run that starts needs the runtime and fails at once,
-/// exit 2, naming the socket and what to do: first the stale socket (nothing accepts on
-/// it), then the missing one.
+/// starts again, while `capture -w FILE`, `diagnose` and `watch` of a pod given by name
+/// run. The pod's shim, processes and network namespace outlive containerd, and the runs
+/// hold the namespace open from the start: all end normally at their `--duration`/`--for`,
+/// exit 0 (as for any run: README, exit codes), the file whole and holding packets from
+/// before, during and after the outage. `watch` asks the runtime about the pod's sandbox
+/// every 10 s: the outage outlasts one such check, which warns once and goes on capturing
+/// (its packet counter rises meanwhile), and the first check after the restart says the
+/// runtime answers again; the pod never "went away". Meanwhile a run that starts needs the
+/// runtime and fails at once, exit 2, naming the socket and what to do: first the stale
+/// socket (nothing accepts on it), then the missing one.
 #[test]
 fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     let Some(mut node) = node("cli_capture_and_diagnose_by_name_outlive_a_containerd_restart")
@@ -729,6 +734,9 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
 
     let pcap = dir.join("restart.pcapng");
     let pod = format!("{NS}/restart");
+    // Long enough for the outage to outlast a sandbox check of `watch` (every 10 s), and
+    // for one more check after the restart.
+    const RUN: &str = "34s";
     let mut capture = Background::spawn(
         &[
             "capture",
@@ -738,19 +746,44 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
             "--format",
             "pcapng",
             "--duration",
-            "16s",
+            RUN,
             "tcp port 8080",
         ],
         &dir,
         "capture",
     );
     let mut diagnose = Background::spawn(
-        &["diagnose", &pod, "--duration", "16s", "--output", "json"],
+        &["diagnose", &pod, "--duration", RUN, "--output", "json"],
         &dir,
         "diagnose",
     );
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_port().expect("free port")).into();
+    let metrics_arg = metrics.to_string();
+    let mut watch = Background::spawn(
+        &[
+            "watch",
+            &pod,
+            "--for",
+            RUN,
+            "-o",
+            "json",
+            "--tick",
+            "1s",
+            "--metrics",
+            &metrics_arg,
+        ],
+        &dir,
+        "watch",
+    );
+    let packets = || -> f64 {
+        http_get(metrics, "/metrics")
+            .ok()
+            .and_then(|(_, body)| metric_sum(&body, "netdiag_capture_packets_total"))
+            .unwrap_or(0.0)
+    };
     capture.wait_for_stderr("capturing on");
     diagnose.wait_for_stderr("diagnosing");
+    watch.wait_for_stderr("watching");
     std::thread::sleep(Duration::from_secs(2));
 
     // containerd killed: the socket file stays, nothing accepts on it.
@@ -759,21 +792,42 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     let socket = node.config.socket();
     // Whatever fails while containerd is down, it is started again before the test ends:
     // the other tests of this binary share the node.
+    let mut counted_in_outage = (0.0, 0.0);
     let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runs_started_without_the_runtime(&socket, &pod)
+        runs_started_without_the_runtime(&socket, &pod);
+        // watch's sandbox check finds no runtime: one warning, and it goes on.
+        watch.wait_for_stderr("cannot check the pod's sandbox");
+        counted_in_outage.0 = packets();
+        std::thread::sleep(Duration::from_secs(3));
+        counted_in_outage.1 = packets();
     }));
-    std::thread::sleep(Duration::from_secs(2));
     node.start_containerd(true).expect("start containerd again");
     let restarted_at = epoch_now();
     if let Err(panic) = outage {
         std::panic::resume_unwind(panic);
     }
     assert!(
-        restarted_at < killed_at + 12.0,
-        "containerd took {:.1} s to come back: the runs (16 s) may end before it",
+        restarted_at < killed_at + 20.0,
+        "containerd took {:.1} s to come back: the runs ({RUN}) may end before the next check",
         restarted_at - killed_at
     );
+    assert!(
+        counted_in_outage.1 > counted_in_outage.0,
+        "watch counted no packet while containerd was down: {counted_in_outage:?}"
+    );
+    watch.wait_for_stderr("the container runtime answers again");
 
+    let (code, out, werr) = watch.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "watch across the restart:\n{werr}");
+    assert!(
+        werr.contains("ended (duration reached)") && !werr.contains("went away"),
+        "watch across the restart:\n{werr}"
+    );
+    assert!(
+        text(&out).trim().is_empty(),
+        "watch found something in healthy HTTP:\n{}",
+        text(&out)
+    );
     let (code, _, err) = capture.finish(Duration::from_secs(60));
     assert_eq!(code, Some(0), "capture across the restart:\n{err}");
     let (code, out, derr) = diagnose.finish(Duration::from_secs(60));
@@ -838,8 +892,8 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     // diagnose saw the connections of the whole run too, not only the first seconds.
     let handshakes = report["tcp"]["handshakes"].as_u64().unwrap_or(0);
     assert!(
-        handshakes >= 20,
-        "{handshakes} handshakes in 16 s: {report}"
+        handshakes >= 40,
+        "{handshakes} handshakes in {RUN}: {report}"
     );
     drop(cleanup);
 }
@@ -878,17 +932,37 @@ fn runs_started_without_the_runtime(socket: &std::path::Path, pod: &str) {
 /// `watch NAME` follows a pod whose sandbox is stopped and created again under the same
 /// name (kubelet recreating it, next attempt): it says so on stderr, resolves the pod
 /// again, and captures in the new sandbox (the `--metrics` packet counter rises after
-/// the message); SIGINT ends it with a summary and exit 0.
+/// the message); SIGINT ends it with a summary and exit 0. Here the capture on the pod's
+/// eth0 ends when CNI deletes the interface.
 #[test]
 fn cli_watch_follows_a_recreated_pod_by_name() {
-    use netdiag_tests::lab::soak::metric_sum;
-    use netdiag_tests::prometheus::{free_port, http_get};
-    let test = "cli_watch_follows_a_recreated_pod_by_name";
+    watch_follows_a_recreated_pod(
+        "cli_watch_follows_a_recreated_pod_by_name",
+        "recreated",
+        &[],
+        "went away",
+    );
+}
+
+/// The same on `-i any`: the capture in the old namespace (which netdiag holds) never
+/// fails, so only watch's sandbox check with the runtime (every 10 s) sees the pod go:
+/// a stopped sandbox is not ready.
+#[test]
+fn cli_watch_on_any_follows_a_recreated_pod_by_its_sandbox() {
+    watch_follows_a_recreated_pod(
+        "cli_watch_on_any_follows_a_recreated_pod_by_its_sandbox",
+        "recreated-any",
+        &["-i", "any"],
+        "the runtime no longer runs its sandbox",
+    );
+}
+
+fn watch_follows_a_recreated_pod(test: &str, name: &str, extra: &[&str], gone_because: &str) {
     let Some(node) = node(test) else {
         return;
     };
     let mut pods = Pods::new(&node);
-    let mut spec = PodSpec::new(NS, "recreated");
+    let mut spec = PodSpec::new(NS, name);
     // ICMP echo to the CNI bridge (the pod's gateway) five times a second: no finding.
     spec.containers = vec![(
         "pinger".into(),
@@ -906,8 +980,15 @@ fn cli_watch_follows_a_recreated_pod_by_name() {
     let stderr_path = std::env::temp_dir().join(format!("ndr-watch-{}.stderr", std::process::id()));
     let stderr_file = std::fs::File::create(&stderr_path).expect("stderr file");
     let mut child = Command::new(bin())
-        .args(["watch", "ndr-cli/recreated", "--for", "120s", "--metrics"])
+        .args([
+            "watch",
+            &format!("{NS}/{name}"),
+            "--for",
+            "120s",
+            "--metrics",
+        ])
         .arg(metrics.to_string())
+        .args(extra)
         .args(["-o", "json", "--tick", "1s"])
         .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
         .stdin(Stdio::null())
@@ -950,8 +1031,8 @@ fn cli_watch_follows_a_recreated_pod_by_name() {
         .expect("stop the pod's sandbox");
     eprintln!("{test}: StopPodSandbox took {:?}", t.elapsed());
     wait_for(
-        &|| stderr().contains("went away"),
-        "watch did not say the pod went away",
+        &|| stderr().contains("went away") && stderr().contains(gone_because),
+        &format!("watch did not say the pod went away ({gone_because})"),
         60,
     );
     eprintln!(

@@ -13,14 +13,12 @@
 //!   events, and follows a pod that is deleted and created again (resolving it through
 //!   the runtime and entering its new namespace needs the capabilities it keeps).
 
-use crate::live::{PodResolver, open_node_capture, open_pod_capture};
+use crate::live::{CounterReader, PodResolver, open_node_capture, open_pod_capture};
 use crate::target::{Target, node_netns};
-use crate::{CapturePoint, Diagnosis, Ended, Error, StopHandle, TargetSpec, counters};
+use crate::{CapturePoint, Diagnosis, Ended, Error, StopHandle, TargetSpec, counters, cri};
 use netdiag_analyze::watch::{Activity, Episode, Watch, WatchConfig};
 use netdiag_analyze::{NetnsRole, PacketRef};
 use netdiag_capture::LiveCapture;
-use netdiag_kernel::Snapshot;
-use netdiag_netns::{NetNs, NetNsThread};
 use netdiag_pcapio::{InterfaceDesc, PacketOut, PcapngWriter};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -125,6 +123,9 @@ pub enum WatchEvent {
     },
     /// Something the operator should know that does not stop the watch.
     Warning(String),
+    /// Something worth knowing that is not a problem (a trouble reported by a
+    /// [`Warning`](WatchEvent::Warning) is over).
+    Note(String),
 }
 
 /// One episode handed out.
@@ -449,6 +450,10 @@ pub(crate) fn run(
     let mut following: Option<Instant> = None;
     let mut current = identity(&target);
     let mut last_check = Instant::now();
+    // The runtime did not answer the last sandbox check (warned once, until it answers).
+    let mut runtime_trouble = false;
+    // While following: whether the same sandbox coming back (ready) is watched again.
+    let mut same_is_back = false;
     let mut failure: Option<Error> = None;
     loop {
         if stop.is_stopped() {
@@ -479,6 +484,8 @@ pub(crate) fn run(
                     pod_reader = None;
                     if follow {
                         following = Some(Instant::now());
+                        // Its interface is gone: only a new sandbox can be watched.
+                        same_is_back = false;
                     } else {
                         ended = Ended::TargetGone;
                         stop.stop();
@@ -502,7 +509,7 @@ pub(crate) fn run(
             if since.elapsed() >= Duration::from_secs(1) {
                 following = Some(Instant::now());
                 match Target::resolve(spec, &d.runtime) {
-                    Ok(t) if !same(&identity(&t), &current) => {
+                    Ok(t) if same_is_back || !same(&identity(&t), &current) => {
                         match follow_pod(d, &t, &mut points[0], least, &to_analysis, events) {
                             Ok(reader) => {
                                 current = identity(&t);
@@ -519,32 +526,62 @@ pub(crate) fn run(
                 }
             }
         }
-        // A sandbox replaced while the old capture still runs (on `-i any` in a namespace
-        // only we hold, nothing more would ever come): ask the runtime every few seconds.
+        // A sandbox replaced or removed while the old capture still runs (on `-i any` in
+        // a namespace only we hold, nothing more would ever come): ask the runtime every
+        // few seconds. A runtime that does not answer (restarting) changes nothing: the
+        // namespace we hold is still the pod's.
         if following.is_none()
             && matches!(spec, TargetSpec::Pod(_))
             && last_check.elapsed() >= SANDBOX_CHECK
         {
             last_check = Instant::now();
-            if let Ok(t) = Target::resolve(spec, &d.runtime) {
-                let now = identity(&t);
-                if !same(&now, &current) {
-                    events(WatchEvent::TargetGone {
-                        what: format!("the pod's sandbox changed ({current} is now {now})"),
-                        following: true,
-                    });
-                    let p = &mut points[0];
-                    if let Some(s) = &p.stop {
-                        s.stop();
+            let gone = match Target::resolve(spec, &d.runtime) {
+                Ok(t) => {
+                    if runtime_trouble {
+                        runtime_trouble = false;
+                        events(WatchEvent::Note(
+                            "the container runtime answers again; the pod's sandbox is unchanged"
+                                .to_owned(),
+                        ));
                     }
-                    if let Some(th) = p.thread.take() {
-                        let _ = th.join();
-                    }
-                    p.totals.retire();
-                    pod_reader = None;
-                    // Follow at once.
-                    following = Instant::now().checked_sub(Duration::from_secs(1));
+                    let now = identity(&t);
+                    (!same(&now, &current))
+                        .then(|| format!("the pod's sandbox changed ({current} is now {now})"))
                 }
+                Err(
+                    e @ Error::Cri(cri::Error::PodNotFound { .. } | cri::Error::PodNotReady { .. }),
+                ) => Some(format!("the runtime no longer runs its sandbox: {e}")),
+                Err(e) => {
+                    if !runtime_trouble {
+                        runtime_trouble = true;
+                        events(WatchEvent::Warning(format!(
+                            "cannot check the pod's sandbox with the container runtime ({e}); \
+                             still watching the pod's network namespace, which netdiag holds"
+                        )));
+                    }
+                    None
+                }
+            };
+            if let Some(what) = gone {
+                events(WatchEvent::TargetGone {
+                    what,
+                    following: true,
+                });
+                let p = &mut points[0];
+                if let Some(s) = &p.stop {
+                    s.stop();
+                }
+                if let Some(th) = p.thread.take() {
+                    let _ = th.join();
+                }
+                p.totals.retire();
+                pod_reader = None;
+                runtime_trouble = false;
+                // Whatever the runtime said, a sandbox it runs (again) is watched again,
+                // even the same one: its namespace is whole.
+                same_is_back = true;
+                // Follow at once.
+                following = Instant::now().checked_sub(Duration::from_secs(1));
             }
         }
         if Instant::now() >= next_tick {
@@ -1119,43 +1156,4 @@ fn write_episode(w: &Watch, e: &mut Episode, path: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// A thread inside a namespace that reads its counters whenever asked.
-struct CounterReader {
-    ask: mpsc::Sender<()>,
-    answer: mpsc::Receiver<Result<Snapshot, netdiag_kernel::Error>>,
-    _thread: NetNsThread<()>,
-}
-
-impl CounterReader {
-    fn start(ns: &NetNs) -> Result<CounterReader, Error> {
-        let (ask, asked) = mpsc::channel::<()>();
-        let (tell, answer) = mpsc::channel();
-        let thread = ns.spawn(move || {
-            while asked.recv().is_ok() {
-                if tell.send(Snapshot::capture_current()).is_err() {
-                    return;
-                }
-            }
-        })?;
-        Ok(CounterReader {
-            ask,
-            answer,
-            _thread: thread,
-        })
-    }
-
-    fn read(&self) -> Result<Snapshot, Error> {
-        let gone = || Error::Io {
-            what: "reading the counters",
-            path: PathBuf::from("/proc/thread-self/net"),
-            source: std::io::Error::other("the counter thread ended"),
-        };
-        self.ask.send(()).map_err(|_| gone())?;
-        match self.answer.recv_timeout(Duration::from_secs(10)) {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(gone()),
-        }
-    }
 }
