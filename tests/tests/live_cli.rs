@@ -1562,3 +1562,43 @@ fn live_watch_stalled_stdout_goes_on_and_ends_on_signal() {
     assert_eq!(status.code(), Some(1), "{test}: {stderr}");
     drop(lab);
 }
+
+/// `--heartbeat D` prints the status line on stderr that often even when stderr is not a
+/// terminal (a DaemonSet's log); without it, a non-terminal stderr gets none.
+#[test]
+fn live_watch_heartbeat_lines_when_asked_and_none_in_a_log_by_default() {
+    let test = "live_watch_heartbeat_lines_when_asked_and_none_in_a_log_by_default";
+    let Some(lab) = lab_for(test, "wbeat") else {
+        return;
+    };
+    let beats = |extra: &[&str]| -> (usize, String) {
+        let mut cmd = Command::new(bin());
+        cmd.args(["watch", "--netns"])
+            .arg(lab.netns_path(Role::Pod))
+            .args(["--no-node-counters", "--for", "5s", "--tick", "1s"])
+            .args(extra)
+            .stdout(Stdio::piped());
+        let w = Proc::spawn(cmd, "watch (heartbeat)");
+        let (status, _, stderr) = w.finish(Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "{test}: {stderr}");
+        let n = stderr
+            .lines()
+            .filter(|l| {
+                l.starts_with('[')
+                    && l.contains(" packets, ")
+                    && l.contains(" dropped, ")
+                    && l.contains(" episodes")
+                    && l.contains(", RSS ")
+            })
+            .count();
+        (n, stderr)
+    };
+    let (n, stderr) = beats(&["--heartbeat", "1s"]);
+    assert!(
+        (3..=6).contains(&n),
+        "{test}: {n} heartbeat lines in 5 s:\n{stderr}"
+    );
+    let (n, stderr) = beats(&[]);
+    assert_eq!(n, 0, "{test}: heartbeat in a log by default:\n{stderr}");
+    drop(lab);
+}

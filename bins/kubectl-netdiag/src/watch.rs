@@ -61,6 +61,11 @@ pub(crate) struct WatchArgs {
     /// Most flows the analysis holds at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_flows: Option<usize>,
+    /// Print a status line on stderr this often (packets, drops, episodes, memory), for a
+    /// log as well as a terminal; 0 turns it off. Default: every minute when stderr is a
+    /// terminal, never otherwise.
+    #[arg(long, value_name = "D", value_parser = live::parse_duration)]
+    pub(crate) heartbeat: Option<Duration>,
 }
 
 /// `24MiB`, `64M`, `512k`, `1G`, or bytes.
@@ -86,7 +91,7 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
 /// How long repeats of a kind are counted together on a line.
 const REPEAT_WINDOW: Duration = Duration::from_secs(600);
 
-/// How often the heartbeat line is printed on a terminal.
+/// How often the heartbeat line is printed on a terminal (unless `--heartbeat` says).
 const HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// Runs `kubectl-netdiag watch`.
@@ -125,8 +130,12 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         failed: false,
         per_kind: BTreeMap::new(),
     };
-    let heartbeat = std::io::stderr().is_terminal();
-    let mut next_heartbeat = Instant::now() + HEARTBEAT;
+    let heartbeat = match args.heartbeat {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => std::io::stderr().is_terminal().then_some(HEARTBEAT),
+    };
+    let mut next_heartbeat = Instant::now() + heartbeat.unwrap_or(HEARTBEAT);
     let mut label = String::new();
     let mut last_totals = (0u64, 0u64);
     // Episode lines go to stdout through a thread of their own: a reader that stalls
@@ -172,8 +181,8 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
             if let Some(m) = metrics.as_mut() {
                 m.tick(&t);
             }
-            if heartbeat && Instant::now() >= next_heartbeat {
-                next_heartbeat = Instant::now() + HEARTBEAT;
+            if let Some(every) = heartbeat.filter(|_| Instant::now() >= next_heartbeat) {
+                next_heartbeat = Instant::now() + every;
                 eprintln!(
                     "[{}] {label}: {} packets, {} dropped, {} episodes{}, RSS {}",
                     clock(SystemTime::now()),
