@@ -1245,13 +1245,7 @@ fn live_capture_stalled_reader_bounded_memory_and_no_hang_on_signal() {
         cap.running(),
         "{test}: capture ended while its reader stalled"
     );
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", cap.child.id())).expect("status");
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
+    let hwm_kib = peak_rss_kib(&cap);
     assert!(hwm_kib < 64 * 1024, "{test}: peak RSS {hwm_kib} KiB");
     let signalled = Instant::now();
     cap.signal(nix::sys::signal::Signal::SIGINT);
@@ -1266,6 +1260,16 @@ fn live_capture_stalled_reader_bounded_memory_and_no_hang_on_signal() {
     );
     assert_eq!(status.code(), Some(0), "{test}: exit; {stderr}");
     drop(lab);
+}
+
+/// A running process's peak resident memory (`VmHWM`), KiB.
+fn peak_rss_kib(p: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
 }
 
 /// Runs the CLI with exactly `caps` (setpriv: bounding set, no inheritable or ambient
@@ -1537,12 +1541,7 @@ fn live_watch_stalled_stdout_goes_on_and_ends_on_signal() {
         w.stderr()
     );
     assert!(w.running(), "{test}: the watch ended; {}", w.stderr());
-    let status = std::fs::read_to_string(format!("/proc/{}/status", w.child.id())).expect("status");
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
+    let hwm_kib = peak_rss_kib(&w);
     assert!(hwm_kib < 64 * 1024, "{test}: peak RSS {hwm_kib} KiB");
     let signalled = Instant::now();
     w.signal(nix::sys::signal::Signal::SIGINT);
