@@ -24,6 +24,8 @@ struct Opts {
     target: Option<String>,
     seconds: Option<u64>,
     runs: Option<u64>,
+    /// libFuzzer processes per target, in parallel on one corpus.
+    jobs: u64,
 }
 
 /// `cargo xtask fuzz …`.
@@ -32,6 +34,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         target: None,
         seconds: None,
         runs: None,
+        jobs: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -43,6 +46,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         match a.as_str() {
             "--time" => opts.seconds = Some(number("seconds")?),
             "--runs" => opts.runs = Some(number("executions")?),
+            "--jobs" => opts.jobs = number("processes")?.max(1),
             "-h" | "--help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -57,10 +61,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     fuzz(&opts)
 }
 
-const HELP: &str = "usage: cargo xtask fuzz [TARGET] [--time S] [--runs N]
+const HELP: &str = "usage: cargo xtask fuzz [TARGET] [--time S] [--runs N] [--jobs J]
   every target (or TARGET), one after the other, each for S seconds (default 60) and/or
-  N executions; fails on the first crash and prints the reproducer. Corpus of real
-  captures: $NETDIAG_CORPUS or ../shared/corpus. Targets: see fuzz/Cargo.toml.";
+  N executions in all; fails on the first crash and prints the reproducer. --jobs J runs J
+  libFuzzer processes of a target at once on one corpus (N/J executions each; the summary
+  adds them up). Corpus of real captures: $NETDIAG_CORPUS or ../shared/corpus. Targets:
+  see fuzz/Cargo.toml.";
 
 /// The smoke run of `cargo xtask ci`: every target for a few seconds.
 pub(crate) fn smoke() -> Result<()> {
@@ -68,6 +74,7 @@ pub(crate) fn smoke() -> Result<()> {
         target: None,
         seconds: Some(SMOKE_SECONDS),
         runs: None,
+        jobs: 1,
     })
 }
 
@@ -229,33 +236,67 @@ fn fuzz_one(bin: &Path, t: &str, work: &Path, from: &[PathBuf], opts: &Opts) -> 
     )?;
 
     let before = crash_files(&artifacts)?;
-    let log = logs.join(format!("{t}.log"));
-    let mut cmd = Command::new(bin);
-    cmd.arg(&corpus)
-        .arg(&seeds)
-        .arg(format!("-max_len={MAX_LEN}"))
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .arg("-print_final_stats=1");
-    if let Some(s) = opts.seconds {
-        cmd.arg(format!("-max_total_time={s}"));
-    }
-    if let Some(n) = opts.runs {
-        cmd.arg(format!("-runs={n}"));
-    }
-    let file =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    cmd.stdout(file.try_clone()?).stderr(file);
-    eprintln!("xtask: $ {}  (log: {})", show(&cmd), log.display());
     let started = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start {}", show(&cmd)))?;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut running = Vec::new();
+    for j in 0..opts.jobs {
+        let log = if opts.jobs == 1 {
+            logs.join(format!("{t}.log"))
+        } else {
+            logs.join(format!("{t}.{j}.log"))
+        };
+        let mut cmd = Command::new(bin);
+        cmd.arg(&corpus)
+            .arg(&seeds)
+            .arg(format!("-max_len={MAX_LEN}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg("-print_final_stats=1");
+        if let Some(s) = opts.seconds {
+            cmd.arg(format!("-max_total_time={s}"));
+        }
+        if let Some(n) = opts.runs {
+            cmd.arg(format!("-runs={}", n.div_ceil(opts.jobs)));
+        }
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdout(file.try_clone()?).stderr(file);
+        eprintln!("xtask: $ {}  (log: {})", show(&cmd), log.display());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("could not start {}", show(&cmd)))?;
+        running.push((child, log, show(&cmd)));
+    }
+    let mut execs = 0;
+    let mut peak_mb = 0;
+    let mut failed = None;
+    for (mut child, log, shown) in running {
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {shown}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let stat = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        execs += stat("stat::number_of_executed_units:");
+        peak_mb = peak_mb.max(stat("stat::peak_rss_mb:"));
+        if !status.success() && failed.is_none() {
+            failed = Some((status, log, text));
+        }
+    }
     let new: Vec<PathBuf> = crash_files(&artifacts)?
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect();
-    if !status.success() || !new.is_empty() {
+    if failed.is_some() || !new.is_empty() {
+        let (status, log, text) = match failed {
+            Some((status, log, text)) => (status.to_string(), log, text),
+            None => (
+                "a reproducer was written".to_owned(),
+                logs.join(format!("{t}.log")),
+                String::new(),
+            ),
+        };
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         for l in tail.iter().rev() {
             eprintln!("  | {l}");
@@ -277,18 +318,16 @@ fn fuzz_one(bin: &Path, t: &str, work: &Path, from: &[PathBuf], opts: &Opts) -> 
             log.display()
         );
     }
-    let stat = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let execs = stat("stat::number_of_executed_units:");
     let secs = started.elapsed().as_secs_f64();
     let corpus_n = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
+    let by = if opts.jobs > 1 {
+        format!(" by {} processes", opts.jobs)
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "{t}: {execs} executions in {secs:.0} s ({:.0}/s), 0 crashes, corpus {corpus_n}, peak RSS {} MB",
+        "{t}: {execs} executions in {secs:.0} s{by} ({:.0}/s), 0 crashes, corpus {corpus_n}, peak RSS {peak_mb} MB",
         execs as f64 / secs.max(0.001),
-        stat("stat::peak_rss_mb:")
     ))
 }
 
