@@ -250,6 +250,42 @@ pub struct Pod {
     pub log_dir: PathBuf,
 }
 
+/// The pods a test created, removed however the test ends (panics included).
+pub struct Pods<'a> {
+    node: &'a Node,
+    ids: Vec<String>,
+}
+
+impl<'a> Pods<'a> {
+    /// No pods yet, on `node`.
+    pub fn new(node: &'a Node) -> Pods<'a> {
+        Pods {
+            node,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Runs a pod and remembers it for removal; panics (fails the test) if it cannot run.
+    pub fn run(&mut self, spec: &PodSpec) -> Pod {
+        let pod = self
+            .node
+            .run_pod(spec)
+            .unwrap_or_else(|e| panic!("run pod {}/{}: {e:#}", spec.namespace, spec.name));
+        self.ids.push(pod.sandbox_id.clone());
+        pod
+    }
+}
+
+impl Drop for Pods<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            if let Err(e) = self.node.remove_pod(id) {
+                eprintln!("removing pod {id}: {e:#}");
+            }
+        }
+    }
+}
+
 /// Brings the node up, after tearing down whatever a previous run left (`down` first).
 pub fn up(config: &NodeConfig) -> Result<Node> {
     down(config)?;

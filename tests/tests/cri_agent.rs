@@ -11,7 +11,7 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec};
+use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec, Pods};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::MutexGuard;
@@ -77,37 +77,6 @@ fn node(test: &str) -> Option<MutexGuard<'static, Node>> {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Removes the pods a test created however the test ends.
-struct Pods<'a> {
-    node: &'a Node,
-    ids: Vec<String>,
-}
-
-impl<'a> Pods<'a> {
-    fn new(node: &'a Node) -> Pods<'a> {
-        Pods {
-            node,
-            ids: Vec::new(),
-        }
-    }
-
-    fn run(&mut self, spec: &PodSpec) -> Pod {
-        let pod = self.node.run_pod(spec).expect("run pod");
-        self.ids.push(pod.sandbox_id.clone());
-        pod
-    }
-}
-
-impl Drop for Pods<'_> {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            if let Err(e) = self.node.remove_pod(id) {
-                eprintln!("removing pod {id}: {e:#}");
-            }
-        }
-    }
 }
 
 /// The pod spec of deploy/daemonset.yaml as kubelet hands it to the runtime, with the

@@ -8,7 +8,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use netdiag_tests::lab::soak::metric_sum;
-use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec};
+use netdiag_tests::node::{self, Node, NodeConfig, Pod, PodSpec, Pods};
 use netdiag_tests::prometheus::{free_port, http_get};
 use std::ffi::OsString;
 use std::io::Read;
@@ -49,37 +49,6 @@ fn cli(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Removes the pods a test created however the test ends.
-struct Pods<'a> {
-    node: &'a Node,
-    ids: Vec<String>,
-}
-
-impl<'a> Pods<'a> {
-    fn new(node: &'a Node) -> Pods<'a> {
-        Pods {
-            node,
-            ids: Vec::new(),
-        }
-    }
-
-    fn run(&mut self, spec: &PodSpec) -> Pod {
-        let pod = self.node.run_pod(spec).expect("run pod");
-        self.ids.push(pod.sandbox_id.clone());
-        pod
-    }
-}
-
-impl Drop for Pods<'_> {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            if let Err(e) = self.node.remove_pod(id) {
-                eprintln!("removing pod {id}: {e:#}");
-            }
-        }
-    }
 }
 
 /// A shell loop bounded in rounds and seconds; the container sleeps afterwards.
