@@ -564,6 +564,27 @@ impl Lab {
         run(&mut netns_exec(&self.netns(role), &a)).map(|_| ())
     }
 
+    /// A Service VIP in the node netns, as kube-proxy's iptables mode makes it: new TCP
+    /// connections to `vip:80` are DNATed to `backend` (`IP:PORT`), after any rule already
+    /// in PREROUTING (`extra` goes before the target: e.g. a `statistic` match).
+    pub fn service_dnat(&self, vip: &str, backend: &str, extra: &[&str]) -> Result<()> {
+        let mut args = vec![
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            vip,
+            "-p",
+            "tcp",
+            "--dport",
+            "80",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-j", "DNAT", "--to-destination", backend]);
+        self.iptables(Role::Node, &args)
+    }
+
     /// Runs `f` on a thread inside the netns of `role` (see [`in_netns`]).
     pub fn in_ns<T, F>(&self, role: Role, f: F) -> Result<T>
     where

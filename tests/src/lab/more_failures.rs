@@ -95,19 +95,10 @@ fn dnat_two_backends(lab: &Lab, vip: Ipv4Addr) -> Result<()> {
     let first = format!("{EXT_IP}:{}", IDLE_BACKENDS[0]);
     let second = format!("{EXT_IP}:{}", IDLE_BACKENDS[1]);
     // Like kube-proxy's iptables mode: the first rule takes every other new flow.
-    lab.iptables(
-        Role::Node,
+    lab.service_dnat(
+        &vip,
+        &first,
         &[
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-d",
-            &vip,
-            "-p",
-            "tcp",
-            "--dport",
-            "80",
             "-m",
             "statistic",
             "--mode",
@@ -116,31 +107,9 @@ fn dnat_two_backends(lab: &Lab, vip: Ipv4Addr) -> Result<()> {
             "2",
             "--packet",
             "0",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &first,
         ],
     )?;
-    lab.iptables(
-        Role::Node,
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-d",
-            &vip,
-            "-p",
-            "tcp",
-            "--dport",
-            "80",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &second,
-        ],
-    )
+    lab.service_dnat(&vip, &second, &[])
 }
 
 /// Prepares one of this module's scenarios.
@@ -191,25 +160,7 @@ pub(crate) fn setup(s: Scenario, lab: &Lab) -> Result<()> {
         Scenario::ConnectionRefused => {
             let vip = REFUSED_VIP.to_string();
             let backend = format!("{EXT_IP}:{REFUSED_PORT}");
-            lab.iptables(
-                Role::Node,
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "PREROUTING",
-                    "-d",
-                    &vip,
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "80",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    &backend,
-                ],
-            )?;
+            lab.service_dnat(&vip, &backend, &[])?;
         }
         Scenario::ConnectionRefusedGoingAway | Scenario::HealthyRefusedOnce => {}
         Scenario::SynQueueOverflow => {

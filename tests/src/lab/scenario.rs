@@ -475,25 +475,7 @@ impl Scenario {
                 if self == Scenario::ConntrackInvalidService {
                     let vip = SERVICE_VIP.to_string();
                     let backend = format!("{EXT_IP}:{VICTIM_PORT}");
-                    lab.iptables(
-                        Role::Node,
-                        &[
-                            "-t",
-                            "nat",
-                            "-A",
-                            "PREROUTING",
-                            "-d",
-                            &vip,
-                            "-p",
-                            "tcp",
-                            "--dport",
-                            "80",
-                            "-j",
-                            "DNAT",
-                            "--to-destination",
-                            &backend,
-                        ],
-                    )?;
+                    lab.service_dnat(&vip, &backend, &[])?;
                     let ext = EXT_IP.to_string();
                     let port = VICTIM_PORT.to_string();
                     lab.iptables(
