@@ -2,6 +2,7 @@
 
 use core::net::IpAddr;
 
+use crate::bytes::tail;
 use crate::dns::{self, DnsError};
 use crate::icmp::{self, IcmpMessage};
 use crate::ip::{self, Ipv4Info, Ipv6Info, Upper, protocol};
@@ -194,9 +195,73 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// Parses `bytes` captured with link type `link`. Never panics, never allocates, and
     /// never reads past the end of `bytes`.
+    ///
+    /// The common case (Ethernet, at most one 802.1Q tag, IPv4 without options or IPv6
+    /// without extension headers, unfragmented, then a complete TCP or UDP header, no
+    /// tunnel) takes a fast path that the caller's compiler can inline: it reads the
+    /// headers at fixed offsets and builds the same [`Frame`] the general parser would;
+    /// anything else (including every frame that would stop early) goes to the general
+    /// parser.
     #[inline]
     pub fn parse(link: LinkType, bytes: &'a [u8]) -> Frame<'a> {
+        if link == LinkType::Ethernet {
+            if let Some(f) = Frame::ethernet_fast(bytes) {
+                return f;
+            }
+        }
         Frame::parse_at_depth(link, bytes, 0)
+    }
+
+    /// [`Frame::parse`] without its fast path: the general parser alone. Only for
+    /// differential tests and fuzzing (both must return the same frame); not part of the
+    /// supported API.
+    #[doc(hidden)]
+    pub fn parse_without_fast_path(link: LinkType, bytes: &'a [u8]) -> Frame<'a> {
+        Frame::parse_at_depth(link, bytes, 0)
+    }
+
+    /// The fast path of [`Frame::parse`] for Ethernet: `None` sends the frame to the
+    /// general parser. Every field it sets is the one the general parser would set (the
+    /// differential tests check this, slice positions included).
+    #[inline(always)]
+    fn ethernet_fast(b: &'a [u8]) -> Option<Frame<'a>> {
+        let eth = b.first_chunk::<{ link::field::ETH_LEN }>()?;
+        let mut ty = u16::from_be_bytes([eth[12], eth[13]]);
+        let mut off = link::field::ETH_LEN;
+        let mut vlan = None;
+        if ty == ethertype::VLAN {
+            let tag = tail(b, off).first_chunk::<{ link::field::VLAN_LEN }>()?;
+            vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
+            ty = u16::from_be_bytes([tag[2], tag[3]]);
+            off += link::field::VLAN_LEN;
+        }
+        let (net, up) = match ty {
+            ethertype::IPV4 => ip::parse_v4_fast(b, off)?,
+            ethertype::IPV6 => ip::parse_v6_fast(b, off)?,
+            _ => return None,
+        };
+        let transport = match up.protocol {
+            protocol::TCP => match tcp::parse(up.data, up.offset, up.wire_len) {
+                (Some(t), None) => Transport::Tcp(t),
+                _ => return None,
+            },
+            protocol::UDP => match udp::parse(up.data, up.offset, up.wire_len) {
+                (Some(u), None) if tunnel::udp_kind(u.src_port, u.dst_port).is_none() => {
+                    Transport::Udp(u)
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(Frame {
+            link: LinkType::Ethernet,
+            vlan,
+            net: Some(net),
+            transport: Some(transport),
+            stop: None,
+            tunnel: None,
+            depth: 0,
+        })
     }
 
     /// The packet inside this frame's tunnel, parsed as a frame of its own (zero-copy;

@@ -3,7 +3,7 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::bytes::{be16, be32, byte, head, tail};
-use crate::frame::{Layer, Stop, StopReason};
+use crate::frame::{Layer, Net, Stop, StopReason};
 
 /// IP protocol numbers (IANA) used by this crate.
 pub mod protocol {
@@ -251,6 +251,83 @@ pub(crate) fn parse_v4(
         wire_len: wire_total - header_len,
     };
     (Some(info), Ok(upper))
+}
+
+/// The fast path of [`parse_v4`]: an IPv4 header without options, unfragmented, whose
+/// total length is at least 20 and which is captured whole. Returns exactly what
+/// [`parse_v4`] would (wrapped in [`Net`]); `None` for anything else.
+#[inline(always)]
+pub(crate) fn parse_v4_fast(frame: &[u8], off: usize) -> Option<(Net<'_>, Upper<'_>)> {
+    let h = tail(frame, off).first_chunk::<{ field::V4_MIN_LEN }>()?;
+    // Version 4, IHL 5; no MF flag and a zero fragment offset.
+    let flags_frag = u16::from_be_bytes([h[6], h[7]]);
+    if h[field::V4_VER_IHL] != 0x45 || flags_frag & 0x3fff != 0 {
+        return None;
+    }
+    let total_len = u16::from_be_bytes([h[2], h[3]]);
+    // 0 (TSO: length from the capture) and impossible lengths go the general way.
+    let wire_len = usize::from(total_len).checked_sub(field::V4_MIN_LEN)?;
+    let rest = tail(frame, off + field::V4_MIN_LEN);
+    let payload = head(rest, wire_len);
+    let protocol = h[field::V4_PROTOCOL];
+    let info = Ipv4Info {
+        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        protocol,
+        ttl: h[field::V4_TTL],
+        total_len,
+        header_len: field::V4_MIN_LEN as u8,
+        identification: u16::from_be_bytes([h[4], h[5]]),
+        fragment: None,
+        dont_fragment: flags_frag & V4_DONT_FRAGMENT != 0,
+        tos: h[field::V4_TOS],
+        options: head(rest, 0),
+        payload,
+    };
+    let upper = Upper {
+        protocol,
+        data: payload,
+        offset: off + field::V4_MIN_LEN,
+        wire_len,
+    };
+    Some((Net::Ipv4(info), upper))
+}
+
+/// The fast path of [`parse_v6`]: a fixed IPv6 header with a non-zero payload length
+/// whose next header is TCP or UDP (no extension headers). Returns exactly what
+/// [`parse_v6`] would (wrapped in [`Net`]); `None` for anything else.
+#[inline(always)]
+pub(crate) fn parse_v6_fast(frame: &[u8], off: usize) -> Option<(Net<'_>, Upper<'_>)> {
+    let h = tail(frame, off).first_chunk::<{ field::V6_LEN }>()?;
+    let next_header = h[field::V6_NEXT_HEADER];
+    let payload_len = u16::from_be_bytes([h[4], h[5]]);
+    if h[0] >> 4 != 6 || payload_len == 0 || !matches!(next_header, protocol::TCP | protocol::UDP) {
+        return None;
+    }
+    let wire_len = usize::from(payload_len);
+    let data = head(tail(frame, off + field::V6_LEN), wire_len);
+    let addr = |a: usize| {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&h[a..a + 16]);
+        Ipv6Addr::from(o)
+    };
+    let info = Ipv6Info {
+        src: addr(8),
+        dst: addr(24),
+        next_header,
+        hop_limit: h[field::V6_HOP_LIMIT],
+        payload_len,
+        fragment: None,
+        ext_len: 0,
+        payload: data,
+    };
+    let upper = Upper {
+        protocol: next_header,
+        data,
+        offset: off + field::V6_LEN,
+        wire_len,
+    };
+    Some((Net::Ipv6(info), upper))
 }
 
 /// Result of walking an IPv6 extension-header chain.

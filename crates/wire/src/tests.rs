@@ -561,6 +561,15 @@ mod never_panics {
 
     pub(super) fn check_frame(link: u32, b: &[u8]) {
         let f = Frame::parse(LinkType::from_linktype(link), b);
+        assert_same_frame(
+            &f,
+            &Frame::parse_without_fast_path(LinkType::from_linktype(link), b),
+        );
+        if link != 1 {
+            // The same bytes as an Ethernet frame, for the fast path.
+            let e = Frame::parse(LinkType::Ethernet, b);
+            assert_same_frame(&e, &Frame::parse_without_fast_path(LinkType::Ethernet, b));
+        }
         // Every borrowed slice lies inside the input.
         let inside = |s: &[u8]| {
             let (lo, hi) = (b.as_ptr() as usize, b.as_ptr() as usize + b.len());
@@ -610,6 +619,31 @@ mod never_panics {
             depth += 1;
         }
         assert!(depth <= usize::from(crate::tunnel::MAX_DEPTH));
+    }
+
+    /// `fast` (from [`Frame::parse`]) equals `general` (the general parser alone) field
+    /// by field, and its borrowed slices start where the general parser's do.
+    pub(super) fn assert_same_frame(fast: &Frame<'_>, general: &Frame<'_>) {
+        assert_eq!(fast, general);
+        let at = |s: &[u8]| (s.as_ptr() as usize, s.len());
+        match (fast.net, general.net) {
+            (Some(Net::Ipv4(a)), Some(Net::Ipv4(b))) => {
+                assert_eq!(at(a.payload), at(b.payload));
+                assert_eq!(at(a.options), at(b.options));
+            }
+            (Some(Net::Ipv6(a)), Some(Net::Ipv6(b))) => assert_eq!(at(a.payload), at(b.payload)),
+            _ => {}
+        }
+        match (fast.transport, general.transport) {
+            (Some(Transport::Tcp(a)), Some(Transport::Tcp(b))) => {
+                assert_eq!(at(a.payload), at(b.payload));
+                assert_eq!(at(a.options.raw()), at(b.options.raw()));
+            }
+            (Some(Transport::Udp(a)), Some(Transport::Udp(b))) => {
+                assert_eq!(at(a.payload), at(b.payload));
+            }
+            _ => {}
+        }
     }
 
     fn check_dns(m: Message<'_>) {
