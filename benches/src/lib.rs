@@ -784,8 +784,22 @@ impl Fold {
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .rotate_left(23);
     }
+    /// Folds an address as big-endian 8-byte words, the last one zero-padded. IPv4 and
+    /// IPv6 (the only lengths the contenders pass) take fixed-size reads: the same
+    /// values as the general loop, without its variable-length copy (a `memcpy` call
+    /// per word, ~75 instructions a packet that every contender paid alike).
     #[inline(always)]
     fn addr(&mut self, a: &[u8]) {
+        if let Ok(v4) = <[u8; 4]>::try_from(a) {
+            self.add(u64::from(u32::from_be_bytes(v4)) << 32);
+            return;
+        }
+        if let Ok(v6) = <[u8; 16]>::try_from(a) {
+            let v6 = u128::from_be_bytes(v6);
+            self.add((v6 >> 64) as u64);
+            self.add(v6 as u64);
+            return;
+        }
         for c in a.chunks(8) {
             let mut b = [0u8; 8];
             b[..c.len()].copy_from_slice(c);
