@@ -310,6 +310,31 @@ fn dns_response_with_compressed_names() {
     assert_eq!(q.name.label_count(), 3);
 }
 
+/// `hash_lowercase` is FNV-1a over `to_ascii_lowercase` of the dotted name, for every
+/// byte value a label can hold.
+#[test]
+fn dns_name_hash_lowercases_every_byte_value() {
+    for first in (0u16..256).step_by(63) {
+        let label: Vec<u8> = (0u16..63).map(|i| ((first + i) % 256) as u8).collect();
+        let mut msg = hex("1234 0100 0001 0000 0000 0000");
+        for l in [&label[..], b"Ab"] {
+            msg.push(l.len() as u8);
+            msg.extend_from_slice(l);
+        }
+        msg.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let q = Message::parse(&msg).unwrap().question().unwrap();
+        let mut expect = dns::Fnv1a::new();
+        for &c in label.iter().chain(b".ab") {
+            expect.byte(c.to_ascii_lowercase());
+        }
+        assert_eq!(
+            q.name.hash_lowercase(),
+            expect.finish(),
+            "labels from {first}"
+        );
+    }
+}
+
 #[test]
 fn icmp_unreachable_quotes_the_original_udp_header() {
     let b = hex(ICMP_UNREACH);
