@@ -735,6 +735,63 @@ mod never_panics {
             check_frame(101, &frame);
         }
 
+        /// Frames built to reach the fast path of `Frame::parse` (Ethernet, an optional
+        /// 802.1Q tag, IPv4 or IPv6, TCP or UDP) with every field it reads random: it
+        /// must return exactly what the general parser does, whatever the lengths,
+        /// flags, fragment fields, ports and cut say.
+        #[test]
+        fn fast_path_equals_general_parser(
+            vlan in any::<bool>(),
+            v6 in any::<bool>(),
+            proto in proptest::sample::select(&[6u8, 17, 1, 47, 0, 44][..]),
+            ip_hdr in proptest::collection::vec(any::<u8>(), 40),
+            l4 in proptest::collection::vec(any::<u8>(), 0..80),
+            pick in any::<u8>(),
+            cut in any::<usize>(),
+        ) {
+            let mut b = hex("0011 2233 4455 6677 8899 aabb");
+            if vlan {
+                b.extend_from_slice(&[0x81, 0x00, ip_hdr[0], ip_hdr[1]]);
+            }
+            let mut ip = ip_hdr.clone();
+            let l4_len = l4.len() as u16;
+            if v6 {
+                b.extend_from_slice(&[0x86, 0xdd]);
+                // Mostly a plausible header, sometimes whatever the bytes say.
+                if pick & 1 == 0 {
+                    ip[0] = 0x60 | (ip[0] & 0x0f);
+                    ip[4..6].copy_from_slice(&(l4_len.wrapping_add(u16::from(pick >> 6))).to_be_bytes());
+                    ip[6] = proto;
+                }
+            } else {
+                b.extend_from_slice(&[0x08, 0x00]);
+                ip.truncate(20);
+                if pick & 1 == 0 {
+                    ip[0] = 0x45;
+                    ip[2..4].copy_from_slice(&(20 + l4_len).wrapping_sub(u16::from(pick >> 6)).to_be_bytes());
+                    ip[9] = proto;
+                    if pick & 2 == 0 {
+                        ip[6] &= 0x40;
+                    }
+                }
+            }
+            b.extend_from_slice(&ip);
+            let mut l4 = l4;
+            if pick & 4 == 0 && l4.len() >= 20 {
+                if proto == 6 {
+                    l4[12] = (5 + (pick >> 5) % 4) << 4;
+                } else {
+                    l4[4..6].copy_from_slice(&l4_len.to_be_bytes());
+                }
+            }
+            b.extend_from_slice(&l4);
+            let n = if pick & 8 == 0 { b.len() } else { cut % (b.len() + 1) };
+            let b = &b[..n];
+            let fast = Frame::parse(LinkType::Ethernet, b);
+            assert_same_frame(&fast, &Frame::parse_without_fast_path(LinkType::Ethernet, b));
+            check_frame(1, b);
+        }
+
         #[test]
         fn dns_parse_arbitrary_bytes(b in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok(m) = Message::parse(&b) {
