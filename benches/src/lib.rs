@@ -1173,6 +1173,45 @@ mod tests {
         }
     }
 
+    /// `Frame::parse` (with its Ethernet fast path) returns what the general parser alone
+    /// does on the generated mix and on every packet of every capture in `testdata/` and
+    /// the tcpdump corpus (when present), each parsed with its own link type and as
+    /// Ethernet.
+    #[test]
+    fn fast_path_equals_the_general_parser_on_real_and_generated_packets() {
+        let check = |link: u32, data: &[u8]| {
+            for lt in [LinkType::from_linktype(link), LinkType::Ethernet] {
+                assert_eq!(
+                    Frame::parse(lt, data),
+                    Frame::parse_without_fast_path(lt, data),
+                    "{lt:?} {data:02x?}"
+                );
+            }
+        };
+        let mix = generate_mix(2_000, 50_000, 11);
+        for p in &mix {
+            check(p.link_type, &p.data);
+        }
+        let mut files = Vec::new();
+        capture_files(&workspace_root().join("testdata"), &mut files);
+        let corpus = std::env::var_os("NETDIAG_CORPUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("../shared/corpus/tcpdump-tests"));
+        capture_files(&corpus, &mut files);
+        let mut packets = 0;
+        for f in &files {
+            for p in load_capture(f).unwrap_or_default() {
+                check(p.link_type, &p.data);
+                packets += 1;
+            }
+        }
+        assert!(
+            packets > 1_000,
+            "{packets} packets in {} files",
+            files.len()
+        );
+    }
+
     #[test]
     fn generator_is_deterministic_and_seeded() {
         assert_eq!(generate_mix(100, 3000, 1), generate_mix(100, 3000, 1));
