@@ -1,5 +1,6 @@
 //! `Frame::parse` on every link type, with every lazy accessor touched (TCP options, the
-//! DNS walk, ICMP's quoted header): what every captured packet goes through.
+//! DNS walk, ICMP's quoted header): what every captured packet goes through. The fast
+//! path of `Frame::parse` must agree with the general parser.
 //!
 //! Input: the pcap `LINKTYPE_*` as a little-endian u16, then the frame. Seeds: the first
 //! packets of every capture file of the tcpdump corpus and testdata, with their link type.
@@ -25,6 +26,13 @@ fuzz_target!(
         let link = LinkType::from_linktype(u32::from(input.u16()));
         let bytes = input.rest();
         let f = Frame::parse(link, bytes);
+        // The fast path (Ethernet) returns what the general parser alone would; the
+        // same bytes are also tried as Ethernet whatever the link type.
+        assert_eq!(f, Frame::parse_without_fast_path(link, bytes));
+        assert_eq!(
+            Frame::parse(LinkType::Ethernet, bytes),
+            Frame::parse_without_fast_path(LinkType::Ethernet, bytes)
+        );
         let _ = f.stop.map(|s| (s.layer, s.reason, s.offset));
         let tuple = f.five_tuple();
         if let Some(t) = tuple {
