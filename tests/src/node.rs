@@ -265,14 +265,14 @@ impl<'a> Pods<'a> {
         }
     }
 
-    /// Runs a pod and remembers it for removal; panics (fails the test) if it cannot run.
-    pub fn run(&mut self, spec: &PodSpec) -> Pod {
+    /// Runs a pod and remembers it for removal.
+    pub fn run(&mut self, spec: &PodSpec) -> Result<Pod> {
         let pod = self
             .node
             .run_pod(spec)
-            .unwrap_or_else(|e| panic!("run pod {}/{}: {e:#}", spec.namespace, spec.name));
+            .with_context(|| format!("run pod {}/{}", spec.namespace, spec.name))?;
         self.ids.push(pod.sandbox_id.clone());
-        pod
+        Ok(pod)
     }
 }
 

@@ -187,7 +187,7 @@ fn agent_pod_diagnoses_a_pod_by_name_as_the_node_does_and_names_what_is_missing(
 
     // The accept-queue overflow of cri_cli.rs: a listener with backlog 1 that never
     // accepts inside a real pod, and a client pod opening six connections every 2 s.
-    let queue = pods.run(&PodSpec::new(NS, "queue"));
+    let queue = pods.run(&PodSpec::new(NS, "queue")).expect("run pod");
     let queue_ip = queue.ip.clone().expect("queue pod IP");
     let _listener = node::hold_listener_in_netns(queue.pid, 9000, 1).expect("listener");
     let mut client = PodSpec::new(NS, "queue-client");
@@ -204,10 +204,12 @@ fn agent_pod_diagnoses_a_pod_by_name_as_the_node_does_and_names_what_is_missing(
             ),
         ]),
     )];
-    pods.run(&client);
+    pods.run(&client).expect("run pod");
 
     // The DaemonSet's pod: it says it sees everything.
-    let agent = pods.run(&agent_spec("agent", true, true, true));
+    let agent = pods
+        .run(&agent_spec("agent", true, true, true))
+        .expect("run pod");
     let line = agent_line(&agent);
     for seen in [
         "runtime socket /run/containerd/containerd.sock (runtime pid ",
@@ -259,7 +261,9 @@ fn agent_pod_diagnoses_a_pod_by_name_as_the_node_does_and_names_what_is_missing(
     );
 
     // Without hostPID: the runtime's PIDs are not ours; it says hostPID is needed.
-    let no_pid = pods.run(&agent_spec("agent-nohostpid", false, true, true));
+    let no_pid = pods
+        .run(&agent_spec("agent-nohostpid", false, true, true))
+        .expect("run pod");
     let line = agent_line(&no_pid);
     assert!(line.contains("needs hostPID: true"), "{line}");
     let (code, stdout, stderr) = exec(&node, &no_pid, &["diagnose", &format!("{NS}/queue")]);
@@ -269,7 +273,9 @@ fn agent_pod_diagnoses_a_pod_by_name_as_the_node_does_and_names_what_is_missing(
 
     // Without hostNetwork: it still diagnoses the pod, and says the node counters are
     // the container's own.
-    let no_net = pods.run(&agent_spec("agent-nohostnet", true, false, true));
+    let no_net = pods
+        .run(&agent_spec("agent-nohostnet", true, false, true))
+        .expect("run pod");
     let line = agent_line(&no_net);
     assert!(line.contains("needs hostNetwork: true"), "{line}");
     let (_, _, stderr) = exec(
@@ -284,7 +290,9 @@ fn agent_pod_diagnoses_a_pod_by_name_as_the_node_does_and_names_what_is_missing(
     );
 
     // Without the socket: the paths tried and the mount that is missing.
-    let no_sock = pods.run(&agent_spec("agent-nosocket", true, true, false));
+    let no_sock = pods
+        .run(&agent_spec("agent-nosocket", true, true, false))
+        .expect("run pod");
     let line = agent_line(&no_sock);
     assert!(
         line.contains("runtime socket: none")

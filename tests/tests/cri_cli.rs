@@ -75,7 +75,7 @@ fn web_pods(pods: &mut Pods<'_>, name: &str) -> Pod {
             "echo ok > /tmp/index.html; exec /bin/busybox httpd -f -p 8080 -h /tmp".into(),
         ]),
     )];
-    let web = pods.run(&web);
+    let web = pods.run(&web).expect("run pod");
     let ip = web.ip.clone().expect("web pod IP");
     let mut client = PodSpec::new(NS, &format!("{name}-client"));
     client.containers = vec![(
@@ -88,7 +88,7 @@ fn web_pods(pods: &mut Pods<'_>, name: &str) -> Pod {
             ),
         ),
     )];
-    pods.run(&client);
+    pods.run(&client).expect("run pod");
     web
 }
 
@@ -122,7 +122,7 @@ fn cli_diagnose_by_name_finds_accept_queue_overflow_and_nothing_on_a_healthy_pod
     let web = web_pods(&mut pods, "web");
     // A listener with backlog 1 that never accepts, inside a real pod, and a client pod
     // opening six connections every 2 s (each attempt killed after 2 s).
-    let queue = pods.run(&PodSpec::new(NS, "queue"));
+    let queue = pods.run(&PodSpec::new(NS, "queue")).expect("run pod");
     let queue_ip = queue.ip.clone().expect("queue pod IP");
     let _listener = node::hold_listener_in_netns(queue.pid, 9000, 1).expect("listener");
     let mut client = PodSpec::new(NS, "queue-client");
@@ -136,7 +136,7 @@ fn cli_diagnose_by_name_finds_accept_queue_overflow_and_nothing_on_a_healthy_pod
             ),
         ),
     )];
-    pods.run(&client);
+    pods.run(&client).expect("run pod");
 
     let out = cli(&[
         "diagnose",
@@ -204,7 +204,7 @@ fn cli_diagnose_by_name_finds_ndots_amplification() {
     let mut pods = Pods::new(&node);
     // The cluster DNS: dnsmasq in a pod's netns, cluster.local answered locally (NXDOMAIN),
     // example.test answered, nothing forwarded.
-    let dns_pod = pods.run(&PodSpec::new(NS, "dns"));
+    let dns_pod = pods.run(&PodSpec::new(NS, "dns")).expect("run pod");
     let dns_ip = dns_pod.ip.clone().expect("dns pod IP");
     let log = NodeConfig::test()
         .dir
@@ -239,7 +239,7 @@ fn cli_diagnose_by_name_finds_ndots_amplification() {
             "getent ahosts api.example.test >/dev/null; sleep 0.5",
         ),
     )];
-    pods.run(&resolver);
+    pods.run(&resolver).expect("run pod");
     let out = cli(&[
         "diagnose",
         "ndr-cli/resolver",
@@ -354,7 +354,7 @@ fn cli_counters_by_name_show_the_pods_listener_and_address() {
         return;
     };
     let mut pods = Pods::new(&node);
-    let pod = pods.run(&PodSpec::new(NS, "counted"));
+    let pod = pods.run(&PodSpec::new(NS, "counted")).expect("run pod");
     let _listener = node::hold_listener_in_netns(pod.pid, 9100, 3).expect("listener");
     let out = cli(&["counters", "ndr-cli/counted", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -395,7 +395,7 @@ fn cli_c_container_picks_the_container_and_lists_the_others() {
     let mut pods = Pods::new(&node);
     let mut spec = PodSpec::new(NS, "two");
     spec.containers = vec![("app".into(), None), ("sidecar".into(), None)];
-    let pod = pods.run(&spec);
+    let pod = pods.run(&spec).expect("run pod");
     let sidecar_pid = pod.containers["sidecar"].1;
     let out = cli(&[
         "diagnose",
@@ -442,7 +442,8 @@ fn cli_errors_are_actionable_and_exit_2() {
         return;
     };
     let mut pods = Pods::new(&node);
-    pods.run(&PodSpec::new(NS, "frontend-7d9f"));
+    pods.run(&PodSpec::new(NS, "frontend-7d9f"))
+        .expect("run pod");
 
     // No runtime socket: CONTAINER_RUNTIME_ENDPOINT names a missing one.
     let missing = format!(
@@ -533,7 +534,7 @@ fn cli_errors_are_actionable_and_exit_2() {
     );
 
     // Pod not ready: its only sandbox is stopped.
-    let stopped = pods.run(&PodSpec::new(NS, "stopped"));
+    let stopped = pods.run(&PodSpec::new(NS, "stopped")).expect("run pod");
     node.stop_pod(&stopped.sandbox_id).expect("stop pod");
     let out = cli(&["diagnose", "ndr-cli/stopped", "--duration", "1s"]);
     let err = text(&out.stderr);
@@ -937,7 +938,7 @@ fn watch_follows_a_recreated_pod(test: &str, name: &str, extra: &[&str], gone_be
         "pinger".into(),
         bounded(1500, 300, "ping -c 1 -W 1 10.88.0.1 >/dev/null; sleep 0.2"),
     )];
-    let first = pods.run(&spec);
+    let first = pods.run(&spec).expect("run pod");
     let port = free_port().expect("free port");
     let metrics: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let packets = || -> f64 {
@@ -1009,7 +1010,7 @@ fn watch_follows_a_recreated_pod(test: &str, name: &str, extra: &[&str], gone_be
         t.elapsed()
     );
     spec.attempt = 1;
-    let second = pods.run(&spec);
+    let second = pods.run(&spec).expect("run pod");
     assert_ne!(second.sandbox_id, first.sandbox_id);
     assert_ne!(second.pid, first.pid);
     wait_for(

@@ -44,7 +44,7 @@ impl Snapshot {
                 Err(e) => return Err(e).with_context(|| format!("read {path}")),
             }
         }
-        Ok(Snapshot { files })
+        Snapshot { files }.checked()
     }
 
     /// Writes every file under `dir` (`dir/net/netstat`, …).
@@ -71,23 +71,36 @@ impl Snapshot {
                 files.insert((*rel).to_owned(), text);
             }
         }
-        Ok(Snapshot { files })
+        Snapshot { files }.checked()
     }
 
     /// The flat counter keys of `testdata/README.md` (`TcpExt.ListenOverflows`,
     /// `conntrack.invalid`, …) that the lab asserts on, parsed by the library's own reader
-    /// (`netdiag_kernel::Snapshot`). A table the library cannot parse fails the test that
-    /// asked, naming the file: the lab must not quietly assert on missing counters.
+    /// (`netdiag_kernel::Snapshot`). Snapshots the lab reads or loads were checked to parse
+    /// ([`Snapshot::read_current`], [`Snapshot::read_from`]); one that does not parse has no
+    /// counters.
     pub fn flat(&self) -> BTreeMap<String, i64> {
-        let parsed = netdiag_kernel::Snapshot::from_files(
-            self.files.iter().map(|(p, t)| (p.clone(), t.clone())),
-        )
-        .unwrap_or_else(|e| panic!("the lab's counter snapshot does not parse: {e}"));
-        parsed
-            .flat()
-            .into_iter()
-            .map(|(k, v)| (k, i64::try_from(v).unwrap_or(i64::MAX)))
-            .collect()
+        self.parsed()
+            .map(|p| {
+                p.flat()
+                    .into_iter()
+                    .map(|(k, v)| (k, i64::try_from(v).unwrap_or(i64::MAX)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn parsed(&self) -> Result<netdiag_kernel::Snapshot, netdiag_kernel::Error> {
+        netdiag_kernel::Snapshot::from_files(self.files.iter().map(|(p, t)| (p.clone(), t.clone())))
+    }
+
+    /// `self`, once the library's parser took every table: a table the library cannot
+    /// parse fails the lab run that read it, naming the file, rather than quietly missing
+    /// from the assertions.
+    fn checked(self) -> Result<Snapshot> {
+        self.parsed()
+            .context("the counter snapshot does not parse with netdiag-kernel")?;
+        Ok(self)
     }
 
     /// `after[key] - self[key]` (a missing key counts as 0).
