@@ -141,7 +141,8 @@ impl Config {
     /// feeds a hostile mix and checks the measured peak against it.
     pub fn memory_bound_bytes(&self) -> usize {
         let flows = self.max_flows.max(1);
-        let flow_table = flow::FlowTable::<Flow>::bytes_bound(flows);
+        let flow_table =
+            flow::FlowTable::<Flow>::bytes_bound(flows) + crate::Conns::bytes_bound(flows);
         let closing = vec_bytes::<(flow::FlowKey, crate::tcp::TcpConn)>(flows);
         // Out-of-line TCP state: at most one box per flow held or closing, plus the
         // spares (no more boxes exist than were ever in use at once).

@@ -55,7 +55,7 @@
 //! # Memory
 //!
 //! Every table is capped ([`Config`]): flows (`max_flows`, about
-//! [`Config::bytes_per_flow`] bytes each), DNS transactions, DNS clients, destinations.
+//! [`Config::bytes_per_flow`] bytes each, UDP flows less), DNS transactions, DNS clients, destinations.
 //! Past a cap the least recently seen flow is closed out into the detectors (counted in
 //! [`CaptureStats::flows_evicted_full`]); flows idle longer than `flow_idle_timeout_ns`
 //! of packet time are closed too. The per-packet path does not allocate once the tables
@@ -171,10 +171,11 @@ use tcp::{RstOrigin, SegKind, TcpConn};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Most flows (TCP + UDP) held at once. Default 131 072: about 33 MiB at
-    /// [`Config::bytes_per_flow`] (≈ 260 bytes: the slot with the TCP state of both
-    /// directions, the first SYN's timing and evidence packet numbers, plus two index
-    /// buckets; SYN retransmissions, late SYN-ACKs and out-of-window segments take a
+    /// Most flows (TCP + UDP) held at once. Default 131 072: at most about 33 MiB at
+    /// [`Config::bytes_per_flow`] (≈ 264 bytes for a TCP flow: an 84-byte slot with its
+    /// two index buckets, plus 180 bytes of TCP state of both directions, the first SYN's
+    /// timing and evidence packet numbers, in a slab of their own; a UDP flow costs only
+    /// the slot. SYN retransmissions, late SYN-ACKs and out-of-window segments take a
     /// 232-byte box on the side).
     pub max_flows: usize,
     /// A flow with no packet for this long (packet time) is closed. Default 300 s.
@@ -215,9 +216,10 @@ impl Config {
         self
     }
 
-    /// Approximate bytes one flow costs in the table (slot, index entry, TCP state).
+    /// Approximate bytes one TCP flow costs in the table (slot, index entries, TCP
+    /// state); a UDP flow costs the slot and index entries only.
     pub fn bytes_per_flow() -> usize {
-        FlowTable::<Flow>::bytes_per_flow()
+        FlowTable::<Flow>::bytes_per_flow() + Conns::bytes_per_conn()
     }
 
     /// Checks the limits make sense.
@@ -244,10 +246,69 @@ impl Config {
     }
 }
 
-/// One flow's state in the table.
-#[derive(Clone, Debug, Default)]
+/// One flow's state in the table: where its TCP state is, if it carries TCP. The
+/// [`TcpConn`] lives in [`Conns`], not in the slot, so a UDP flow's slot is 64 bytes
+/// instead of 240 (on a mixed capture, about half the flows are DNS over UDP).
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Flow {
-    tcp: TcpConn,
+    /// Index into [`Conns`], or [`Conns::NONE`] (a UDP flow, or TCP not yet seen).
+    conn: u32,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Flow { conn: Conns::NONE }
+    }
+}
+
+/// The TCP state of the flows that carry TCP, in a slab of its own: at most one entry
+/// per flow in the table, freed (and reused) when the flow leaves it.
+#[derive(Default)]
+pub(crate) struct Conns {
+    slots: Vec<TcpConn>,
+    free: Vec<u32>,
+}
+
+impl Conns {
+    /// "No TCP state".
+    pub(crate) const NONE: u32 = u32::MAX;
+
+    /// A fresh (default) entry's index.
+    fn alloc(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(TcpConn::default());
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get(&self, i: u32) -> Option<&TcpConn> {
+        self.slots.get(i as usize)
+    }
+
+    /// Takes entry `i`'s state and frees the entry (which stays default until reused).
+    fn take(&mut self, i: u32) -> Option<TcpConn> {
+        let c = std::mem::take(self.slots.get_mut(i as usize)?);
+        self.free.push(i);
+        Some(c)
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<TcpConn>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Approximate bytes one entry costs (the state and a free-list entry).
+    fn bytes_per_conn() -> usize {
+        std::mem::size_of::<TcpConn>() + std::mem::size_of::<u32>()
+    }
+
+    /// Most heap bytes a slab of `cap` entries holds.
+    pub(crate) fn bytes_bound(cap: usize) -> usize {
+        bounds::vec_bytes::<TcpConn>(cap) + bounds::vec_bytes::<u32>(cap)
+    }
 }
 
 /// Skip categories, counted without allocating per packet.
@@ -266,6 +327,7 @@ enum SkipKind {
 pub struct Analyzer {
     config: Config,
     flows: FlowTable<Flow>,
+    conns: Conns,
     closed: Vec<(FlowKey, TcpConn)>,
     /// Out-of-line TCP state of closed connections, for reuse.
     #[allow(clippy::vec_box)] // allocations to reuse, not values
@@ -292,6 +354,16 @@ pub struct Analyzer {
     last_expire_ns: u64,
     skipped: FxMap<SkipKind, u64>,
     stray_scans: u32,
+}
+
+/// A flow left the table: its TCP state, if any, goes to `closed` for
+/// [`Analyzer::close_out`] and its slab entry is freed.
+fn close_flow(conns: &mut Conns, closed: &mut Vec<(FlowKey, TcpConn)>, key: FlowKey, flow: Flow) {
+    if flow.conn != Conns::NONE {
+        if let Some(c) = conns.take(flow.conn) {
+            closed.push((key, c));
+        }
+    }
 }
 
 /// Most flow-table scans for the Service variant of conntrack INVALID.
@@ -346,6 +418,7 @@ impl Analyzer {
         config.flow_idle_timeout_ns = config.flow_idle_timeout_ns.max(1);
         Analyzer {
             flows: FlowTable::new(config.max_flows, config.flow_idle_timeout_ns),
+            conns: Conns::default(),
             closed: Vec::new(),
             tcp_spare: Vec::new(),
             dns: dns::DnsTracker::new(config.max_dns_transactions, config.max_dns_clients),
@@ -468,7 +541,7 @@ impl Analyzer {
 
     /// Bytes currently allocated by the flow table (for memory tests and `--stats`).
     pub fn flow_table_bytes(&self) -> usize {
-        self.flows.allocated_bytes()
+        self.flows.allocated_bytes() + self.conns.allocated_bytes()
     }
 
     /// Flows currently held.
@@ -515,9 +588,9 @@ impl Analyzer {
 
         if timestamp_ns.saturating_sub(self.last_expire_ns) >= EXPIRE_EVERY_NS {
             self.last_expire_ns = timestamp_ns;
-            let closed = &mut self.closed;
+            let (closed, conns) = (&mut self.closed, &mut self.conns);
             self.flows
-                .expire(timestamp_ns, |k, v, _| closed.push((k, v.tcp)));
+                .expire(timestamp_ns, |k, v, _| close_flow(conns, closed, k, v));
             self.close_out();
         }
 
@@ -594,10 +667,10 @@ impl Analyzer {
                 }
                 self.locality.observe(self.source, src, ttl);
                 let (key, _) = FlowKey::new(self.source, 17, (src, d.src_port), (dst, d.dst_port));
-                let closed = &mut self.closed;
+                let (closed, conns) = (&mut self.closed, &mut self.conns);
                 let (_, created) = self
                     .flows
-                    .get_or_insert(key, timestamp_ns, |k, v, _| closed.push((k, v.tcp)));
+                    .get_or_insert(key, timestamp_ns, |k, v, _| close_flow(conns, closed, k, v));
                 if created {
                     self.capture.flows += 1;
                 }
@@ -706,21 +779,27 @@ impl Analyzer {
         ns: u64,
     ) {
         let (key, side) = FlowKey::new(self.source, 6, (src, seg.src_port), (dst, seg.dst_port));
-        let closed = &mut self.closed;
+        let (closed, conns) = (&mut self.closed, &mut self.conns);
         let (flow, created) = self
             .flows
-            .get_or_insert(key, ns, |k, v, _| closed.push((k, v.tcp)));
+            .get_or_insert(key, ns, |k, v, _| close_flow(conns, closed, k, v));
         if created {
             self.capture.flows += 1;
         }
-        if flow.tcp.is_new_attempt(side, seg) {
-            closed.push((key, std::mem::take(&mut flow.tcp)));
+        if flow.conn == Conns::NONE {
+            flow.conn = conns.alloc();
         }
-        let before = conn_events::ConnEvents::before(&flow.tcp);
-        let out = flow.tcp.on_segment(side, seg, pkt, ns, &mut self.tcp_spare);
+        let Some(tcp) = conns.slots.get_mut(flow.conn as usize) else {
+            return;
+        };
+        if tcp.is_new_attempt(side, seg) {
+            closed.push((key, std::mem::take(tcp)));
+        }
+        let before = conn_events::ConnEvents::before(tcp);
+        let out = tcp.on_segment(side, seg, pkt, ns, &mut self.tcp_spare);
         self.conn_events
-            .after(key, side, seg, &flow.tcp, before, &out, pkt, ns, created);
-        let client = flow.tcp.client;
+            .after(key, side, seg, tcp, before, &out, pkt, ns, created);
+        let client = tcp.client;
         if out.opened {
             self.tcp.connections += 1;
         }
@@ -747,12 +826,12 @@ impl Analyzer {
             };
             self.rst_origin[o] += 1;
             self.rst_answer[seg_kind_idx(answered)] += 1;
-            if out.invalid.is_none() && flow.tcp.peer_rst_after_invalid() == Some(pkt) {
+            if out.invalid.is_none() && tcp.peer_rst_after_invalid() == Some(pkt) {
                 self.invalid.on_peer_rst(key, pkt);
             } else if out.invalid.is_none()
                 && answered == SegKind::Data
-                && flow.tcp.established
-                && flow.tcp.resets == 1
+                && tcp.established
+                && tcp.resets == 1
             {
                 self.invalid.on_reset_of_data(key, pkt, side);
             }
@@ -778,6 +857,7 @@ impl Analyzer {
         }
         self.stray_scans += 1;
         let local = key.endpoint(ev.rst_from);
+        let conns = &self.conns;
         let found = self.flows.iter().find_map(|(k, flow)| {
             if *k == key || k.protocol != 6 || k.source != key.source {
                 return None;
@@ -789,8 +869,9 @@ impl Analyzer {
             } else {
                 return None;
             };
-            let h = &flow.tcp.half[side.idx()];
-            (flow.tcp.established && h.seen && h.next_seq == ev.suspect.ack)
+            let tcp = conns.get(flow.conn)?;
+            let h = &tcp.half[side.idx()];
+            (tcp.established && h.seen && h.next_seq == ev.suspect.ack)
                 .then(|| k.endpoint(side.other()))
         });
         if let Some(vip) = found {
@@ -853,7 +934,7 @@ impl Analyzer {
         // One flow at a time, in the same order as before: collecting them all first
         // doubled the flow table's memory at the peak.
         while let Some((k, v)) = self.flows.pop_lru() {
-            self.closed.push((k, v.tcp));
+            close_flow(&mut self.conns, &mut self.closed, k, v);
             self.close_out();
         }
         self.capture.flows_evicted_full = self.flows.evicted_full;
