@@ -353,11 +353,16 @@ impl<K: std::hash::Hash + Eq, V> DenseMap<K, V> {
 
     #[inline]
     fn position(&self, key: &K) -> Option<usize> {
+        self.position_hashed(key, Self::hash(key))
+    }
+
+    /// [`DenseMap::position`] with the key's hash already computed (a miss followed by
+    /// an insert hashes the key once).
+    #[inline]
+    fn position_hashed(&self, key: &K, hash: u32) -> Option<usize> {
         let e = &self.entries;
         self.index
-            .find(Self::hash(key), |i| {
-                e.get(i as usize).is_some_and(|x| x.0 == *key)
-            })
+            .find(hash, |i| e.get(i as usize).is_some_and(|x| x.0 == *key))
             .map(|i| i as usize)
     }
 
@@ -379,36 +384,44 @@ impl<K: std::hash::Hash + Eq, V> DenseMap<K, V> {
 
     /// Sets `key` to `value` (replacing its entry, in place, if it has one).
     pub(crate) fn insert(&mut self, key: K, value: V) {
-        if let Some(v) = self.get_mut(&key) {
-            *v = value;
+        let hash = Self::hash(&key);
+        if let Some(e) = self
+            .position_hashed(&key, hash)
+            .and_then(|i| self.entries.get_mut(i))
+        {
+            e.1 = value;
             return;
         }
-        let hash = Self::hash(&key);
         let i = self.entries.len() as u32;
         self.entries.push((key, value));
         self.index.insert(i, hash);
     }
 
-    pub(crate) fn contains_key(&self, key: &K) -> bool {
-        self.position(key).is_some()
-    }
-
-    /// `key`'s value, inserted as `V::default()` when absent.
-    pub(crate) fn get_or_insert_default(&mut self, key: K) -> &mut V
+    /// `key`'s value; when absent, inserted as `V::default()` if `room` (given the map,
+    /// which it may shrink) says there is room for it, else `None`. One hash and one
+    /// probe where `contains_key` then `get_or_insert_default` cost two of each.
+    pub(crate) fn get_or_insert_default_if(
+        &mut self,
+        key: K,
+        room: impl FnOnce(&mut Self) -> bool,
+    ) -> Option<&mut V>
     where
         V: Default,
     {
-        let i = match self.position(&key) {
+        let hash = Self::hash(&key);
+        let i = match self.position_hashed(&key, hash) {
             Some(i) => i,
             None => {
-                let hash = Self::hash(&key);
+                if !room(self) {
+                    return None;
+                }
                 let i = self.entries.len();
                 self.entries.push((key, V::default()));
                 self.index.insert(i as u32, hash);
                 i
             }
         };
-        &mut self.entries[i].1
+        self.entries.get_mut(i).map(|e| &mut e.1)
     }
 
     /// Keeps the entries for which `keep` holds (then re-files them all).

@@ -103,18 +103,20 @@ pub(crate) struct Seg {
     pub(crate) mss: Option<u16>,
 }
 
+/// Room for one more direction: when the table is full, the directions without a
+/// suspect go.
+fn make_room(dirs: &mut DenseMap<(u16, Endpoint, Endpoint), Dir>) -> bool {
+    if dirs.len() < MAX_DIRS {
+        return true;
+    }
+    dirs.retain(|_, d| d.suspect.is_some());
+    dirs.len() < MAX_DIRS
+}
+
 impl PmtuTracker {
     /// The pod interface's MTU (live: from the kernel's link table).
     pub(crate) fn set_interface_mtu(&mut self, name: &str, mtu: u32) {
         self.interface_mtu = Some((name.to_string(), mtu));
-    }
-
-    fn make_room(&mut self) -> bool {
-        if self.dirs.len() < MAX_DIRS {
-            return true;
-        }
-        self.dirs.retain(|_, d| d.suspect.is_some());
-        self.dirs.len() < MAX_DIRS
     }
 
     pub(crate) fn on_segment(&mut self, source: u16, s: &Seg, pkt: u64, ns: u64) {
@@ -127,12 +129,13 @@ impl PmtuTracker {
         if s.len == 0 && !s.syn {
             return;
         }
-        let key = (source, s.src, s.dst);
-        if !self.dirs.contains_key(&key) && !self.make_room() {
+        let Some(d) = self
+            .dirs
+            .get_or_insert_default_if((source, s.src, s.dst), make_room)
+        else {
             self.not_tracked += 1;
             return;
-        }
-        let d = self.dirs.get_or_insert_default(key);
+        };
         if s.syn {
             if s.mss.is_some() {
                 d.mss = s.mss;

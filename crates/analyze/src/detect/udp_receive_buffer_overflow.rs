@@ -20,6 +20,7 @@ use super::{Ctx, EvidenceSink, endpoint_text};
 use crate::NetnsRole;
 use crate::flow::{Endpoint, FxMap};
 use crate::model::{Confidence, Evidence, Finding, Kind, ListenerRef, PacketRef, Timing};
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 /// A UDP socket of a namespace, from sock_diag (`ss -lnump`): what it holds and may hold.
@@ -139,21 +140,29 @@ impl UdpServices {
         let Some((server, client, inbound)) = Self::server_of(src, dst) else {
             return;
         };
-        let key = (source, server);
-        if !self.servers.contains_key(&key) && self.servers.len() >= MAX_SERVERS {
-            self.not_tracked += 1;
-            return;
-        }
-        let s = self.servers.entry(key).or_default();
+        // One probe per map: the entry, filled only when new and there is room.
+        let full = self.servers.len() >= MAX_SERVERS;
+        let s = match self.servers.entry((source, server)) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(_) if full => {
+                self.not_tracked += 1;
+                return;
+            }
+            Entry::Vacant(v) => v.insert(Server::default()),
+        };
         if s.datagrams_in == 0 && s.datagrams_out == 0 {
             s.first_ns = ns;
         }
         s.last_ns = s.last_ns.max(ns);
         if inbound {
             s.datagrams_in += 1;
-            let w = ns / BURST_NS;
-            if s.windows.len() < MAX_WINDOWS || s.windows.contains_key(&w) {
-                *s.windows.entry(w).or_insert(0) += 1;
+            let full = s.windows.len() >= MAX_WINDOWS;
+            match s.windows.entry(ns / BURST_NS) {
+                Entry::Occupied(mut o) => *o.get_mut() += 1,
+                Entry::Vacant(_) if full => {}
+                Entry::Vacant(v) => {
+                    v.insert(1);
+                }
             }
             if s.example_in.is_none() {
                 s.example_in = Some(PacketRef {
@@ -181,10 +190,13 @@ impl UdpServices {
                     s.max_latency_ns = s.max_latency_ns.max(ns.saturating_sub(arrived));
                 }
             } else if inbound {
-                if self.pending.len() < MAX_PENDING || self.pending.contains_key(&k) {
-                    self.pending.entry(k).or_insert((pkt, ns));
-                } else {
-                    self.not_tracked += 1;
+                let full = self.pending.len() >= MAX_PENDING;
+                match self.pending.entry(k) {
+                    Entry::Occupied(_) => {}
+                    Entry::Vacant(_) if full => self.not_tracked += 1,
+                    Entry::Vacant(v) => {
+                        v.insert((pkt, ns));
+                    }
                 }
             }
         }
