@@ -253,6 +253,33 @@ impl Lookup {
     }
 }
 
+/// What closing a lookup updates: every field it touches but the clients map, borrowed
+/// apart from it so that a client's lookups can be closed while its entry is held
+/// (two map probes per query at most, where there were three or more).
+struct Sink<'a> {
+    stats: &'a mut DnsStats,
+    minimal_total: &'a mut u64,
+    distinct_total: &'a mut u64,
+    latencies_ns: &'a mut Vec<u64>,
+    expanded: &'a mut Vec<ExpandedLookup>,
+    spare: &'a mut Vec<Lookup>,
+}
+
+/// The [`Sink`] of a `DnsTracker` (a macro, not a method, so that it borrows only those
+/// fields).
+macro_rules! sink {
+    ($t:expr) => {
+        Sink {
+            stats: &mut $t.stats,
+            minimal_total: &mut $t.minimal_total,
+            distinct_total: &mut $t.distinct_total,
+            latencies_ns: &mut $t.latencies_ns,
+            expanded: &mut $t.expanded,
+            spare: &mut $t.spare,
+        }
+    };
+}
+
 /// The DNS tracker.
 pub(crate) struct DnsTracker {
     search: Vec<String>,
@@ -658,7 +685,9 @@ impl DnsTracker {
     ) -> u64 {
         let client = flow.0.0;
         let ckey = (source, client);
-        if !self.clients.contains_key(&ckey) && self.clients.len() >= self.max_clients {
+        let conf_base = self.configured_base(name);
+        // Only a full map needs to know whether the client is new.
+        if self.clients.len() >= self.max_clients && !self.clients.contains_key(&ckey) {
             // Make room by closing one other client's lookups (whichever the map yields
             // first): O(1) per new client, and the map stays bounded.
             if let Some(k) = self.clients.keys().next().copied() {
@@ -669,21 +698,17 @@ impl DnsTracker {
                 }
             }
         }
-        // Close idle lookups of this client, oldest first (no list of them is built).
-        while let Some(c) = self.clients.get_mut(&ckey) {
-            let Some(i) = c
-                .lookups
-                .iter()
-                .position(|l| ns.saturating_sub(l.last_ns) > LOOKUP_IDLE_NS)
-            else {
-                break;
-            };
-            let l = c.lookups.remove(i);
-            self.close_lookup(l);
-        }
-        let conf_base = self.configured_base(name);
-        let spare = &mut self.spare;
+        let mut sink = sink!(self);
         let c = self.clients.entry(ckey).or_default();
+        // Close idle lookups of this client, oldest first (no list of them is built).
+        while let Some(i) = c
+            .lookups
+            .iter()
+            .position(|l| ns.saturating_sub(l.last_ns) > LOOKUP_IDLE_NS)
+        {
+            let l = c.lookups.remove(i);
+            sink.close(l);
+        }
         // 1. Same name (A after AAAA, or a new ID for the same question) — unless the
         //    lookup is over and this is the application asking again: the same question
         //    after a positive answer, or the walk restarting at its first name after
@@ -770,7 +795,7 @@ impl DnsTracker {
                     None
                 };
                 // A closed lookup's buffers are reused: no allocation once warm.
-                let mut l = spare.pop().unwrap_or_default();
+                let mut l = sink.spare.pop().unwrap_or_default();
                 l.serial = serial;
                 l.first_name.clear();
                 l.first_name.push_str(name);
@@ -794,15 +819,15 @@ impl DnsTracker {
                 l.tcp = tcp;
                 c.lookups.push(l);
                 if let Some(l) = evicted {
-                    self.close_lookup(l);
+                    sink.close(l);
                 }
             }
         }
         for (at, end, of_first) in suffixes.into_iter().flatten() {
             let text = if of_first {
-                self.clients
-                    .get(&ckey)
-                    .and_then(|c| c.lookups.iter().find(|l| l.serial == serial))
+                c.lookups
+                    .iter()
+                    .find(|l| l.serial == serial)
                     .and_then(|l| l.first_name.get(at..end))
                     .unwrap_or("")
             } else {
@@ -828,12 +853,18 @@ impl DnsTracker {
     }
 
     fn close_lookup(&mut self, l: Lookup) {
+        sink!(self).close(l);
+    }
+}
+
+impl Sink<'_> {
+    fn close(&mut self, l: Lookup) {
         self.stats.logical_lookups += 1;
         let distinct = l.names.len() as u64;
         let types = count_distinct(l.names.iter().map(|&(_, t)| t));
         let minimal = types as u64;
-        self.distinct_total += distinct;
-        self.minimal_total += minimal;
+        *self.distinct_total += distinct;
+        *self.minimal_total += minimal;
         let end = l.positive_ns.or(l.last_answer_ns);
         let latency = end.map(|e| e.saturating_sub(l.first_ns));
         if let Some(lat) = latency {
@@ -862,7 +893,9 @@ impl DnsTracker {
         // Its buffers serve the next new lookup (never more than were open at once).
         self.spare.push(l);
     }
+}
 
+impl DnsTracker {
     /// Drops finished or stale transactions when the table is full.
     fn prune(&mut self, now: u64) {
         let mut unanswered = 0;
