@@ -438,7 +438,11 @@ impl DnsTracker {
             source,
             number: pkt,
         };
+        // Whether the ID is in use on this socket (for another question, if not a retry):
+        // when it is not, the new transaction is added without a second probe.
+        let mut id_in_use = false;
         if let Some(t) = self.txns.get_mut(&key) {
+            id_in_use = true;
             if t.name_hash == name_hash && t.qtype == q.qtype {
                 // Same ID, same socket, same question: a retry.
                 let gap = ns.saturating_sub(t.last_send_ns);
@@ -484,7 +488,17 @@ impl DnsTracker {
         );
         let sock = (source, client, server);
         let mut sibling = None;
-        if let Some(&(sid, sns)) = self.last_on_socket.get(&sock) {
+        // The socket's last query, replaced in place by this one unless the table is full
+        // (then it starts over with this one alone).
+        let sockets_full = self.last_on_socket.len() >= self.max_txns;
+        let mut last = None;
+        if let Some(v) = self.last_on_socket.get_mut(&sock) {
+            last = Some(*v);
+            if !sockets_full {
+                *v = (key.id, ns);
+            }
+        }
+        if let Some((sid, sns)) = last {
             if sid != key.id && ns.saturating_sub(sns) <= PAIR_GAP_NS {
                 sibling = Some(sid);
                 if let Some(s) = self.txns.get_mut(&TxKey { id: sid, ..key }) {
@@ -494,27 +508,31 @@ impl DnsTracker {
                 }
             }
         }
-        if self.last_on_socket.len() >= self.max_txns {
+        if sockets_full {
             self.last_on_socket.clear();
+            self.last_on_socket.insert_absent(sock, (key.id, ns));
+        } else if last.is_none() {
+            self.last_on_socket.insert_absent(sock, (key.id, ns));
         }
-        self.last_on_socket.insert(sock, (key.id, ns));
-        self.txns.insert(
-            key,
-            Txn {
-                qtype: q.qtype,
-                name_hash,
-                last_send_ns: ns,
-                first_pkt: pkt,
-                sends: 1,
-                answered: None,
-                answered_at: [0; 2],
-                lookup,
-                sibling,
-                tcp,
-                closed: false,
-                closed_at: 0,
-            },
-        );
+        let txn = Txn {
+            qtype: q.qtype,
+            name_hash,
+            last_send_ns: ns,
+            first_pkt: pkt,
+            sends: 1,
+            answered: None,
+            answered_at: [0; 2],
+            lookup,
+            sibling,
+            tcp,
+            closed: false,
+            closed_at: 0,
+        };
+        if id_in_use {
+            self.txns.insert(key, txn);
+        } else {
+            self.txns.insert_absent(key, txn);
+        }
     }
 
     fn note_retry(

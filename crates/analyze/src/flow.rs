@@ -421,6 +421,15 @@ impl<K: std::hash::Hash + Eq, V> DenseMap<K, V> {
         self.index.insert(i, hash);
     }
 
+    /// Adds `key` (which the caller has just looked up and not found: no probe is spent
+    /// on finding it again) with `value`.
+    pub(crate) fn insert_absent(&mut self, key: K, value: V) {
+        let hash = Self::hash(&key);
+        let i = self.entries.len() as u32;
+        self.entries.push((key, value));
+        self.index.insert(i, hash);
+    }
+
     /// `key`'s value; when absent, inserted as `V::default()` if `room` (given the map,
     /// which it may shrink) says there is room for it, else `None`. One hash and one
     /// probe where `contains_key` then `get_or_insert_default` cost two of each.
