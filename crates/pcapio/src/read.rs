@@ -201,6 +201,7 @@ impl Reader<BufReader<io::Stdin>> {
 }
 
 /// `N` bytes at `at`, zeros past the end (callers check lengths before trusting a field).
+#[inline]
 fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     let mut a = [0u8; N];
     if let Some(s) = at.checked_add(N).and_then(|end| b.get(at..end)) {
@@ -209,6 +210,7 @@ fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     a
 }
 
+#[inline]
 fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
     let a = bytes_at(b, at);
     if big {
@@ -218,6 +220,7 @@ fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
     }
 }
 
+#[inline]
 fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
     let a = bytes_at(b, at);
     if big {
@@ -227,6 +230,7 @@ fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
     }
 }
 
+#[inline]
 fn u64_at(b: &[u8], at: usize, big: bool) -> u64 {
     let a = bytes_at(b, at);
     if big {
@@ -414,10 +418,19 @@ impl<R: Read> Reader<R> {
     /// source): moves the unconsumed tail to the front, and grows the window only when it
     /// is full of bytes that actually arrived, so a lying length field costs no
     /// allocation beyond twice the file's real size.
+    #[inline]
     fn fill(&mut self, need: usize) -> io::Result<()> {
         if self.end - self.pos >= need {
             return Ok(());
         }
+        self.refill(need)
+    }
+
+    /// [`Reader::fill`] when the window holds too little: out of line, so that the
+    /// per-record check above is inlined where the window already has the bytes.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, need: usize) -> io::Result<()> {
         if self.win.len() - self.pos < need && self.pos > 0 {
             self.win.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
@@ -439,6 +452,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// Reads exactly `out.len()` bytes or reports how many there were.
+    #[inline]
     fn read_small(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         let at = self.offset;
         self.fill(out.len()).map_err(|e| self.read_err(at, e))?;
@@ -451,6 +465,7 @@ impl<R: Read> Reader<R> {
 
     /// Consumes `n` bytes, readable afterwards as [`Reader::body`]; returns how many
     /// arrived (less at the end of the source).
+    #[inline]
     fn read_body(&mut self, n: usize) -> Result<usize, Error> {
         let at = self.offset;
         self.fill(n).map_err(|e| self.read_err(at, e))?;
@@ -462,6 +477,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// The bytes of the last [`Reader::read_body`] (and what follows them in the window).
+    #[inline]
     fn body(&self) -> &[u8] {
         self.win.get(self.body_at..self.end).unwrap_or(&[])
     }
