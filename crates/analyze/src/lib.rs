@@ -651,7 +651,12 @@ impl Analyzer {
                         len: seg.payload_len,
                         wire_len: bytes.len() as u32,
                         df,
-                        mss: seg.options.mss(),
+                        // Read only from a SYN (the option walk is not free).
+                        mss: if seg.flags.syn() {
+                            seg.options.mss()
+                        } else {
+                            None
+                        },
                     },
                     pkt,
                     timestamp_ns,
@@ -879,8 +884,16 @@ impl Analyzer {
         }
     }
 
-    /// Hands flows that left the table to the detectors.
+    /// Hands flows that left the table to the detectors (called after every packet;
+    /// nearly always there are none).
+    #[inline]
     fn close_out(&mut self) {
+        if !self.closed.is_empty() {
+            self.close_out_all();
+        }
+    }
+
+    fn close_out_all(&mut self) {
         for (key, mut conn) in self.closed.drain(..) {
             if key.protocol == 6 {
                 self.conn_events.on_closed(&key, &conn);
