@@ -138,6 +138,17 @@ struct TxKey {
     id: u16,
 }
 
+impl crate::flow::DenseKey for TxKey {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        crate::flow::endpoints_hash(
+            u64::from(self.source) << 32 | u64::from(self.id) << 48,
+            self.client,
+            self.server,
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Txn {
     qtype: u16,

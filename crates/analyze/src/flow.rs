@@ -92,8 +92,9 @@ pub(crate) struct FxHasher {
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl FxHasher {
+    /// Mixes one word in.
     #[inline]
-    fn add(&mut self, word: u64) {
+    pub(crate) fn add(&mut self, word: u64) {
         self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
     }
 }
@@ -181,35 +182,67 @@ struct Index {
     len: usize,
 }
 
-/// The hash of a flow key, as the index uses it: the fields packed into two words (IPv4)
-/// or five (IPv6) and mixed with [`FxHasher`], where the derived `Hash` feeds the hasher
-/// eight or more pieces (each address's discriminant apart). Only this index uses it, and
-/// the index orders nothing (the table iterates by recency).
+/// The hash of a flow key, as the index uses it (see [`endpoints_hash`]).
 #[inline]
 fn key_hash(key: &FlowKey) -> u32 {
+    endpoints_hash(
+        u64::from(key.source) << 32 | u64::from(key.protocol) << 48,
+        key.a,
+        key.b,
+    )
+}
+
+/// A hash of two endpoints and up to 32 bits of other fields (`extra`, in bits 32..64):
+/// the ports and `extra` packed into one word, the addresses into one more (IPv4) or
+/// five (IPv6), mixed with [`FxHasher`]; the derived `Hash` feeds the hasher eight or
+/// more pieces (each address's discriminant apart). For the flow index and
+/// [`DenseMap`], whose indexes order nothing (iteration follows recency or insertion).
+#[inline]
+pub(crate) fn endpoints_hash(extra: u64, a: Endpoint, b: Endpoint) -> u32 {
     let mut h = FxHasher::default();
-    let ports = u64::from(key.a.1)
-        | u64::from(key.b.1) << 16
-        | u64::from(key.source) << 32
-        | u64::from(key.protocol) << 48;
-    match (key.a.0, key.b.0) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
+    let ports = u64::from(a.1) | u64::from(b.1) << 16 | extra;
+    match (a.0, b.0) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
             h.add(ports);
-            h.add(u64::from(u32::from(a)) << 32 | u64::from(u32::from(b)));
+            h.add(u64::from(u32::from(x)) << 32 | u64::from(u32::from(y)));
         }
-        (a, b) => {
-            h.add(ports | 1 << 56);
-            for ip in [a, b] {
-                let x = match ip {
+        (x, y) => {
+            h.add(ports);
+            h.add(u64::MAX);
+            for ip in [x, y] {
+                let w = match ip {
                     IpAddr::V4(v) => u128::from(u32::from(v)),
                     IpAddr::V6(v) => u128::from(v),
                 };
-                h.add(x as u64);
-                h.add((x >> 64) as u64);
+                h.add(w as u64);
+                h.add((w >> 64) as u64);
             }
         }
     }
     h.finish() as u32
+}
+
+/// A [`DenseMap`] key: equality and the index's 32-bit hash.
+pub(crate) trait DenseKey: Eq {
+    /// The hash the index files the key under.
+    fn dense_hash(&self) -> u32;
+}
+
+/// A socket pair of one capture source.
+impl DenseKey for (u16, Endpoint, Endpoint) {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        endpoints_hash(u64::from(self.0) << 32, self.1, self.2)
+    }
+}
+
+#[cfg(test)]
+impl DenseKey for u32 {
+    fn dense_hash(&self) -> u32 {
+        let mut h = FxHasher::default();
+        h.add(u64::from(*self));
+        h.finish() as u32
+    }
 }
 
 impl Index {
@@ -352,7 +385,7 @@ impl Index {
 
 /// A hash map whose entries sit densely in one `Vec` (no empty buckets holding keys
 /// and values: a `HashMap` at 65,536 entries holds 131,072 buckets), found through an
-/// [`Index`] of 8-byte buckets. Hashing is [`FxHasher`]'s. Iteration is in insertion
+/// [`Index`] of 8-byte buckets, hashed by [`DenseKey`]. Iteration is in insertion
 /// order, except that a removal moves the last entry into the hole.
 pub(crate) struct DenseMap<K, V> {
     entries: Vec<(K, V)>,
@@ -368,11 +401,10 @@ impl<K, V> Default for DenseMap<K, V> {
     }
 }
 
-impl<K: std::hash::Hash + Eq, V> DenseMap<K, V> {
+impl<K: DenseKey, V> DenseMap<K, V> {
     #[inline]
     fn hash(key: &K) -> u32 {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        BuildHasherDefault::<FxHasher>::default().hash_one(key) as u32
+        key.dense_hash()
     }
 
     #[inline]
