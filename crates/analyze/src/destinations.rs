@@ -5,9 +5,11 @@
 //! SYN-ACK while other attempts to the same destination did; which diagnosis applies
 //! depends on whether the listener is local (in the pod) or remote.
 
-use crate::flow::{Endpoint, FlowKey, FxMap};
+use crate::flow::{DenseKey, DenseMap, Endpoint, FlowKey, FxHasher, FxMap};
 use crate::model::PacketRef;
 use crate::tcp::TcpConn;
+use std::collections::hash_map::Entry;
+use std::hash::Hasher as _;
 use std::net::IpAddr;
 
 /// Evidence packets kept per destination.
@@ -58,12 +60,15 @@ impl Destinations {
     }
 
     fn entry(&mut self, source: u16, server: Endpoint) -> Option<&mut DestStats> {
-        let k = (source, server);
-        if !self.map.contains_key(&k) && self.map.len() >= self.cap {
-            self.not_tracked += 1;
-            return None;
+        let full = self.map.len() >= self.cap;
+        match self.map.entry((source, server)) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(_) if full => {
+                self.not_tracked += 1;
+                None
+            }
+            Entry::Vacant(v) => Some(v.insert(DestStats::default())),
         }
-        Some(self.map.entry(k).or_default())
     }
 
     /// Most heap bytes with room for `cap` destinations, every list at its cap.
@@ -174,7 +179,26 @@ impl Destinations {
 /// capture point: the capturing host, i.e. the pod) and which with a decremented one.
 pub(crate) struct Locality {
     cap: usize,
-    map: FxMap<(u16, IpAddr), [u32; 2]>,
+    /// Looked up for every packet and never iterated: a [`DenseMap`].
+    map: DenseMap<(u16, IpAddr), [u32; 2]>,
+}
+
+/// An address of one capture source.
+impl DenseKey for (u16, IpAddr) {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        let mut h = FxHasher::default();
+        match self.1 {
+            IpAddr::V4(v) => h.add(u64::from(self.0) << 32 | u64::from(u32::from(v))),
+            IpAddr::V6(v) => {
+                let w = u128::from(v);
+                h.add(u64::from(self.0) | 1 << 16);
+                h.add(w as u64);
+                h.add((w >> 64) as u64);
+            }
+        }
+        h.finish() as u32
+    }
 }
 
 /// TTL / hop-limit values operating systems start with.
@@ -186,7 +210,7 @@ impl Locality {
     pub(crate) fn new(cap: usize) -> Self {
         Locality {
             cap: cap.max(1),
-            map: FxMap::default(),
+            map: DenseMap::default(),
         }
     }
 
@@ -199,7 +223,7 @@ impl Locality {
         } else if self.map.len() < self.cap {
             let mut c = [0u32; 2];
             c[i] = 1;
-            self.map.insert(k, c);
+            self.map.insert_absent(k, c);
         }
     }
 
@@ -210,7 +234,7 @@ impl Locality {
 
     /// Most heap bytes with room for `cap` addresses.
     pub(crate) fn bytes_bound(cap: usize) -> usize {
-        crate::bounds::map_bytes::<(u16, IpAddr), [u32; 2]>(cap.max(1))
+        DenseMap::<(u16, IpAddr), [u32; 2]>::bytes_bound(cap.max(1))
     }
 
     /// `Some(true)`: every packet from `ip` had an initial TTL (sent from here);
