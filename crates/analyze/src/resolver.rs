@@ -16,7 +16,7 @@
 //! (`netdiag_netns::resolver_identity`); offline it is inferred from the query pattern
 //! ([`ResolverHints`]), or given (`--resolver`).
 
-use crate::flow::{Endpoint, FxMap};
+use crate::flow::{DenseKey, DenseMap, Endpoint};
 use crate::resolv::ResolvConf;
 use serde::Serialize;
 
@@ -192,11 +192,44 @@ const MAX_RECENT: usize = 4096;
 #[derive(Default)]
 pub(crate) struct ResolverHints {
     /// (source, client socket, id, qtype) → (server, ns) of the last query.
-    recent: FxMap<(u16, Endpoint, u16, u16), (Endpoint, u64)>,
+    /// Looked up for every query and never iterated: a [`DenseMap`].
+    recent: DenseMap<RecentKey, (Endpoint, u64)>,
     /// Queries seen sent to a second nameserver at once (musl).
     pub(crate) parallel: u64,
     /// An example: the client socket and the two servers.
     pub(crate) parallel_example: Option<(Endpoint, Endpoint, Endpoint)>,
+}
+
+/// A query's socket, ID and type, in one capture source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RecentKey {
+    source: u16,
+    client: Endpoint,
+    id: u16,
+    qtype: u16,
+}
+
+impl DenseKey for RecentKey {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        use std::hash::Hasher as _;
+        let mut h = crate::flow::FxHasher::default();
+        h.add(
+            u64::from(self.client.1)
+                | u64::from(self.qtype) << 16
+                | u64::from(self.source) << 32
+                | u64::from(self.id) << 48,
+        );
+        match self.client.0 {
+            std::net::IpAddr::V4(v) => h.add(u64::from(u32::from(v))),
+            std::net::IpAddr::V6(v) => {
+                let w = u128::from(v);
+                h.add(w as u64);
+                h.add((w >> 64) as u64);
+            }
+        }
+        h.finish() as u32
+    }
 }
 
 impl ResolverHints {
@@ -210,19 +243,29 @@ impl ResolverHints {
         qtype: u16,
         ns: u64,
     ) {
-        let key = (source, client, id, qtype);
-        if let Some(&(prev, t)) = self.recent.get(&key) {
+        let key = RecentKey {
+            source,
+            client,
+            id,
+            qtype,
+        };
+        // One probe: a known key is updated in place; a new one is added (after the
+        // reset when the table is full).
+        if let Some(v) = self.recent.get_mut(&key) {
+            let (prev, t) = *v;
             if prev != server && ns.saturating_sub(t) <= PARALLEL_NS {
                 self.parallel += 1;
                 if self.parallel_example.is_none() {
                     self.parallel_example = Some((client, prev, server));
                 }
             }
+            *v = (server, ns);
+            return;
         }
-        if self.recent.len() >= MAX_RECENT && !self.recent.contains_key(&key) {
+        if self.recent.len() >= MAX_RECENT {
             self.recent.clear();
         }
-        self.recent.insert(key, (server, ns));
+        self.recent.insert_absent(key, (server, ns));
     }
 
     /// The library the packets point to, if they point anywhere: queries sent to several
@@ -352,6 +395,6 @@ mod nsswitch_tests {
 impl ResolverHints {
     /// Most heap bytes the remembered queries take.
     pub(crate) fn bytes_bound() -> usize {
-        crate::bounds::map_bytes::<(u16, Endpoint, u16, u16), (Endpoint, u64)>(MAX_RECENT)
+        DenseMap::<RecentKey, (Endpoint, u64)>::bytes_bound(MAX_RECENT)
     }
 }
