@@ -462,6 +462,19 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         self.index.insert(i, hash);
     }
 
+    /// Adds `key` with `value` unless it is there (then keeps the old value); whether
+    /// it was added. One hash and one probe.
+    pub(crate) fn insert_if_absent(&mut self, key: K, value: V) -> bool {
+        let hash = Self::hash(&key);
+        if self.position_hashed(&key, hash).is_some() {
+            return false;
+        }
+        let i = self.entries.len() as u32;
+        self.entries.push((key, value));
+        self.index.insert(i, hash);
+        true
+    }
+
     /// `key`'s value; when absent, inserted as `V::default()` if `room` (given the map,
     /// which it may shrink) says there is room for it, else `None`. One hash and one
     /// probe where `contains_key` then `get_or_insert_default` cost two of each.

@@ -18,7 +18,7 @@
 
 use super::{Ctx, EvidenceSink, endpoint_text};
 use crate::NetnsRole;
-use crate::flow::{Endpoint, FxMap};
+use crate::flow::{DenseMap, Endpoint, FxMap};
 use crate::model::{Confidence, Evidence, Finding, Kind, ListenerRef, PacketRef, Timing};
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
@@ -99,7 +99,9 @@ struct Server {
 #[derive(Default)]
 pub(crate) struct UdpServices {
     servers: FxMap<(u16, Endpoint), Server>,
-    seen_clients: FxMap<(u16, Endpoint, Endpoint), ()>,
+    /// (source, server, client) pairs counted in `Server::clients`: only added to and
+    /// looked up, never iterated, so a [`DenseMap`].
+    seen_clients: DenseMap<(u16, Endpoint, Endpoint), ()>,
     /// (source, server, client, DNS id) → (packet, ns) of an unanswered query.
     pending: FxMap<(u16, Endpoint, Endpoint, u16), (u64, u64)>,
     pub(crate) not_tracked: u64,
@@ -173,8 +175,7 @@ impl UdpServices {
             if self.seen_clients.len() < MAX_PENDING
                 && self
                     .seen_clients
-                    .insert((source, server, client), ())
-                    .is_none()
+                    .insert_if_absent((source, server, client), ())
             {
                 s.clients = s.clients.saturating_add(1);
             }
@@ -543,7 +544,7 @@ impl UdpServices {
         use crate::bounds::map_bytes;
         map_bytes::<(u16, Endpoint), Server>(MAX_SERVERS)
             + MAX_SERVERS * map_bytes::<u64, u32>(MAX_WINDOWS)
-            + map_bytes::<(u16, Endpoint, Endpoint), ()>(MAX_PENDING)
+            + DenseMap::<(u16, Endpoint, Endpoint), ()>::bytes_bound(MAX_PENDING)
             + map_bytes::<(u16, Endpoint, Endpoint, u16), (u64, u64)>(MAX_PENDING)
     }
 }
