@@ -35,6 +35,9 @@ pub(crate) const PACKAGES: &[(&str, &str)] = &[
     ("musl-tools", "/usr/bin/musl-gcc"),
     // A real Prometheus server scrapes `watch --metrics` in the watch lab test.
     ("prometheus", "/usr/bin/prometheus"),
+    // libfuzzer-sys compiles libFuzzer's C++ for the fuzz targets (`cargo xtask fuzz`, the
+    // smoke runs of `cargo xtask ci`): a machine with only gcc has no `c++`.
+    ("g++", "/usr/bin/g++"),
 ];
 
 /// Installs whatever is missing, `apt-get update` first, non-interactively.
