@@ -686,6 +686,11 @@ fn watch_soak_short_bounded_memory_and_max_files() {
     let cfg = soak::SoakConfig {
         duration: Duration::from_secs(150),
         sample_every: Duration::from_secs(5),
+        // 150 s is still the warm-up (tables and allocator arenas reach their working
+        // size): fresh-machine runs rose 3.1 and 3.6 MiB between quarters, then held
+        // (+52 KiB over the last 25 s). 4 MiB still fails a leak above ~55 KiB/s; the
+        // 10-minute soak (`cargo xtask soak`) judges growth within 1 MiB.
+        growth_allowance_kib: 4096,
         ..soak::SoakConfig::minutes(1)
     };
     // The bound is about the binary that ships: the release build (CI builds it first).
