@@ -68,13 +68,14 @@ const HELP: &str = "usage: cargo xtask fuzz [TARGET] [--time S] [--runs N] [--jo
   adds them up). Corpus of real captures: $NETDIAG_CORPUS or ../shared/corpus. Targets:
   see fuzz/Cargo.toml.";
 
-/// The smoke run of `cargo xtask ci`: every target for a few seconds.
+/// The smoke run of `cargo xtask ci`: every target for a few seconds, by two processes on
+/// one corpus (this machine's two cores; it also runs the `--jobs` path in CI).
 pub(crate) fn smoke() -> Result<()> {
     fuzz(&Opts {
         target: None,
         seconds: Some(SMOKE_SECONDS),
         runs: None,
-        jobs: 1,
+        jobs: 2,
     })
 }
 
@@ -316,6 +317,14 @@ fn fuzz_one(bin: &Path, t: &str, work: &Path, from: &[PathBuf], opts: &Opts) -> 
         bail!(
             "fuzz target {t} failed ({status}); log {}\n{repro}",
             log.display()
+        );
+    }
+    // A run that executed nothing (a process that exited at once, a log without stats)
+    // proves nothing.
+    if execs == 0 {
+        bail!(
+            "fuzz target {t}: libFuzzer reported no executions; see the logs in {}",
+            logs.display()
         );
     }
     let secs = started.elapsed().as_secs_f64();
