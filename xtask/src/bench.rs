@@ -1,13 +1,16 @@
 //! `cargo xtask bench wire|analyze|compare`.
 //!
-//! - `wire`, `analyze`: the criterion benches of `benches/` (header slicing vs etherparse;
-//!   the whole analyzer beside raw parsing). `analyze` then prints the scale ratio: cost
-//!   per packet at 1M concurrent flows over the cost at 1k (criterion medians).
-//! - `compare [PACKETS]`: the user's view (BENCH.md "Whole process"): one generated pcap
-//!   (default 2 000 000 packets, 100 000 flows), page-cached, then one after another
-//!   `kubectl-netdiag analyze`, `tcpdump -n -r … -w /dev/null` (the read floor) and
-//!   `tshark -n -r … -q -z expert`, each under `/usr/bin/time -v`; prints packets per
-//!   wall-second and per CPU-second, max RSS, and the ratios to ours.
+//! - `wire [FILTER]`, `analyze [FILTER]`: the criterion benches of `benches/` (header
+//!   slicing vs etherparse; the whole analyzer beside raw parsing), FILTER passed to
+//!   criterion. `analyze` then prints the scale ratio: cost per packet at 1M concurrent
+//!   flows over the cost at 1k (criterion medians), when this run measured `analyze-scale`.
+//! - `compare [PACKETS] [ROUNDS]`: the user's view (BENCH.md "Whole process"): one
+//!   generated pcap (default 2 000 000 packets, 100 000 flows), page-cached, then in each
+//!   of ROUNDS rounds (default 5) one after another `kubectl-netdiag analyze` and
+//!   `tcpdump -n -r … -w /dev/null` (the read floor), and once `tshark -n -r … -q -z
+//!   expert` (seconds a run), each under `/usr/bin/time -v`; prints the medians (packets
+//!   per wall-second and per CPU-second, max RSS) and the ratios to ours, then issue 10's
+//!   goal 2 as measured.
 
 use crate::sh;
 use anyhow::{Context, Result, bail};
@@ -15,32 +18,47 @@ use std::process::Command;
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
-        Some("wire") => criterion("wire"),
+        Some("wire") => criterion("wire", args.get(1)),
         Some("analyze") => {
-            criterion("analyze")?;
-            scale_ratio()
+            let started = std::time::SystemTime::now();
+            criterion("analyze", args.get(1))?;
+            scale_ratio(started)
         }
         Some("live") => crate::benchlive::run(&args[1..]),
         Some("compare") => {
-            let packets = match args.get(1) {
-                Some(n) => n.parse().with_context(|| format!("PACKETS {n:?}"))?,
-                None => 2_000_000,
+            let number = |i: usize, what: &str, default: usize| -> Result<usize> {
+                match args.get(i) {
+                    Some(n) => n.parse().with_context(|| format!("{what} {n:?}")),
+                    None => Ok(default),
+                }
             };
-            compare(packets)
+            compare(
+                number(1, "PACKETS", 2_000_000)?,
+                number(2, "ROUNDS", 5)?.max(1),
+            )
         }
         _ => bail!(
-            "usage: cargo xtask bench wire|analyze|compare [PACKETS] | live [SECONDS] [ROUNDS]"
+            "usage: cargo xtask bench wire|analyze [FILTER] | compare [PACKETS] [ROUNDS] | live [SECONDS] [ROUNDS]"
         ),
     }
 }
 
-fn criterion(bench: &str) -> Result<()> {
-    sh::run(sh::cargo().args(["bench", "-p", "netdiag-benches", "--bench", bench]))
+fn criterion(bench: &str, filter: Option<&String>) -> Result<()> {
+    let mut cmd = sh::cargo();
+    cmd.args(["bench", "-p", "netdiag-benches", "--bench", bench]);
+    if let Some(f) = filter {
+        cmd.args(["--", f.as_str()]);
+    }
+    sh::run(&mut cmd)
 }
 
 /// Criterion's median time per element (ns per packet) of `group/function`, from the
-/// run just made (`target/criterion/<group>/<function>/new/`).
-fn criterion_ns_per_element(group: &str, function: &str) -> Result<f64> {
+/// run just made (`target/criterion/<group>/<function>/new/`, written after `since`).
+fn criterion_ns_per_element(
+    group: &str,
+    function: &str,
+    since: std::time::SystemTime,
+) -> Result<Option<f64>> {
     let dir = sh::target_dir()
         .join("criterion")
         .join(group)
@@ -52,19 +70,31 @@ fn criterion_ns_per_element(group: &str, function: &str) -> Result<f64> {
             std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
     };
+    // An older result (a filter left the group out of this run) is not this run's figure.
+    let fresh = std::fs::metadata(dir.join("estimates.json"))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    if !fresh {
+        return Ok(None);
+    }
     let median_ns = read("estimates.json")?["median"]["point_estimate"]
         .as_f64()
         .context("no median in estimates.json")?;
     let elements = read("benchmark.json")?["throughput"]["Elements"]
         .as_f64()
         .context("no Elements throughput in benchmark.json")?;
-    Ok(median_ns / elements.max(1.0))
+    Ok(Some(median_ns / elements.max(1.0)))
 }
 
 /// Issue 10, goal 4: analysis cost per packet at 1M concurrent flows against 1k.
-fn scale_ratio() -> Result<()> {
-    let small = criterion_ns_per_element("analyze-scale", "1k-flows")?;
-    let large = criterion_ns_per_element("analyze-scale", "1M-flows")?;
+fn scale_ratio(since: std::time::SystemTime) -> Result<()> {
+    let (Some(small), Some(large)) = (
+        criterion_ns_per_element("analyze-scale", "1k-flows", since)?,
+        criterion_ns_per_element("analyze-scale", "1M-flows", since)?,
+    ) else {
+        println!("(analyze-scale did not run in this run: no scale ratio)");
+        return Ok(());
+    };
     println!();
     println!("analysis cost per packet, every flow open at once (criterion medians, this run):");
     println!("  1k flows  {small:8.1} ns/packet");
@@ -132,7 +162,7 @@ fn parse_clock(s: &str) -> Result<f64> {
     Ok(total)
 }
 
-fn compare(packets: usize) -> Result<()> {
+fn compare(packets: usize, rounds: usize) -> Result<()> {
     // tcpdump, tshark, time, and libpcap/protoc for the CLI's build.
     crate::deps::install()?;
     let root = sh::workspace_root();
@@ -167,17 +197,19 @@ fn compare(packets: usize) -> Result<()> {
     let p = pcap.to_str().context("non-UTF-8 path")?;
     let ours_bin = release.join("kubectl-netdiag");
     let ours_bin = ours_bin.to_str().context("non-UTF-8 path")?;
+    let ours_cmd = [ours_bin, "analyze", "--output", "json", p];
+    let tcpdump_cmd = ["tcpdump", "-n", "-r", p, "-w", "/dev/null"];
+    // Alternating rounds share whatever else the machine does; a ~0.1 s run is at the
+    // mercy of one scheduling hiccup, so the table gives medians.
+    let mut ours_runs = Vec::new();
+    let mut tcpdump_runs = Vec::new();
+    for _ in 0..rounds {
+        ours_runs.push(timed("kubectl-netdiag analyze", &ours_cmd, &[0, 1])?);
+        tcpdump_runs.push(timed("tcpdump -w /dev/null", &tcpdump_cmd, &[0])?);
+    }
     let runs = [
-        timed(
-            "kubectl-netdiag analyze",
-            &[ours_bin, "analyze", "--output", "json", p],
-            &[0, 1],
-        )?,
-        timed(
-            "tcpdump -w /dev/null",
-            &["tcpdump", "-n", "-r", p, "-w", "/dev/null"],
-            &[0],
-        )?,
+        median(ours_runs),
+        median(tcpdump_runs),
         timed(
             "tshark -z expert",
             &["tshark", "-n", "-r", p, "-q", "-z", "expert"],
@@ -188,7 +220,7 @@ fn compare(packets: usize) -> Result<()> {
     let ours = &runs[0];
     println!();
     println!(
-        "whole process, {packets} packets (100000 flows), {}",
+        "whole process, {packets} packets (100000 flows), {}; medians of {rounds} rounds (tshark: one run)",
         pcap.display()
     );
     println!(
@@ -216,5 +248,36 @@ fn compare(packets: usize) -> Result<()> {
         );
     }
     println!("(ratios > 1: the tool takes longer than kubectl-netdiag analyze)");
+    let (floor, tshark) = (&runs[1], &runs[2]);
+    println!();
+    println!("issue 10, goal 2 (this run):");
+    println!(
+        "  ours / tcpdump read floor: {:.2}x wall, {:.2}x CPU (goal: at most 2x)",
+        ours.wall_s / floor.wall_s.max(1e-9),
+        ours.cpu_s / floor.cpu_s.max(1e-9)
+    );
+    println!(
+        "  peak RSS {:.1} MiB (goal: at most 64 MiB)",
+        ours.max_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  tshark / ours: {:.1}x wall, {:.1}x CPU (goal: well over 20x)",
+        tshark.wall_s / ours.wall_s.max(1e-9),
+        tshark.cpu_s / ours.cpu_s.max(1e-9)
+    );
     Ok(())
+}
+
+/// Per field, the median of `runs` (the upper one of an even count); RSS is the largest.
+fn median(runs: Vec<Measure>) -> Measure {
+    let mid = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Measure {
+        tool: runs.first().map_or("", |m| m.tool),
+        wall_s: mid(runs.iter().map(|m| m.wall_s).collect()),
+        cpu_s: mid(runs.iter().map(|m| m.cpu_s).collect()),
+        max_rss_kib: runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0),
+    }
 }

@@ -61,7 +61,8 @@ const HELP: &str = "usage: cargo xtask <command>
   lab …           real-kernel reproductions of the five failures; record testdata (root)
   lab node up|down  a real containerd node in a box with the demo's pods (root; alias: node)
   completions     bash/zsh/fish completions and man pages into target/dist
-  bench wire|analyze|compare [N]  criterion benches; whole-process analyze vs tcpdump vs tshark
+  bench wire|analyze [FILTER]     criterion benches (FILTER: criterion's)
+  bench compare [N] [ROUNDS]      whole-process analyze vs tcpdump vs tshark (medians)
   bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
   soak [--minutes N]  `watch` (release build) under sustained lab traffic for N >= 3 minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)
