@@ -192,8 +192,10 @@ fn no_default_route_falls_back_to_tcpdumps_interface() {
             "netns",
             "exec",
             &name,
+            // Long enough for a loaded machine to start it (it says where it listens
+            // at once; 1 s was not always enough under CI load).
             "timeout",
-            "1",
+            "5",
             "tcpdump",
             "-n",
             "-w",
