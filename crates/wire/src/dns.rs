@@ -122,9 +122,46 @@ impl fmt::Display for Rcode {
     }
 }
 
-/// Scans the name at `start`; returns the offset just after it (in place, i.e. after the
-/// first pointer if there is one).
-fn scan_name(msg: &[u8], start: usize) -> Result<usize, DnsError> {
+/// A name as [`scan_name`] found it.
+#[derive(Clone, Copy, Debug)]
+struct Scanned {
+    /// Offset just after the name in place (after the first pointer if there is one).
+    end: usize,
+    /// Wire length of the name, root byte included, when it holds no pointer (its labels
+    /// lie contiguous from its start); 0 when it is compressed.
+    flat: u8,
+}
+
+/// Scans the name at `start`: where it ends, and whether it is compressed.
+///
+/// An uncompressed name whose labels all fit takes a short loop (one length byte per
+/// label); anything else, and every error, is the general scanner's.
+#[inline]
+fn scan_name(msg: &[u8], start: usize) -> Result<Scanned, DnsError> {
+    // The longest name fits in this window: running past it (or past the message) is an
+    // error the general scanner describes.
+    let window = head(tail(msg, start), MAX_NAME_LEN);
+    let mut pos = 0;
+    while let Some(&len) = window.get(pos) {
+        if len == 0 {
+            return Ok(Scanned {
+                end: start + pos + 1,
+                // pos < window.len() <= 255
+                flat: (pos + 1) as u8,
+            });
+        }
+        // A pointer or a reserved label type.
+        if len > 63 {
+            break;
+        }
+        pos += 1 + usize::from(len);
+    }
+    scan_name_general(msg, start)
+}
+
+/// [`scan_name`] for every name: follows compression pointers and says what is wrong.
+#[cold]
+fn scan_name_general(msg: &[u8], start: usize) -> Result<Scanned, DnsError> {
     let mut pos = start;
     let mut segment = start;
     let mut end = None;
@@ -148,7 +185,14 @@ fn scan_name(msg: &[u8], start: usize) -> Result<usize, DnsError> {
                     });
                 }
                 if l == 0 {
-                    return Ok(end.unwrap_or(pos + 1));
+                    return Ok(match end {
+                        Some(end) => Scanned { end, flat: 0 },
+                        // At most 255 (checked above).
+                        None => Scanned {
+                            end: pos + 1,
+                            flat: u8::try_from(wire_len).unwrap_or(0),
+                        },
+                    });
                 }
                 labels += 1;
                 if labels > MAX_LABELS {
@@ -204,6 +248,7 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     /// Parses a message: validates the header and the first question (if `QDCOUNT > 0`).
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<Message<'a>, DnsError> {
         if bytes.len() < field::HEADER_LEN {
             return Err(DnsError::Truncated {
@@ -343,8 +388,12 @@ impl<'a> Message<'a> {
     }
 }
 
+#[inline]
 fn parse_question(msg: &[u8], at: usize) -> Result<(Question<'_>, usize), DnsError> {
-    let name_end = scan_name(msg, at)?;
+    let Scanned {
+        end: name_end,
+        flat,
+    } = scan_name(msg, at)?;
     if msg.len() < name_end + 4 {
         return Err(DnsError::Truncated {
             required: name_end + 4,
@@ -352,7 +401,11 @@ fn parse_question(msg: &[u8], at: usize) -> Result<(Question<'_>, usize), DnsErr
         });
     }
     let q = Question {
-        name: Name { msg, start: at },
+        name: Name {
+            msg,
+            start: at,
+            flat,
+        },
         qtype: be16(msg, name_end..name_end + 2),
         qclass: be16(msg, name_end + 2..name_end + 4),
     };
@@ -455,8 +508,11 @@ impl<'a> Iterator for Sections<'a> {
             *c -= 1;
         }
         let at = self.pos;
-        let name_end = match scan_name(self.msg, at) {
-            Ok(e) => e,
+        let Scanned {
+            end: name_end,
+            flat,
+        } = match scan_name(self.msg, at) {
+            Ok(s) => s,
             Err(e) => return self.fail(e),
         };
         let fixed_end = name_end + 10;
@@ -479,6 +535,7 @@ impl<'a> Iterator for Sections<'a> {
             name: Name {
                 msg: self.msg,
                 start: at,
+                flat,
             },
             rtype: be16(self.msg, name_end..name_end + 2),
             rclass: be16(self.msg, name_end + 2..name_end + 4),
@@ -496,6 +553,8 @@ impl<'a> Iterator for Sections<'a> {
 pub struct Name<'a> {
     msg: &'a [u8],
     start: usize,
+    /// Wire length (root byte included) when the name is not compressed, else 0.
+    flat: u8,
 }
 
 impl PartialEq for Name<'_> {
@@ -509,8 +568,8 @@ impl Eq for Name<'_> {}
 impl<'a> Name<'a> {
     /// Validates the name at `start` in `msg` (a whole DNS message, so that pointers resolve).
     pub fn parse(msg: &'a [u8], start: usize) -> Result<(Name<'a>, usize), DnsError> {
-        let end = scan_name(msg, start)?;
-        Ok((Name { msg, start }, end))
+        let Scanned { end, flat } = scan_name(msg, start)?;
+        Ok((Name { msg, start, flat }, end))
     }
     /// Offset of the name's first byte in the message.
     pub fn offset(&self) -> usize {
@@ -557,21 +616,38 @@ impl<'a> Name<'a> {
     pub fn label_count(&self) -> usize {
         self.labels().count()
     }
-    /// FNV-1a (64-bit) over the lowercased labels joined with `.` (root: no bytes).
-    #[inline]
+    /// A 64-bit hash of the name, case-insensitive: names that
+    /// [`eq_ignore_ascii_case`](Name::eq_ignore_ascii_case) each other hash alike,
+    /// compressed or not, in whichever message.
+    ///
+    /// It hashes the name's wire form without compression and without the root byte
+    /// (each label's length byte, then its bytes, ASCII-lowercased), eight bytes at a
+    /// time (see [`hash_wire_lowercase`]). An uncompressed name is hashed in place; a
+    /// compressed one is first gathered into a 255-byte buffer on the stack.
+    #[inline(always)]
     pub fn hash_lowercase(&self) -> u64 {
-        let mut h = Fnv1a::new();
-        for (i, label) in self.labels().enumerate() {
-            if i > 0 {
-                h.byte(b'.');
-            }
-            // A table lookup lowercases off the hash's multiply chain, in one load
-            // instead of a compare, a set and an or per byte.
-            for &c in label {
-                h.byte(ASCII_LOWER[usize::from(c)]);
-            }
+        if self.flat > 0 {
+            return hash_in_place(self.msg, self.start, usize::from(self.flat) - 1);
         }
-        h.finish()
+        self.hash_gathered()
+    }
+
+    /// [`Name::hash_lowercase`] of a compressed name: its labels copied into one buffer.
+    #[cold]
+    fn hash_gathered(&self) -> u64 {
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let mut n = 0;
+        for label in self.labels() {
+            let Some(out) = buf.get_mut(n..n + 1 + label.len()) else {
+                break;
+            };
+            if let Some((len, bytes)) = out.split_first_mut() {
+                *len = label.len() as u8;
+                bytes.copy_from_slice(label);
+            }
+            n += 1 + label.len();
+        }
+        hash_in_place(&buf, 0, n)
     }
     /// Writes the dotted form (`a.b.c`, root = `.`), escaping like `dig`: `\.` and `\\`
     /// inside labels, `\DDD` for bytes outside printable ASCII (and space).
@@ -612,41 +688,82 @@ impl fmt::Debug for Name<'_> {
     }
 }
 
-/// `u8::to_ascii_lowercase` of every byte value, for [`Name::hash_lowercase`].
-const ASCII_LOWER: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = (i as u8).to_ascii_lowercase();
-        i += 1;
+/// What [`Name::hash_lowercase`] computes, over the uncompressed wire form of a name
+/// (length-prefixed labels, root byte excluded; at most 254 bytes): the reference
+/// definition, one byte at a time, for tests and for anyone who must reproduce the hash.
+///
+/// The bytes are ASCII-lowercased and read as little-endian 64-bit words, the last one
+/// zero-padded; starting from a seed mixed with the length, each word is xored in and
+/// the state replaced by the folded (high xor low halves) 128-bit product with a
+/// constant; a last folded multiply by a second constant finishes.
+pub fn hash_wire_lowercase(wire: &[u8]) -> u64 {
+    let mut h = HASH_SEED ^ wire.len() as u64;
+    for chunk in wire.chunks(8) {
+        let mut w = 0u64;
+        for (i, &c) in chunk.iter().enumerate() {
+            w |= u64::from(c.to_ascii_lowercase()) << (8 * i);
+        }
+        h = folded_mul(h ^ w, HASH_K);
     }
-    t
-};
-
-/// 64-bit FNV-1a, the hash behind [`Name::hash_lowercase`].
-#[derive(Clone, Copy, Debug)]
-pub struct Fnv1a(u64);
-
-impl Fnv1a {
-    /// The FNV offset basis.
-    pub fn new() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-    /// Feeds one byte.
-    #[inline(always)]
-    pub fn byte(&mut self, b: u8) {
-        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    /// The hash so far.
-    pub fn finish(self) -> u64 {
-        self.0
-    }
+    folded_mul(h, HASH_FINISH)
 }
 
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Self::new()
+const HASH_SEED: u64 = 0x243f_6a88_85a3_08d3;
+const HASH_K: u64 = 0x9e37_79b9_7f4a_7c15;
+const HASH_FINISH: u64 = 0xbf58_476d_1ce4_e5b9;
+
+/// The high and low halves of the 128-bit product, xored.
+#[inline(always)]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// ASCII-lowercases the eight bytes of `w` at once: a byte in `A..=Z` gains 0x20.
+#[inline(always)]
+fn lower8(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let b = w & LOW7;
+    // High bit of each byte: its low 7 bits are >= b'A', resp. > b'Z' (no carry out).
+    let at_least_a = b + 0x3f3f_3f3f_3f3f_3f3f;
+    let above_z = b + 0x2525_2525_2525_2525;
+    let upper = (at_least_a ^ above_z) & !w & HIGH;
+    w | (upper >> 2)
+}
+
+/// [`hash_wire_lowercase`] of `bytes[at..at + n]`, a word at a time. The zero-padded
+/// last word is read as the eight bytes ending at the name's end, shifted (the bytes
+/// before the name are in the message), when there are eight.
+#[inline(always)]
+fn hash_in_place(bytes: &[u8], at: usize, n: usize) -> u64 {
+    let end = at + n;
+    let Some(wire) = bytes.get(at..end) else {
+        return hash_wire_lowercase(&[]);
+    };
+    let mut h = HASH_SEED ^ n as u64;
+    let mut words = wire.chunks_exact(8);
+    for c in &mut words {
+        if let Ok(c) = <[u8; 8]>::try_from(c) {
+            h = folded_mul(h ^ lower8(u64::from_le_bytes(c)), HASH_K);
+        }
     }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let last = end
+            .checked_sub(8)
+            .and_then(|s| bytes.get(s..end))
+            .and_then(|b| <[u8; 8]>::try_from(b).ok());
+        let w = match last {
+            Some(b) => u64::from_le_bytes(b) >> (8 * (8 - rest.len())),
+            None => rest
+                .iter()
+                .enumerate()
+                .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i)),
+        };
+        h = folded_mul(h ^ lower8(w), HASH_K);
+    }
+    folded_mul(h, HASH_FINISH)
 }
 
 /// Iterator over the labels of a [`Name`]. Stops at the root label or at anything

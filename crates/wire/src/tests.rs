@@ -304,35 +304,77 @@ fn dns_response_with_compressed_names() {
         assert!(a.name.eq_ignore_ascii_case(&q.name));
         assert_eq!(a.name.hash_lowercase(), q.name.hash_lowercase());
     }
-    let mut expect = dns::Fnv1a::new();
-    b"www.tcpdump.org".iter().for_each(|&c| expect.byte(c));
-    assert_eq!(q.name.hash_lowercase(), expect.finish());
+    assert_eq!(
+        q.name.hash_lowercase(),
+        dns::hash_wire_lowercase(b"\x03www\x07tcpdump\x03org")
+    );
     assert_eq!(q.name.label_count(), 3);
 }
 
-/// `hash_lowercase` is FNV-1a over `to_ascii_lowercase` of the dotted name, for every
-/// byte value a label can hold.
+/// `hash_lowercase` is [`dns::hash_wire_lowercase`] (the byte-at-a-time reference) of
+/// the lowercased wire form, for every byte value a label can hold, every name length
+/// from 1 to 255 bytes (each length of the last, partial word), with the name at the
+/// start of a message buffer or after its header, compressed or not.
 #[test]
-fn dns_name_hash_lowercases_every_byte_value() {
-    for first in (0u16..256).step_by(63) {
-        let label: Vec<u8> = (0u16..63).map(|i| ((first + i) % 256) as u8).collect();
+fn dns_name_hash_is_the_reference_over_the_lowercased_wire_form() {
+    let check = |labels: &[&[u8]]| {
+        let mut wire = Vec::new();
+        for l in labels {
+            wire.push(l.len() as u8);
+            wire.extend_from_slice(l);
+        }
+        let lower: Vec<u8> = wire.iter().map(u8::to_ascii_lowercase).collect();
+        let expect = dns::hash_wire_lowercase(&lower);
+        assert_eq!(dns::hash_wire_lowercase(&wire), expect);
+        // In place, right at the start of the buffer (no bytes before the name).
+        let mut alone = wire.clone();
+        alone.push(0);
+        let (name, _) = dns::Name::parse(&alone, 0).unwrap();
+        assert_eq!(name.hash_lowercase(), expect, "{labels:02x?}");
+        // As a question, then compressed: the first label, then a pointer to the rest.
         let mut msg = hex("1234 0100 0001 0000 0000 0000");
-        for l in [&label[..], b"Ab"] {
-            msg.push(l.len() as u8);
-            msg.extend_from_slice(l);
-        }
-        msg.extend_from_slice(&[0, 0, 1, 0, 1]);
+        msg.extend_from_slice(&alone);
+        msg.extend_from_slice(&[0, 1, 0, 1]);
         let q = Message::parse(&msg).unwrap().question().unwrap();
-        let mut expect = dns::Fnv1a::new();
-        for &c in label.iter().chain(b".ab") {
-            expect.byte(c.to_ascii_lowercase());
+        assert_eq!(q.name.hash_lowercase(), expect);
+        if let [first, rest @ ..] = labels {
+            if !rest.is_empty() {
+                let at = msg.len();
+                msg.push(first.len() as u8);
+                msg.extend_from_slice(first);
+                let to = 12 + 1 + first.len();
+                msg.extend_from_slice(&[0xc0 | (to >> 8) as u8, to as u8]);
+                let (c, _) = dns::Name::parse(&msg, at).unwrap();
+                let q = Message::parse(&msg).unwrap().question().unwrap();
+                assert!(c.eq_ignore_ascii_case(&q.name));
+                assert_eq!(c.hash_lowercase(), expect);
+            }
         }
-        assert_eq!(
-            q.name.hash_lowercase(),
-            expect.finish(),
-            "labels from {first}"
-        );
+    };
+    for first in (0u16..256).step_by(7) {
+        let label: Vec<u8> = (0u16..63).map(|i| ((first + i) % 256) as u8).collect();
+        check(&[&label[..], b"Ab"]);
+        check(&[b"xY", &label[..]]);
     }
+    let a63 = [b'A'; 63];
+    for len in 1..=63 {
+        check(&[&a63[..len]]);
+        check(&[b"Q", &a63[..len], b"Z"]);
+        check(&[&a63[..], &a63[..], &a63[..], &a63[..len.min(61)]]);
+    }
+    check(&[]);
+    // Case does not matter; the label structure does.
+    let h = |m: &[u8]| dns::Name::parse(m, 0).unwrap().0.hash_lowercase();
+    assert_eq!(
+        h(b"\x03WwW\x07TCPdump\x03ORG\x00"),
+        h(b"\x03www\x07tcpdump\x03org\x00")
+    );
+    assert_ne!(
+        h(b"\x03www\x07tcpdump\x03org\x00"),
+        h(b"\x0fwww.tcpdump.org\x00")
+    );
+    assert_ne!(h(b"\x01a\x00"), h(b"\x01b\x00"));
+    assert_ne!(h(b"\x01a\x00"), h(b"\x00"));
 }
 
 #[test]
