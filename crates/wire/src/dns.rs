@@ -143,15 +143,16 @@ fn scan_name(msg: &[u8], start: usize) -> Result<Scanned, DnsError> {
     let window = head(tail(msg, start), MAX_NAME_LEN);
     let mut pos = 0;
     while let Some(&len) = window.get(pos) {
-        if len == 0 {
-            return Ok(Scanned {
-                end: start + pos + 1,
-                // pos < window.len() <= 255
-                flat: (pos + 1) as u8,
-            });
-        }
-        // A pointer or a reserved label type.
-        if len > 63 {
+        // One compare per label: 1..=63 is a label; the root (0), a pointer or a
+        // reserved label type ends the loop.
+        if len.wrapping_sub(1) >= 63 {
+            if len == 0 {
+                return Ok(Scanned {
+                    end: start + pos + 1,
+                    // pos < window.len() <= 255
+                    flat: (pos + 1) as u8,
+                });
+            }
             break;
         }
         pos += 1 + usize::from(len);
@@ -394,20 +395,20 @@ fn parse_question(msg: &[u8], at: usize) -> Result<(Question<'_>, usize), DnsErr
         end: name_end,
         flat,
     } = scan_name(msg, at)?;
-    if msg.len() < name_end + 4 {
+    let Some(&[t0, t1, c0, c1]) = tail(msg, name_end).first_chunk::<4>() else {
         return Err(DnsError::Truncated {
             required: name_end + 4,
             available: msg.len(),
         });
-    }
+    };
     let q = Question {
         name: Name {
             msg,
             start: at,
             flat,
         },
-        qtype: be16(msg, name_end..name_end + 2),
-        qclass: be16(msg, name_end + 2..name_end + 4),
+        qtype: u16::from_be_bytes([t0, t1]),
+        qclass: u16::from_be_bytes([c0, c1]),
     };
     Ok((q, name_end + 4))
 }
@@ -624,7 +625,7 @@ impl<'a> Name<'a> {
     /// (each label's length byte, then its bytes, ASCII-lowercased), eight bytes at a
     /// time (see [`hash_wire_lowercase`]). An uncompressed name is hashed in place; a
     /// compressed one is first gathered into a 255-byte buffer on the stack.
-    #[inline(always)]
+    #[inline]
     pub fn hash_lowercase(&self) -> u64 {
         if self.flat > 0 {
             return hash_in_place(self.msg, self.start, usize::from(self.flat) - 1);
@@ -692,18 +693,21 @@ impl fmt::Debug for Name<'_> {
 /// (length-prefixed labels, root byte excluded; at most 254 bytes): the reference
 /// definition, one byte at a time, for tests and for anyone who must reproduce the hash.
 ///
-/// The bytes are ASCII-lowercased and read as little-endian 64-bit words, the last one
-/// zero-padded; starting from a seed mixed with the length, each word is xored in and
-/// the state replaced by the folded (high xor low halves) 128-bit product with a
-/// constant; a last folded multiply by a second constant finishes.
+/// The bytes are ASCII-lowercased and read as 16-byte blocks, the last one zero-padded,
+/// each block as two little-endian 64-bit words `a` and `b`. Starting from a seed xored
+/// with the length, each block replaces the state `h` with the folded multiply (the
+/// 128-bit product's high and low halves, xored) of `h ^ a` and `b ^ K`; a last folded
+/// multiply by a second constant finishes.
 pub fn hash_wire_lowercase(wire: &[u8]) -> u64 {
+    let word = |bytes: &[u8]| {
+        bytes.iter().enumerate().fold(0u64, |w, (i, &c)| {
+            w | u64::from(c.to_ascii_lowercase()) << (8 * i)
+        })
+    };
     let mut h = HASH_SEED ^ wire.len() as u64;
-    for chunk in wire.chunks(8) {
-        let mut w = 0u64;
-        for (i, &c) in chunk.iter().enumerate() {
-            w |= u64::from(c.to_ascii_lowercase()) << (8 * i);
-        }
-        h = folded_mul(h ^ w, HASH_K);
+    for block in wire.chunks(16) {
+        let (a, b) = block.split_at(block.len().min(8));
+        h = folded_mul(h ^ word(a), word(b) ^ HASH_K);
     }
     folded_mul(h, HASH_FINISH)
 }
@@ -732,36 +736,55 @@ fn lower8(w: u64) -> u64 {
     w | (upper >> 2)
 }
 
-/// [`hash_wire_lowercase`] of `bytes[at..at + n]`, a word at a time. The zero-padded
-/// last word is read as the eight bytes ending at the name's end, shifted (the bytes
-/// before the name are in the message), when there are eight.
+/// The little-endian word of the `len` (<= 8) bytes of `bytes` ending at `end`, zero
+/// above: the eight bytes ending there, shifted, when there are eight.
 #[inline(always)]
+fn tail_word(bytes: &[u8], end: usize, len: usize) -> u64 {
+    let eight = end
+        .checked_sub(8)
+        .and_then(|s| bytes.get(s..end))
+        .and_then(|b| <[u8; 8]>::try_from(b).ok());
+    match eight {
+        Some(b) if len > 0 => u64::from_le_bytes(b) >> (8 * (8 - len)),
+        _ => bytes
+            .get(end.saturating_sub(len)..end)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i)),
+    }
+}
+
+/// [`hash_wire_lowercase`] of `bytes[at..at + n]`, a word at a time: the whole blocks
+/// in place, then the last, partial one from (at most) two loads (the bytes before the
+/// name are in the message).
+#[inline(never)]
 fn hash_in_place(bytes: &[u8], at: usize, n: usize) -> u64 {
     let end = at + n;
     let Some(wire) = bytes.get(at..end) else {
         return hash_wire_lowercase(&[]);
     };
     let mut h = HASH_SEED ^ n as u64;
-    let mut words = wire.chunks_exact(8);
-    for c in &mut words {
-        if let Ok(c) = <[u8; 8]>::try_from(c) {
-            h = folded_mul(h ^ lower8(u64::from_le_bytes(c)), HASH_K);
+    let mut blocks = wire.chunks_exact(16);
+    for c in &mut blocks {
+        if let Some((a, b)) = c.split_first_chunk::<8>() {
+            if let Ok(b) = <[u8; 8]>::try_from(b) {
+                let (a, b) = (u64::from_le_bytes(*a), u64::from_le_bytes(b));
+                h = folded_mul(h ^ lower8(a), lower8(b) ^ HASH_K);
+            }
         }
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let last = end
-            .checked_sub(8)
-            .and_then(|s| bytes.get(s..end))
-            .and_then(|b| <[u8; 8]>::try_from(b).ok());
-        let w = match last {
-            Some(b) => u64::from_le_bytes(b) >> (8 * (8 - rest.len())),
-            None => rest
-                .iter()
-                .enumerate()
-                .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i)),
-        };
-        h = folded_mul(h ^ lower8(w), HASH_K);
+    let rest = blocks.remainder().len();
+    if rest > 8 {
+        let a = wire
+            .get(n - rest..n - rest + 8)
+            .and_then(|a| <[u8; 8]>::try_from(a).ok())
+            .map_or(0, u64::from_le_bytes);
+        let b = tail_word(bytes, end, rest - 8);
+        h = folded_mul(h ^ lower8(a), lower8(b) ^ HASH_K);
+    } else if rest > 0 {
+        let a = tail_word(bytes, end, rest);
+        h = folded_mul(h ^ lower8(a), HASH_K);
     }
     folded_mul(h, HASH_FINISH)
 }

@@ -253,7 +253,10 @@ impl<'a> Frame<'a> {
                 _ => return None,
             },
             protocol::UDP => match udp::parse(up.data, up.offset, up.wire_len) {
-                (Some(u), None) if tunnel::udp_kind(u.src_port, u.dst_port).is_none() => {
+                (Some(u), None)
+                    if !(tunnel::may_be_udp_tunnel(u.src_port, u.dst_port)
+                        && tunnel::udp_kind(u.src_port, u.dst_port).is_some()) =>
+                {
                     Transport::Udp(u)
                 }
                 _ => return None,

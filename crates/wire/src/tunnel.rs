@@ -181,6 +181,16 @@ pub(crate) fn udp_kind(src_port: u16, dst_port: u16) -> Option<TunnelKind> {
     })
 }
 
+/// A quick test before [`udp_kind`]: `false` when neither port lies between the lowest
+/// and the highest UDP tunnel port (then [`udp_kind`] is `None`), `true` when one does
+/// (then [`udp_kind`] decides).
+#[inline(always)]
+pub(crate) fn may_be_udp_tunnel(src_port: u16, dst_port: u16) -> bool {
+    const LOW: u16 = port::VXLAN;
+    const SPAN: u16 = port::VXLAN_LINUX - port::VXLAN;
+    src_port.wrapping_sub(LOW) <= SPAN || dst_port.wrapping_sub(LOW) <= SPAN
+}
+
 /// Parses a VXLAN or Geneve header at the start of `data` (a UDP payload at frame offset
 /// `off`).
 #[inline]
