@@ -746,13 +746,19 @@ fn tail_word(bytes: &[u8], end: usize, len: usize) -> u64 {
         .and_then(|b| <[u8; 8]>::try_from(b).ok());
     match eight {
         Some(b) if len > 0 => u64::from_le_bytes(b) >> (8 * (8 - len)),
-        _ => bytes
-            .get(end.saturating_sub(len)..end)
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-            .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i)),
+        _ => short_word(bytes, end, len),
     }
+}
+
+/// [`tail_word`] byte by byte, when fewer than eight bytes precede `end`.
+#[cold]
+fn short_word(bytes: &[u8], end: usize, len: usize) -> u64 {
+    bytes
+        .get(end.saturating_sub(len)..end)
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i))
 }
 
 /// [`hash_wire_lowercase`] of `bytes[at..at + n]`, a word at a time: the whole blocks
