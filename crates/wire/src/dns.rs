@@ -622,8 +622,8 @@ impl<'a> Name<'a> {
     /// compressed or not, in whichever message.
     ///
     /// It hashes the name's wire form without compression and without the root byte
-    /// (each label's length byte, then its bytes, ASCII-lowercased), eight bytes at a
-    /// time (see [`hash_wire_lowercase`]). An uncompressed name is hashed in place; a
+    /// (each label's length byte, then its bytes, ASCII-lowercased), 16 bytes per
+    /// multiply (see [`hash_wire_lowercase`], the reference definition). An uncompressed name is hashed in place; a
     /// compressed one is first gathered into a 255-byte buffer on the stack.
     #[inline]
     pub fn hash_lowercase(&self) -> u64 {
@@ -761,9 +761,9 @@ fn short_word(bytes: &[u8], end: usize, len: usize) -> u64 {
         .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i))
 }
 
-/// [`hash_wire_lowercase`] of `bytes[at..at + n]`, a word at a time: the whole blocks
-/// in place, then the last, partial one from (at most) two loads (the bytes before the
-/// name are in the message).
+/// [`hash_wire_lowercase`] of `bytes[at..at + n]`: the whole 16-byte blocks in place,
+/// eight lowercased bytes at once, then the last, partial one from (at most) two loads
+/// (the bytes before the name are in the message).
 #[inline(never)]
 fn hash_in_place(bytes: &[u8], at: usize, n: usize) -> u64 {
     let end = at + n;
