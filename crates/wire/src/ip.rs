@@ -81,55 +81,62 @@ pub struct Fragment {
 }
 
 /// A parsed IPv4 header (`tcpdump -v`: `tos`, `ttl`, `id`, `offset`, `flags`, `proto`, `length`).
+// The field order is fixed (`repr(C)`) with the addresses and slices first, so that in
+// a `Net` the fields the two IP versions share in memory are ones both fast paths
+// compute anyway (addresses, payload position): a caller that reads only the addresses
+// of either version then makes the IPv4 path compute nothing it does not read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Ipv4Info<'a> {
     /// Source address.
     pub src: Ipv4Addr,
     /// Destination address.
     pub dst: Ipv4Addr,
-    /// Payload protocol number (6 TCP, 17 UDP, 1 ICMP…).
-    pub protocol: u8,
-    /// Time to live.
-    pub ttl: u8,
-    /// Total length field (header + payload). 0 is kept as captured (TSO); the payload
-    /// then extends to the end of the captured bytes.
-    pub total_len: u16,
-    /// Header length in bytes (IHL × 4), including options.
-    pub header_len: u8,
-    /// Identification field.
-    pub identification: u16,
-    /// Fragmentation state, `None` unless MF is set or the offset is non-zero.
-    pub fragment: Option<Fragment>,
-    /// The DF ("don't fragment") flag.
-    pub dont_fragment: bool,
-    /// The type-of-service byte (DSCP + ECN).
-    pub tos: u8,
     /// Raw option bytes (header bytes 20..header_len).
     pub options: &'a [u8],
     /// Captured bytes after the header, cut to `total_len` (Ethernet padding excluded).
     pub payload: &'a [u8],
+    /// Fragmentation state, `None` unless MF is set or the offset is non-zero.
+    pub fragment: Option<Fragment>,
+    /// Total length field (header + payload). 0 is kept as captured (TSO); the payload
+    /// then extends to the end of the captured bytes.
+    pub total_len: u16,
+    /// Identification field.
+    pub identification: u16,
+    /// Payload protocol number (6 TCP, 17 UDP, 1 ICMP…).
+    pub protocol: u8,
+    /// Time to live.
+    pub ttl: u8,
+    /// Header length in bytes (IHL × 4), including options.
+    pub header_len: u8,
+    /// The DF ("don't fragment") flag.
+    pub dont_fragment: bool,
+    /// The type-of-service byte (DSCP + ECN).
+    pub tos: u8,
 }
 
 /// A parsed IPv6 header plus its extension-header chain.
+// Fixed field order: see `Ipv4Info`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Ipv6Info<'a> {
     /// Source address.
     pub src: Ipv6Addr,
     /// Destination address.
     pub dst: Ipv6Addr,
+    /// Captured bytes after the extension headers, cut to `payload_len`.
+    pub payload: &'a [u8],
+    /// Fragment header contents, if there is one.
+    pub fragment: Option<Fragment>,
+    /// Payload length field (extension headers + upper layer). 0 (jumbogram or TSO) is
+    /// kept as captured; the payload then extends to the end of the captured bytes.
+    pub payload_len: u16,
+    /// Total length of the extension headers that were walked, in bytes.
+    pub ext_len: u16,
     /// The final next-header value, after walking the extension headers.
     pub next_header: u8,
     /// Hop limit.
     pub hop_limit: u8,
-    /// Payload length field (extension headers + upper layer). 0 (jumbogram or TSO) is
-    /// kept as captured; the payload then extends to the end of the captured bytes.
-    pub payload_len: u16,
-    /// Fragment header contents, if there is one.
-    pub fragment: Option<Fragment>,
-    /// Total length of the extension headers that were walked, in bytes.
-    pub ext_len: u16,
-    /// Captured bytes after the extension headers, cut to `payload_len`.
-    pub payload: &'a [u8],
 }
 
 /// What the IP layer hands to the transport layer.
