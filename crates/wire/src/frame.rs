@@ -239,12 +239,13 @@ impl<'a> Frame<'a> {
         Frame::parse_at_depth(link, bytes, 0)
     }
 
-    /// A second tier for Ethernet frames the fast path declined: when the link and IP
-    /// headers are ones the fast path reads (so they parse exactly as the general parser
-    /// would parse them), the general transport step finishes the frame (tunnels, ICMP,
-    /// truncated or malformed transport headers) without parsing the frame again from
-    /// its start, in this empty Ethernet frame (built in place: a frame is ~300 bytes).
-    /// `false` (the frame untouched) sends the frame to the general parser.
+    /// A second tier for Ethernet frames the fast path declined: when the link header is
+    /// one the fast path reads (Ethernet, at most one 802.1Q tag) and IPv4 or IPv6
+    /// follows, the general parser's IP and transport steps (options, extension
+    /// headers, fragments, tunnels, ICMP, truncated or malformed headers) finish the
+    /// frame, in this empty Ethernet frame (built in place: a frame is ~300 bytes, and
+    /// returning one from a callee costs a copy). `false` (the frame untouched) sends
+    /// the frame to the general parser.
     #[inline]
     fn ethernet_ip_then_general(&mut self, b: &'a [u8]) -> bool {
         let Some(eth) = b.first_chunk::<{ link::field::ETH_LEN }>() else {
@@ -261,17 +262,25 @@ impl<'a> Frame<'a> {
             ty = u16::from_be_bytes([tag[2], tag[3]]);
             off += link::field::VLAN_LEN;
         }
-        let ip = match ty {
-            ethertype::IPV4 => ip::parse_v4_fast(b, off),
-            ethertype::IPV6 => ip::parse_v6_fast(b, off),
-            _ => None,
-        };
-        let Some((net, up)) = ip else {
-            return false;
+        // The general parser's IP and transport steps, as `parse_at_depth` takes them.
+        let upper = match ty {
+            ethertype::IPV4 => {
+                let (info, up) = ip::parse_v4(b, off);
+                self.net = info.map(Net::Ipv4);
+                up
+            }
+            ethertype::IPV6 => {
+                let (info, up) = ip::parse_v6(b, off);
+                self.net = info.map(Net::Ipv6);
+                up
+            }
+            _ => return false,
         };
         self.vlan = vlan;
-        self.net = Some(net);
-        self.parse_transport(up);
+        match upper {
+            Ok(up) => self.parse_transport(up),
+            Err(s) => self.stop = Some(s),
+        }
         true
     }
 
