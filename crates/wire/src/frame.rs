@@ -198,10 +198,11 @@ impl<'a> Frame<'a> {
     ///
     /// The common case (Ethernet, at most one 802.1Q tag, then ARP, or IPv4 without
     /// options or IPv6 without extension headers, unfragmented, then a complete TCP or
-    /// UDP header, no tunnel) takes a fast path that the caller's compiler can inline: it reads the
-    /// headers at fixed offsets and builds the same [`Frame`] the general parser would;
-    /// anything else (including every frame that would stop early) goes to the general
-    /// parser.
+    /// UDP header, no tunnel) takes a fast path that the caller's compiler can inline:
+    /// it reads the headers at fixed offsets and builds the same [`Frame`] the general
+    /// parser would. Anything else (including every frame that would stop early) goes
+    /// to the general parser, out of line; an Ethernet frame with IP inside enters it
+    /// after the link header.
     #[inline]
     pub fn parse(link: LinkType, bytes: &'a [u8]) -> Frame<'a> {
         if link == LinkType::Ethernet {
