@@ -60,10 +60,59 @@ impl NameBuf {
     /// Byte for byte what `write_dotted` gives, also when the name does not fit: each piece
     /// `write_dotted` emits (a char, the zero padding of `\DDD` char by char, its digits)
     /// is kept whole or not at all, and writing stops at the first piece that does not fit.
+    #[cfg(test)]
     pub(crate) fn from_name(name: &netdiag_wire::dns::Name<'_>) -> Self {
         let mut b = NameBuf::new();
         let _ = b.put_dotted(name);
         b
+    }
+
+    /// Writes into this empty buffer what [`NameBuf::from_name`] would (in place: no
+    /// copy of the buffer is returned) and returns `name.hash_lowercase()`. One pass
+    /// over the labels when every byte is written as itself (printable ASCII, neither
+    /// `.` nor `\\`: then the dotted form is the lowercased labels joined by `.`,
+    /// exactly the bytes the hash runs over) and the name fits; otherwise each apart.
+    #[inline(always)]
+    pub(crate) fn put_name_hashed(&mut self, name: &netdiag_wire::dns::Name<'_>) -> u64 {
+        match self.put_plain_hashed(name) {
+            Some(h) => h,
+            None => {
+                self.len = 0;
+                let _ = self.put_dotted(name);
+                name.hash_lowercase()
+            }
+        }
+    }
+
+    /// The plain case of [`NameBuf::put_name_hashed`]; `None` (leaving the buffer
+    /// half written) at the root name, at a byte that needs an escape, or when the
+    /// name does not fit.
+    #[inline(always)]
+    fn put_plain_hashed(&mut self, name: &netdiag_wire::dns::Name<'_>) -> Option<u64> {
+        let mut h = netdiag_wire::dns::Fnv1a::new();
+        let mut len = 0;
+        for label in name.labels() {
+            if len > 0 {
+                *self.buf.get_mut(len)? = b'.';
+                h.byte(b'.');
+                len += 1;
+            }
+            let dst = self.buf.get_mut(len..len + label.len())?;
+            for (d, &c) in dst.iter_mut().zip(label) {
+                let l = PLAIN_LOWER[usize::from(c)];
+                if l == 0 {
+                    return None;
+                }
+                *d = l;
+                h.byte(l);
+            }
+            len += label.len();
+        }
+        if len == 0 {
+            return None;
+        }
+        self.len = len;
+        Some(h.finish())
     }
 
     fn piece(&mut self, p: &[u8]) -> Option<()> {
@@ -114,6 +163,20 @@ impl NameBuf {
         Some(())
     }
 }
+
+/// For each byte: its lowercase when `write_dotted` writes it as itself (printable
+/// ASCII, `.` and `\\` excepted), else 0.
+const PLAIN_LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x21;
+    while c <= 0x7e {
+        if c != b'.' as usize && c != b'\\' as usize {
+            t[c] = (c as u8).to_ascii_lowercase();
+        }
+        c += 1;
+    }
+    t
+};
 
 impl std::fmt::Write for NameBuf {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
@@ -444,7 +507,8 @@ impl DnsTracker {
             server,
             id: msg.id(),
         };
-        let name_hash = q.name.hash_lowercase();
+        let mut name = NameBuf::new();
+        let name_hash = name.put_name_hashed(&q.name);
         let pref = PacketRef {
             source,
             number: pkt,
@@ -481,7 +545,6 @@ impl DnsTracker {
                 return;
             }
         }
-        let name = NameBuf::from_name(&q.name);
         if tcp && self.hang_names.len() < MAX_SUFFIXES * 16 {
             self.hang_names
                 .entry(name_hash)
@@ -1155,6 +1218,14 @@ mod tests {
             vec![&long, &long, &long, &long[..61]],
             vec![b"\x01\x02", &long, &long, &long[..58]],
             vec![&long, b"\xc8\xc8", &long, &long[..58]],
+            // Plain names (the one-pass case): mixed case, one label, at the longest.
+            vec![
+                b"Api857", b"Example", b"test", b"default", b"svc", b"Cluster", b"local",
+            ],
+            vec![b"x"],
+            vec![&[b'a'; 63], &[b'B'; 63], &[b'c'; 63], &[b'D'; 61]],
+            // Plain until the last byte.
+            vec![b"api", b"example", b"tes~\x7f"],
         ];
         for labels in cases {
             let bytes = query(&labels);
@@ -1165,6 +1236,11 @@ mod tests {
             let fast = NameBuf::from_name(&q.name);
             assert_eq!(fast.as_str(), slow.as_str(), "{labels:?}");
             assert_eq!(fast.len, slow.len);
+            let mut fused = NameBuf::new();
+            let hash = fused.put_name_hashed(&q.name);
+            assert_eq!(fused.as_str(), slow.as_str(), "{labels:?}");
+            assert_eq!(fused.len, slow.len);
+            assert_eq!(hash, q.name.hash_lowercase(), "{labels:?}");
         }
     }
 }
