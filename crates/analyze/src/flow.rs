@@ -260,7 +260,7 @@ impl Index {
     }
 
     /// The first slot filed under `hash` for which `is` holds.
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
         if self.buckets.is_empty() {
             return None;
@@ -407,14 +407,14 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         key.dense_hash()
     }
 
-    #[inline]
+    #[inline(always)]
     fn position(&self, key: &K) -> Option<usize> {
         self.position_hashed(key, Self::hash(key))
     }
 
     /// [`DenseMap::position`] with the key's hash already computed (a miss followed by
     /// an insert hashes the key once).
-    #[inline]
+    #[inline(always)]
     fn position_hashed(&self, key: &K, hash: u32) -> Option<usize> {
         let e = &self.entries;
         self.index
@@ -426,13 +426,13 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         self.entries.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
         let i = self.position(key)?;
         self.entries.get(i).map(|e| &e.1)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let i = self.position(key)?;
         self.entries.get_mut(i).map(|e| &mut e.1)
