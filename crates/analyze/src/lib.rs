@@ -638,8 +638,7 @@ impl Analyzer {
         match transport {
             Transport::Tcp(seg) => {
                 self.capture.tcp_packets += 1;
-                self.locality.observe(self.source, src, ttl);
-                self.on_tcp(src, dst, &seg, pkt, timestamp_ns);
+                self.on_tcp(src, dst, ttl, &seg, pkt, timestamp_ns);
                 self.pmtu.on_segment(
                     self.source,
                     &detect::path_mtu_blackhole::Seg {
@@ -775,10 +774,13 @@ impl Analyzer {
         }
     }
 
+    /// A TCP segment from `src` (sent with `ttl`) to `dst`: the flow, its connection
+    /// state, and the sender's address locality.
     fn on_tcp(
         &mut self,
         src: std::net::IpAddr,
         dst: std::net::IpAddr,
+        ttl: u8,
         seg: &netdiag_wire::TcpSegment<'_>,
         pkt: u64,
         ns: u64,
@@ -795,10 +797,18 @@ impl Analyzer {
             flow.conn = conns.alloc();
         }
         let Some(tcp) = conns.slots.get_mut(flow.conn as usize) else {
+            self.locality.observe(self.source, src, ttl);
             return;
         };
         if tcp.is_new_attempt(side, seg) {
             closed.push((key, std::mem::take(tcp)));
+        }
+        // Once the locality table counts this side's address in this TTL class, more
+        // packets of it change nothing it reports (only whether a count is zero is
+        // read): one lookup per connection side, not one per packet.
+        let bit = Locality::class_bit(side.idx(), ttl);
+        if tcp.locality_seen & bit == 0 && self.locality.observe(self.source, src, ttl) {
+            tcp.locality_seen |= bit;
         }
         let before = conn_events::ConnEvents::before(tcp);
         let out = tcp.on_segment(side, seg, pkt, ns, &mut self.tcp_spare);
