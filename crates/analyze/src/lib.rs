@@ -956,13 +956,14 @@ impl Analyzer {
     pub fn finish(mut self) -> Report {
         // One flow at a time, in the same order as before: collecting them all first
         // doubled the flow table's memory at the peak.
-        while let Some((k, v)) = self.flows.pop_lru() {
-            close_flow(&mut self.conns, &mut self.closed, k, v);
-            self.close_out();
-        }
         self.capture.flows_evicted_full = self.flows.evicted_full;
         self.capture.flows_evicted_idle = self.flows.evicted_idle;
         self.capture.flows_peak = self.flows.peak as u64;
+        let flows = std::mem::replace(&mut self.flows, FlowTable::new(1, u64::MAX));
+        for (k, v) in flows.drain_lru() {
+            close_flow(&mut self.conns, &mut self.closed, k, v);
+            self.close_out();
+        }
         let dns_stats = self.dns.finish();
         if self.resolver.is_none() {
             let gaps: Vec<u64> = self.dns.retries.iter().map(|r| r.gap_ns).collect();
