@@ -529,7 +529,9 @@ impl DnsTracker {
         // Whether the ID is in use on this socket (for another question, if not a retry):
         // when it is not, the new transaction is added without a second probe.
         let mut id_in_use = false;
-        if let Some(t) = self.txns.get_mut(&key) {
+        // Hashed once for the lookup and, when new, the insert.
+        let key_hash = DenseMap::<TxKey, Txn>::hash_of(&key);
+        if let Some(t) = self.txns.get_mut_hashed(&key, key_hash) {
             id_in_use = true;
             if t.name_hash == name_hash && t.qtype == q.qtype {
                 // Same ID, same socket, same question: a retry.
@@ -579,7 +581,8 @@ impl DnsTracker {
         // (then it starts over with this one alone).
         let sockets_full = self.last_on_socket.len() >= self.max_txns;
         let mut last = None;
-        if let Some(v) = self.last_on_socket.get_mut(&sock) {
+        let sock_hash = DenseMap::<(u16, Endpoint, Endpoint), (u16, u64)>::hash_of(&sock);
+        if let Some(v) = self.last_on_socket.get_mut_hashed(&sock, sock_hash) {
             last = Some(*v);
             if !sockets_full {
                 *v = (key.id, ns);
@@ -597,9 +600,11 @@ impl DnsTracker {
         }
         if sockets_full {
             self.last_on_socket.clear();
-            self.last_on_socket.insert_absent(sock, (key.id, ns));
+            self.last_on_socket
+                .insert_absent_hashed(sock, sock_hash, (key.id, ns));
         } else if last.is_none() {
-            self.last_on_socket.insert_absent(sock, (key.id, ns));
+            self.last_on_socket
+                .insert_absent_hashed(sock, sock_hash, (key.id, ns));
         }
         let txn = Txn {
             qtype: q.qtype,
@@ -618,7 +623,7 @@ impl DnsTracker {
         if id_in_use {
             self.txns.insert(key, txn);
         } else {
-            self.txns.insert_absent(key, txn);
+            self.txns.insert_absent_hashed(key, key_hash, txn);
         }
     }
 

@@ -457,6 +457,26 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     /// on finding it again) with `value`.
     pub(crate) fn insert_absent(&mut self, key: K, value: V) {
         let hash = Self::hash(&key);
+        self.insert_absent_hashed(key, hash, value);
+    }
+
+    /// The hash `key` is filed under: a caller that looks a key up and then adds it
+    /// ([`DenseMap::get_mut_hashed`], [`DenseMap::insert_absent_hashed`]) hashes it once.
+    #[inline(always)]
+    pub(crate) fn hash_of(key: &K) -> u32 {
+        Self::hash(key)
+    }
+
+    /// [`DenseMap::get_mut`] with `key`'s hash already computed ([`DenseMap::hash_of`]).
+    #[inline(always)]
+    pub(crate) fn get_mut_hashed(&mut self, key: &K, hash: u32) -> Option<&mut V> {
+        let i = self.position_hashed(key, hash)?;
+        self.entries.get_mut(i).map(|e| &mut e.1)
+    }
+
+    /// [`DenseMap::insert_absent`] with `key`'s hash already computed
+    /// ([`DenseMap::hash_of`]).
+    pub(crate) fn insert_absent_hashed(&mut self, key: K, hash: u32, value: V) {
         let i = self.entries.len() as u32;
         self.entries.push((key, value));
         self.index.insert(i, hash);
