@@ -214,17 +214,31 @@ impl Locality {
         }
     }
 
+    /// Counts a packet from `src` sent with `ttl`; whether the address is counted in
+    /// that TTL class now (false: new, and the table is full). Entries are never
+    /// removed and only whether a count is zero is ever read, so once this returned
+    /// true for an address and class, more packets of them change nothing.
     #[inline]
-    pub(crate) fn observe(&mut self, source: u16, src: IpAddr, ttl: u8) {
+    pub(crate) fn observe(&mut self, source: u16, src: IpAddr, ttl: u8) -> bool {
         let k = (source, src);
         let i = usize::from(!is_initial_ttl(ttl));
         if let Some(c) = self.map.get_mut(&k) {
             c[i] = c[i].saturating_add(1);
+            true
         } else if self.map.len() < self.cap {
             let mut c = [0u32; 2];
             c[i] = 1;
             self.map.insert_absent(k, c);
+            true
+        } else {
+            false
         }
+    }
+
+    /// A distinct bit for each (flow side 0 or 1, TTL class of `ttl`).
+    #[inline]
+    pub(crate) fn class_bit(side: usize, ttl: u8) -> u8 {
+        1 << (2 * (side & 1) + usize::from(!is_initial_ttl(ttl)))
     }
 
     /// Addresses held now.

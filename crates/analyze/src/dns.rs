@@ -60,10 +60,59 @@ impl NameBuf {
     /// Byte for byte what `write_dotted` gives, also when the name does not fit: each piece
     /// `write_dotted` emits (a char, the zero padding of `\DDD` char by char, its digits)
     /// is kept whole or not at all, and writing stops at the first piece that does not fit.
+    #[cfg(test)]
     pub(crate) fn from_name(name: &netdiag_wire::dns::Name<'_>) -> Self {
         let mut b = NameBuf::new();
         let _ = b.put_dotted(name);
         b
+    }
+
+    /// Writes into this empty buffer what [`NameBuf::from_name`] would (in place: no
+    /// copy of the buffer is returned) and returns `name.hash_lowercase()`. One pass
+    /// over the labels when every byte is written as itself (printable ASCII, neither
+    /// `.` nor `\\`: then the dotted form is the lowercased labels joined by `.`,
+    /// exactly the bytes the hash runs over) and the name fits; otherwise each apart.
+    #[inline(always)]
+    pub(crate) fn put_name_hashed(&mut self, name: &netdiag_wire::dns::Name<'_>) -> u64 {
+        match self.put_plain_hashed(name) {
+            Some(h) => h,
+            None => {
+                self.len = 0;
+                let _ = self.put_dotted(name);
+                name.hash_lowercase()
+            }
+        }
+    }
+
+    /// The plain case of [`NameBuf::put_name_hashed`]; `None` (leaving the buffer
+    /// half written) at the root name, at a byte that needs an escape, or when the
+    /// name does not fit.
+    #[inline(always)]
+    fn put_plain_hashed(&mut self, name: &netdiag_wire::dns::Name<'_>) -> Option<u64> {
+        let mut h = netdiag_wire::dns::Fnv1a::new();
+        let mut len = 0;
+        for label in name.labels() {
+            if len > 0 {
+                *self.buf.get_mut(len)? = b'.';
+                h.byte(b'.');
+                len += 1;
+            }
+            let dst = self.buf.get_mut(len..len + label.len())?;
+            for (d, &c) in dst.iter_mut().zip(label) {
+                let l = PLAIN_LOWER[usize::from(c)];
+                if l == 0 {
+                    return None;
+                }
+                *d = l;
+                h.byte(l);
+            }
+            len += label.len();
+        }
+        if len == 0 {
+            return None;
+        }
+        self.len = len;
+        Some(h.finish())
     }
 
     fn piece(&mut self, p: &[u8]) -> Option<()> {
@@ -114,6 +163,20 @@ impl NameBuf {
         Some(())
     }
 }
+
+/// For each byte: its lowercase when `write_dotted` writes it as itself (printable
+/// ASCII, `.` and `\\` excepted), else 0.
+const PLAIN_LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x21;
+    while c <= 0x7e {
+        if c != b'.' as usize && c != b'\\' as usize {
+            t[c] = (c as u8).to_ascii_lowercase();
+        }
+        c += 1;
+    }
+    t
+};
 
 impl std::fmt::Write for NameBuf {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
@@ -340,21 +403,34 @@ fn count_distinct<T: Ord + Copy + Default>(it: impl Iterator<Item = T>) -> usize
     usize::from(n > 0) + v.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
+/// The leading labels `a` and `b` share (whole, non-empty labels, compared exactly),
+/// as a prefix of `a`. One pass over the bytes, no label iterators.
 fn leading_common_labels<'s>(a: &'s str, b: &str) -> &'s str {
-    let mut end = 0;
-    let mut ai = a.split('.');
-    let mut bi = b.split('.');
-    let mut first = true;
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    // `end`: the length of the labels matched so far; `start`: where the current
+    // label began. Every byte before `i` is equal in both names.
+    let (mut end, mut start, mut i) = (0, 0, 0);
     loop {
-        match (ai.next(), bi.next()) {
-            (Some(x), Some(y)) if x == y && !x.is_empty() => {
-                end += x.len() + usize::from(!first);
-                first = false;
+        let x_ends = x.get(i).is_none_or(|&c| c == b'.');
+        let y_ends = y.get(i).is_none_or(|&c| c == b'.');
+        if x_ends || y_ends {
+            // Equal labels end together, and an empty one ends the match.
+            if !(x_ends && y_ends) || i == start {
+                break;
             }
-            _ => break,
+            end = i;
+            if i >= x.len() || i >= y.len() {
+                break;
+            }
+            i += 1;
+            start = i;
+        } else if x.get(i) == y.get(i) {
+            i += 1;
+        } else {
+            break;
         }
     }
-    &a[..end]
+    a.get(..end).unwrap_or("")
 }
 
 fn strip_suffix<'s>(name: &'s str, suffix: &str) -> Option<&'s str> {
@@ -444,7 +520,8 @@ impl DnsTracker {
             server,
             id: msg.id(),
         };
-        let name_hash = q.name.hash_lowercase();
+        let mut name = NameBuf::new();
+        let name_hash = name.put_name_hashed(&q.name);
         let pref = PacketRef {
             source,
             number: pkt,
@@ -452,7 +529,9 @@ impl DnsTracker {
         // Whether the ID is in use on this socket (for another question, if not a retry):
         // when it is not, the new transaction is added without a second probe.
         let mut id_in_use = false;
-        if let Some(t) = self.txns.get_mut(&key) {
+        // Hashed once for the lookup and, when new, the insert.
+        let key_hash = DenseMap::<TxKey, Txn>::hash_of(&key);
+        if let Some(t) = self.txns.get_mut_hashed(&key, key_hash) {
             id_in_use = true;
             if t.name_hash == name_hash && t.qtype == q.qtype {
                 // Same ID, same socket, same question: a retry.
@@ -481,7 +560,6 @@ impl DnsTracker {
                 return;
             }
         }
-        let name = NameBuf::from_name(&q.name);
         if tcp && self.hang_names.len() < MAX_SUFFIXES * 16 {
             self.hang_names
                 .entry(name_hash)
@@ -503,7 +581,8 @@ impl DnsTracker {
         // (then it starts over with this one alone).
         let sockets_full = self.last_on_socket.len() >= self.max_txns;
         let mut last = None;
-        if let Some(v) = self.last_on_socket.get_mut(&sock) {
+        let sock_hash = DenseMap::<(u16, Endpoint, Endpoint), (u16, u64)>::hash_of(&sock);
+        if let Some(v) = self.last_on_socket.get_mut_hashed(&sock, sock_hash) {
             last = Some(*v);
             if !sockets_full {
                 *v = (key.id, ns);
@@ -521,9 +600,11 @@ impl DnsTracker {
         }
         if sockets_full {
             self.last_on_socket.clear();
-            self.last_on_socket.insert_absent(sock, (key.id, ns));
+            self.last_on_socket
+                .insert_absent_hashed(sock, sock_hash, (key.id, ns));
         } else if last.is_none() {
-            self.last_on_socket.insert_absent(sock, (key.id, ns));
+            self.last_on_socket
+                .insert_absent_hashed(sock, sock_hash, (key.id, ns));
         }
         let txn = Txn {
             qtype: q.qtype,
@@ -542,7 +623,7 @@ impl DnsTracker {
         if id_in_use {
             self.txns.insert(key, txn);
         } else {
-            self.txns.insert_absent(key, txn);
+            self.txns.insert_absent_hashed(key, key_hash, txn);
         }
     }
 
@@ -715,20 +796,26 @@ impl DnsTracker {
         let client = flow.0.0;
         let ckey = (source, client);
         let conf_base = self.configured_base(name);
+        // The list of an evicted client, emptied, serves the new one: no allocation.
+        let mut recycled = Vec::new();
         // Only a full map needs to know whether the client is new.
         if self.clients.len() >= self.max_clients && !self.clients.contains_key(&ckey) {
             // Make room by closing one other client's lookups (whichever the map yields
             // first): O(1) per new client, and the map stays bounded.
             if let Some(k) = self.clients.keys().next().copied() {
-                if let Some(c) = self.clients.remove(&k) {
-                    for l in c.lookups {
+                if let Some(mut c) = self.clients.remove(&k) {
+                    for l in c.lookups.drain(..) {
                         self.close_lookup(l);
                     }
+                    recycled = c.lookups;
                 }
             }
         }
         let mut sink = sink!(self);
-        let c = self.clients.entry(ckey).or_default();
+        let c = self
+            .clients
+            .entry(ckey)
+            .or_insert_with(|| Client { lookups: recycled });
         // Close idle lookups of this client, oldest first (no list of them is built).
         while let Some(i) = c
             .lookups
@@ -1137,6 +1224,59 @@ mod tests {
         m
     }
 
+    /// The label-by-label form `leading_common_labels` replaced.
+    fn leading_common_labels_split<'s>(a: &'s str, b: &str) -> &'s str {
+        let mut end = 0;
+        let mut ai = a.split('.');
+        let mut bi = b.split('.');
+        let mut first = true;
+        loop {
+            match (ai.next(), bi.next()) {
+                (Some(x), Some(y)) if x == y && !x.is_empty() => {
+                    end += x.len() + usize::from(!first);
+                    first = false;
+                }
+                _ => break,
+            }
+        }
+        &a[..end]
+    }
+
+    #[test]
+    fn leading_common_labels_equals_the_split_form() {
+        let names = [
+            "",
+            ".",
+            "..",
+            "a",
+            "a.",
+            ".a",
+            "a..b",
+            "a..c",
+            "ab",
+            "a.b",
+            "a.bc",
+            "a.b.c",
+            "a.b.c.",
+            "api1.example.test",
+            "api1.example.test.default.svc.cluster.local",
+            "api1.example.test.svc.cluster.local",
+            "api12.example.test",
+            "api1.example.tests",
+            "api1.example",
+            "API1.example.test",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    leading_common_labels(a, b),
+                    leading_common_labels_split(a, b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
+
     /// The fast name writer gives exactly what `write_dotted` into a `NameBuf` gives,
     /// escapes and the cut of an over-long name included.
     #[test]
@@ -1155,6 +1295,14 @@ mod tests {
             vec![&long, &long, &long, &long[..61]],
             vec![b"\x01\x02", &long, &long, &long[..58]],
             vec![&long, b"\xc8\xc8", &long, &long[..58]],
+            // Plain names (the one-pass case): mixed case, one label, at the longest.
+            vec![
+                b"Api857", b"Example", b"test", b"default", b"svc", b"Cluster", b"local",
+            ],
+            vec![b"x"],
+            vec![&[b'a'; 63], &[b'B'; 63], &[b'c'; 63], &[b'D'; 61]],
+            // Plain until the last byte.
+            vec![b"api", b"example", b"tes~\x7f"],
         ];
         for labels in cases {
             let bytes = query(&labels);
@@ -1165,6 +1313,11 @@ mod tests {
             let fast = NameBuf::from_name(&q.name);
             assert_eq!(fast.as_str(), slow.as_str(), "{labels:?}");
             assert_eq!(fast.len, slow.len);
+            let mut fused = NameBuf::new();
+            let hash = fused.put_name_hashed(&q.name);
+            assert_eq!(fused.as_str(), slow.as_str(), "{labels:?}");
+            assert_eq!(fused.len, slow.len);
+            assert_eq!(hash, q.name.hash_lowercase(), "{labels:?}");
         }
     }
 }

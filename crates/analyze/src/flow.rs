@@ -260,7 +260,7 @@ impl Index {
     }
 
     /// The first slot filed under `hash` for which `is` holds.
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
         if self.buckets.is_empty() {
             return None;
@@ -407,14 +407,14 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         key.dense_hash()
     }
 
-    #[inline]
+    #[inline(always)]
     fn position(&self, key: &K) -> Option<usize> {
         self.position_hashed(key, Self::hash(key))
     }
 
     /// [`DenseMap::position`] with the key's hash already computed (a miss followed by
     /// an insert hashes the key once).
-    #[inline]
+    #[inline(always)]
     fn position_hashed(&self, key: &K, hash: u32) -> Option<usize> {
         let e = &self.entries;
         self.index
@@ -426,13 +426,13 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         self.entries.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
         let i = self.position(key)?;
         self.entries.get(i).map(|e| &e.1)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let i = self.position(key)?;
         self.entries.get_mut(i).map(|e| &mut e.1)
@@ -457,6 +457,26 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     /// on finding it again) with `value`.
     pub(crate) fn insert_absent(&mut self, key: K, value: V) {
         let hash = Self::hash(&key);
+        self.insert_absent_hashed(key, hash, value);
+    }
+
+    /// The hash `key` is filed under: a caller that looks a key up and then adds it
+    /// ([`DenseMap::get_mut_hashed`], [`DenseMap::insert_absent_hashed`]) hashes it once.
+    #[inline(always)]
+    pub(crate) fn hash_of(key: &K) -> u32 {
+        Self::hash(key)
+    }
+
+    /// [`DenseMap::get_mut`] with `key`'s hash already computed ([`DenseMap::hash_of`]).
+    #[inline(always)]
+    pub(crate) fn get_mut_hashed(&mut self, key: &K, hash: u32) -> Option<&mut V> {
+        let i = self.position_hashed(key, hash)?;
+        self.entries.get_mut(i).map(|e| &mut e.1)
+    }
+
+    /// [`DenseMap::insert_absent`] with `key`'s hash already computed
+    /// ([`DenseMap::hash_of`]).
+    pub(crate) fn insert_absent_hashed(&mut self, key: K, hash: u32, value: V) {
         let i = self.entries.len() as u32;
         self.entries.push((key, value));
         self.index.insert(i, hash);
@@ -729,13 +749,26 @@ impl<V> FlowTable<V> {
         (&mut self.slots[i as usize].value, true)
     }
 
-    /// Removes the least recently used flow (`finish` closes flows out one at a time:
-    /// collecting them all first would hold a second copy of the table at the peak).
-    pub(crate) fn pop_lru(&mut self) -> Option<(FlowKey, V)>
+    /// Takes the table apart, handing out every flow least recently used first, one at
+    /// a time (`finish` closes flows out one at a time: collecting them all first would
+    /// hold a second copy of the table at the peak). No key is filed out of the index,
+    /// which goes with the table: a backward-shift delete per flow was most of the cost.
+    pub(crate) fn drain_lru(mut self) -> impl Iterator<Item = (FlowKey, V)>
     where
         V: Default,
     {
-        self.pop_tail()
+        std::iter::from_fn(move || {
+            let t = self.tail;
+            if t == NIL {
+                return None;
+            }
+            self.unlink(t);
+            let slot = self.slots.get_mut(t as usize)?;
+            let key = slot.key;
+            let value = std::mem::take(&mut slot.value);
+            self.len -= 1;
+            Some((key, value))
+        })
     }
 
     /// Every flow held, most recently seen first.
@@ -879,11 +912,10 @@ mod tests {
         t.expire(200, |k, _, r| gone.push((k, r)));
         assert_eq!(gone, vec![(key(1), Removal::Idle)]);
         assert_eq!(t.len(), 1);
-        let mut rest = Vec::new();
-        while let Some((k, _)) = t.pop_lru() {
-            rest.push(k);
-        }
-        assert_eq!(rest, vec![key(2)]);
-        assert_eq!(t.len(), 0);
+        t.get_or_insert(key(3), 160, |_, _, _| {});
+        t.get_or_insert(key(2), 170, |_, _, _| {});
+        assert_eq!(t.len(), 2);
+        let rest: Vec<FlowKey> = t.drain_lru().map(|(k, _)| k).collect();
+        assert_eq!(rest, vec![key(3), key(2)]);
     }
 }

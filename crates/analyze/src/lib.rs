@@ -638,8 +638,7 @@ impl Analyzer {
         match transport {
             Transport::Tcp(seg) => {
                 self.capture.tcp_packets += 1;
-                self.locality.observe(self.source, src, ttl);
-                self.on_tcp(src, dst, &seg, pkt, timestamp_ns);
+                self.on_tcp(src, dst, ttl, &seg, pkt, timestamp_ns);
                 self.pmtu.on_segment(
                     self.source,
                     &detect::path_mtu_blackhole::Seg {
@@ -775,10 +774,13 @@ impl Analyzer {
         }
     }
 
+    /// A TCP segment from `src` (sent with `ttl`) to `dst`: the flow, its connection
+    /// state, and the sender's address locality.
     fn on_tcp(
         &mut self,
         src: std::net::IpAddr,
         dst: std::net::IpAddr,
+        ttl: u8,
         seg: &netdiag_wire::TcpSegment<'_>,
         pkt: u64,
         ns: u64,
@@ -795,10 +797,18 @@ impl Analyzer {
             flow.conn = conns.alloc();
         }
         let Some(tcp) = conns.slots.get_mut(flow.conn as usize) else {
+            self.locality.observe(self.source, src, ttl);
             return;
         };
         if tcp.is_new_attempt(side, seg) {
             closed.push((key, std::mem::take(tcp)));
+        }
+        // Once the locality table counts this side's address in this TTL class, more
+        // packets of it change nothing it reports (only whether a count is zero is
+        // read): one lookup per connection side, not one per packet.
+        let bit = Locality::class_bit(side.idx(), ttl);
+        if tcp.locality_seen & bit == 0 && self.locality.observe(self.source, src, ttl) {
+            tcp.locality_seen |= bit;
         }
         let before = conn_events::ConnEvents::before(tcp);
         let out = tcp.on_segment(side, seg, pkt, ns, &mut self.tcp_spare);
@@ -946,13 +956,14 @@ impl Analyzer {
     pub fn finish(mut self) -> Report {
         // One flow at a time, in the same order as before: collecting them all first
         // doubled the flow table's memory at the peak.
-        while let Some((k, v)) = self.flows.pop_lru() {
-            close_flow(&mut self.conns, &mut self.closed, k, v);
-            self.close_out();
-        }
         self.capture.flows_evicted_full = self.flows.evicted_full;
         self.capture.flows_evicted_idle = self.flows.evicted_idle;
         self.capture.flows_peak = self.flows.peak as u64;
+        let flows = std::mem::replace(&mut self.flows, FlowTable::new(1, u64::MAX));
+        for (k, v) in flows.drain_lru() {
+            close_flow(&mut self.conns, &mut self.closed, k, v);
+            self.close_out();
+        }
         let dns_stats = self.dns.finish();
         if self.resolver.is_none() {
             let gaps: Vec<u64> = self.dns.retries.iter().map(|r| r.gap_ns).collect();

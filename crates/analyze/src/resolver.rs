@@ -251,7 +251,8 @@ impl ResolverHints {
         };
         // One probe: a known key is updated in place; a new one is added (after the
         // reset when the table is full).
-        if let Some(v) = self.recent.get_mut(&key) {
+        let hash = DenseMap::<RecentKey, (Endpoint, u64)>::hash_of(&key);
+        if let Some(v) = self.recent.get_mut_hashed(&key, hash) {
             let (prev, t) = *v;
             if prev != server && ns.saturating_sub(t) <= PARALLEL_NS {
                 self.parallel += 1;
@@ -265,7 +266,7 @@ impl ResolverHints {
         if self.recent.len() >= MAX_RECENT {
             self.recent.clear();
         }
-        self.recent.insert_absent(key, (server, ns));
+        self.recent.insert_absent_hashed(key, hash, (server, ns));
     }
 
     /// The library the packets point to, if they point anywhere: queries sent to several

@@ -177,6 +177,9 @@ pub(crate) struct TcpConn {
     /// Packets seen in this flow.
     pub(crate) packets: u32,
     pub(crate) resets: u8,
+    /// Which (side, TTL class) pairs of this connection the address locality table
+    /// already counts (see `Locality::class_bit`): their later packets skip its lookup.
+    pub(crate) locality_seen: u8,
 }
 
 /// What one segment changed, for the detectors and the statistics.
