@@ -68,33 +68,28 @@ impl NameBuf {
     }
 
     /// Writes into this empty buffer what [`NameBuf::from_name`] would (in place: no
-    /// copy of the buffer is returned) and returns `name.hash_lowercase()`. One pass
-    /// over the labels when every byte is written as itself (printable ASCII, neither
-    /// `.` nor `\\`: then the dotted form is the lowercased labels joined by `.`,
-    /// exactly the bytes the hash runs over) and the name fits; otherwise each apart.
+    /// copy of the buffer is returned) and returns `name.hash_lowercase()` (netdiag-wire's
+    /// hash, the one home of its definition). The dotted form takes one table-driven pass
+    /// over the labels when every byte is written as itself (printable ASCII, neither `.`
+    /// nor `\\`) and the name fits; otherwise the escaping writer.
     #[inline(always)]
     pub(crate) fn put_name_hashed(&mut self, name: &netdiag_wire::dns::Name<'_>) -> u64 {
-        match self.put_plain_hashed(name) {
-            Some(h) => h,
-            None => {
-                self.len = 0;
-                let _ = self.put_dotted(name);
-                name.hash_lowercase()
-            }
+        if self.put_plain(name).is_none() {
+            self.len = 0;
+            let _ = self.put_dotted(name);
         }
+        name.hash_lowercase()
     }
 
     /// The plain case of [`NameBuf::put_name_hashed`]; `None` (leaving the buffer
     /// half written) at the root name, at a byte that needs an escape, or when the
     /// name does not fit.
     #[inline(always)]
-    fn put_plain_hashed(&mut self, name: &netdiag_wire::dns::Name<'_>) -> Option<u64> {
-        let mut h = netdiag_wire::dns::Fnv1a::new();
+    fn put_plain(&mut self, name: &netdiag_wire::dns::Name<'_>) -> Option<()> {
         let mut len = 0;
         for label in name.labels() {
             if len > 0 {
                 *self.buf.get_mut(len)? = b'.';
-                h.byte(b'.');
                 len += 1;
             }
             let dst = self.buf.get_mut(len..len + label.len())?;
@@ -104,7 +99,6 @@ impl NameBuf {
                     return None;
                 }
                 *d = l;
-                h.byte(l);
             }
             len += label.len();
         }
@@ -112,7 +106,7 @@ impl NameBuf {
             return None;
         }
         self.len = len;
-        Some(h.finish())
+        Some(())
     }
 
     fn piece(&mut self, p: &[u8]) -> Option<()> {
