@@ -11,7 +11,7 @@
 //! Memory is bounded: transactions, clients and lookups per client have caps; what does
 //! not fit is counted, not stored.
 
-use crate::flow::{DenseMap, Endpoint, FxMap};
+use crate::flow::{DenseMap, Endpoint, FlowTable, FxMap};
 use crate::model::{DnsStats, PacketRef};
 use crate::resolv::ResolvConf;
 use netdiag_wire::dns::{Message, QTYPE_A, QTYPE_AAAA, Rcode};
@@ -353,10 +353,13 @@ pub(crate) struct DnsTracker {
     search: Vec<String>,
     timeout_ns: u64,
     max_txns: usize,
-    max_clients: usize,
     txns: DenseMap<TxKey, Txn>,
     last_on_socket: DenseMap<(u16, Endpoint, Endpoint), (u16, u64)>,
-    clients: FxMap<(u16, IpAddr), Client>,
+    /// Clients by (source, address), at most `client_cap` of them; when full, a new
+    /// client closes out the least recently active one (the one whose latest query is
+    /// oldest): an active client's search-list walk is never cut by clients that
+    /// come and go. LRU, O(1), in the same order whatever the hash values.
+    clients: FlowTable<Client, (u16, IpAddr)>,
     full_until_ns: u64,
     next_serial: u64,
     pub(crate) stats: DnsStats,
@@ -439,10 +442,9 @@ impl DnsTracker {
             search: Vec::new(),
             timeout_ns: 5_000_000_000,
             max_txns: txn_cap(max_txns),
-            max_clients: client_cap(max_clients),
             txns: DenseMap::default(),
             last_on_socket: DenseMap::default(),
-            clients: FxMap::default(),
+            clients: FlowTable::new(client_cap(max_clients), u64::MAX),
             full_until_ns: 0,
             next_serial: 0,
             stats: DnsStats::default(),
@@ -758,8 +760,13 @@ impl DnsTracker {
             .find(|l| l.serial == serial)
     }
 
+    /// A query re-sent: the client is active, and so is its lookup.
     fn touch_lookup(&mut self, source: u16, client: IpAddr, serial: u64, p: PacketRef, ns: u64) {
-        if let Some(l) = self.find_lookup(source, client, serial) {
+        let found = self
+            .clients
+            .touch(&(source, client), ns)
+            .and_then(|c| c.lookups.iter_mut().find(|l| l.serial == serial));
+        if let Some(l) = found {
             l.last_ns = l.last_ns.max(ns);
             if l.packets.len() < PKTS_PER_LOOKUP {
                 l.packets.push((p, "query re-sent"));
@@ -792,24 +799,18 @@ impl DnsTracker {
         let conf_base = self.configured_base(name);
         // The list of an evicted client, emptied, serves the new one: no allocation.
         let mut recycled = Vec::new();
-        // Only a full map needs to know whether the client is new.
-        if self.clients.len() >= self.max_clients && !self.clients.contains_key(&ckey) {
-            // Make room by closing one other client's lookups (whichever the map yields
-            // first): O(1) per new client, and the map stays bounded.
-            if let Some(k) = self.clients.keys().next().copied() {
-                if let Some(mut c) = self.clients.remove(&k) {
-                    for l in c.lookups.drain(..) {
-                        self.close_lookup(l);
-                    }
-                    recycled = c.lookups;
-                }
-            }
-        }
         let mut sink = sink!(self);
-        let c = self
-            .clients
-            .entry(ckey)
-            .or_insert_with(|| Client { lookups: recycled });
+        // The client is now the most recently active; a new one in a full table closes
+        // out the lookups of the least recently active.
+        let (c, created) = self.clients.get_or_insert(ckey, ns, |_, mut old, _| {
+            for l in old.lookups.drain(..) {
+                sink.close(l);
+            }
+            recycled = old.lookups;
+        });
+        if created {
+            c.lookups = recycled;
+        }
         // Close idle lookups of this client, oldest first (no list of them is built).
         while let Some(i) = c
             .lookups
@@ -1098,8 +1099,9 @@ impl DnsTracker {
     /// Closes everything and fills in the statistics.
     pub(crate) fn finish(&mut self) -> DnsStats {
         self.find_tcp_hangs();
-        let clients: Vec<((u16, IpAddr), Client)> = self.clients.drain().collect();
-        for (_, c) in clients {
+        // Least recently active client first, each one's lookups oldest first.
+        let clients = std::mem::replace(&mut self.clients, FlowTable::new(1, u64::MAX));
+        for (_, c) in clients.drain_lru() {
             for l in c.lookups {
                 self.close_lookup(l);
             }
@@ -1166,7 +1168,7 @@ pub(crate) fn client_cap(configured: usize) -> usize {
 impl DnsTracker {
     /// (transactions, sockets, clients, open lookups) held now.
     pub(crate) fn fill(&self) -> (usize, usize, usize, usize) {
-        let lookups = self.clients.values().map(|c| c.lookups.len()).sum();
+        let lookups = self.clients.iter().map(|(_, c)| c.lookups.len()).sum();
         (
             self.txns.len(),
             self.last_on_socket.len(),
@@ -1191,7 +1193,7 @@ impl DnsTracker {
                 + vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_LOOKUP));
         DenseMap::<TxKey, Txn>::bytes_bound(txns)
             + DenseMap::<(u16, Endpoint, Endpoint), (u16, u64)>::bytes_bound(txns)
-            + map_bytes::<(u16, IpAddr), Client>(clients)
+            + FlowTable::<Client, (u16, IpAddr)>::bytes_bound(clients)
             + clients * per_client
             // closed lookups kept for their buffers (their strings and lists are counted
             // with the open ones: no more lookups exist than were ever open at once)
@@ -1216,6 +1218,106 @@ mod tests {
         }
         m.extend_from_slice(&[0, 0, 1, 0, 1]);
         m
+    }
+
+    /// A DNS message for the dotted `name` with ID `id`: the query, or with
+    /// `answer = Some((rcode, answer count))` its response.
+    fn message(id: u16, name: &str, answer: Option<(u8, u16)>) -> Vec<u8> {
+        let (flags, answers) = match answer {
+            None => (0x0100u16, 0u16),
+            Some((rcode, n)) => (0x8180 | u16::from(rcode), n),
+        };
+        let mut m = Vec::new();
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m.extend_from_slice(&answers.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0]);
+        for l in name.split('.') {
+            m.push(u8::try_from(l.len()).unwrap());
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m
+    }
+
+    /// Feeds query/response exchanges to a tracker, 1 ms apart.
+    struct Exchanges {
+        t: DnsTracker,
+        pkt: u64,
+        ns: u64,
+        id: u16,
+    }
+
+    impl Exchanges {
+        /// `client` asks `name` (type A) and gets `rcode` with `answers` records.
+        fn exchange(&mut self, client: Endpoint, name: &str, rcode: u8, answers: u16) {
+            let server: Endpoint = (IpAddr::from([10, 96, 0, 10]), 53);
+            self.id = self.id.wrapping_add(1);
+            let q = message(self.id, name, None);
+            let r = message(self.id, name, Some((rcode, answers)));
+            for (from, to, bytes) in [(client, server, q), (server, client, r)] {
+                let m = Message::parse(&bytes).unwrap();
+                self.pkt += 1;
+                self.ns += 1_000_000;
+                self.t.on_message(0, from, to, &m, self.pkt, self.ns, false);
+            }
+        }
+    }
+
+    /// A client that keeps querying stays in a full client table while one-shot clients
+    /// pass through it (each evicts the least recently active), so each of its
+    /// search-list walks is one logical lookup, counted whole. Evicting whichever client
+    /// the hash map yields first split walks (the client was closed out mid-walk and
+    /// the rest of the walk started a lookup of its own).
+    #[test]
+    fn an_active_clients_search_list_walks_survive_one_shot_clients() {
+        const CAP: usize = 4;
+        let mut f = Exchanges {
+            t: DnsTracker::new(4096, CAP),
+            pkt: 0,
+            ns: 0,
+            id: 0,
+        };
+        let rounds = 20;
+        let mut one_shot = 0u32;
+        for round in 0..rounds {
+            // A client per round (where the hash map put the active client decided
+            // whether the old eviction could pick it).
+            let active: Endpoint = (IpAddr::from([10, 244, 1, round as u8]), 40_000);
+            let base = format!("api{round}.example");
+            let walk = [
+                format!("{base}.default.svc.cluster.local"),
+                format!("{base}.svc.cluster.local"),
+                format!("{base}.cluster.local"),
+                base.clone(),
+            ];
+            for (i, name) in walk.iter().enumerate() {
+                // NXDOMAIN for each expansion, an address for the name as written.
+                let (rcode, answers) = if i + 1 == walk.len() { (0, 1) } else { (3, 0) };
+                f.exchange(active, name, rcode, answers);
+                // As many new clients as leave the active one in the table.
+                for _ in 0..CAP - 1 {
+                    one_shot += 1;
+                    let [_, _, hi, lo] = one_shot.to_be_bytes();
+                    let client = (IpAddr::from([10, 245, hi, lo]), 50_000);
+                    f.exchange(client, &format!("svc{one_shot}.example"), 0, 1);
+                    assert!(f.t.fill().2 <= CAP, "client table over its cap");
+                }
+            }
+        }
+        let stats = f.t.finish();
+        assert_eq!(stats.expanded_lookups, rounds, "walks split or lost");
+        assert_eq!(stats.logical_lookups, rounds + u64::from(one_shot));
+        assert_eq!(f.t.expanded.len(), rounds as usize);
+        for (round, l) in f.t.expanded.iter().enumerate() {
+            assert_eq!(l.base, format!("api{round}.example"));
+            assert_eq!(
+                l.first_name,
+                format!("api{round}.example.default.svc.cluster.local")
+            );
+            assert_eq!((l.queries, l.negative), (4, 3), "{l:?}");
+        }
     }
 
     /// The label-by-label form `leading_common_labels` replaced.

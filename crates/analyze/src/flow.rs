@@ -155,8 +155,8 @@ pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 const NIL: u32 = u32::MAX;
 
-struct Slot<V> {
-    key: FlowKey,
+struct Slot<K, V> {
+    key: K,
     value: V,
     last_ns: u64,
     prev: u32,
@@ -228,6 +228,14 @@ pub(crate) trait DenseKey: Eq {
     fn dense_hash(&self) -> u32;
 }
 
+/// A flow: the flow table's index files it under [`key_hash`].
+impl DenseKey for FlowKey {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        key_hash(self)
+    }
+}
+
 /// A socket pair of one capture source.
 impl DenseKey for (u16, Endpoint, Endpoint) {
     #[inline]
@@ -253,7 +261,7 @@ impl Index {
 
     /// The slot holding `key`.
     #[inline]
-    fn get<V>(&self, key: &FlowKey, hash: u32, slots: &[Slot<V>]) -> Option<u32> {
+    fn get<K: Eq, V>(&self, key: &K, hash: u32, slots: &[Slot<K, V>]) -> Option<u32> {
         self.find(hash, |s| {
             slots.get(s as usize).is_some_and(|x| x.key == *key)
         })
@@ -570,10 +578,11 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     }
 }
 
-/// The bounded LRU flow table.
-pub(crate) struct FlowTable<V> {
+/// The bounded LRU flow table; with another key `K` (a [`DenseKey`]), any bounded
+/// table that evicts its least recently used entry (the DNS clients).
+pub(crate) struct FlowTable<V, K = FlowKey> {
     index: Index,
-    slots: Vec<Slot<V>>,
+    slots: Vec<Slot<K, V>>,
     free: Vec<u32>,
     /// Most recently used.
     head: u32,
@@ -588,7 +597,7 @@ pub(crate) struct FlowTable<V> {
     pub(crate) created: u64,
 }
 
-impl<V> FlowTable<V> {
+impl<V, K: DenseKey + Copy> FlowTable<V, K> {
     /// A table holding at most `cap` flows (at least 1), closing flows idle for `idle_ns`.
     pub(crate) fn new(cap: usize, idle_ns: u64) -> Self {
         let cap = cap.max(1);
@@ -611,7 +620,7 @@ impl<V> FlowTable<V> {
     /// Approximate bytes one flow costs: slab slot, two index buckets (the index is at
     /// most half full) and a free-list entry.
     pub(crate) fn bytes_per_flow() -> usize {
-        std::mem::size_of::<Slot<V>>()
+        std::mem::size_of::<Slot<K, V>>()
             + 2 * std::mem::size_of::<(u32, u32)>()
             + std::mem::size_of::<u32>()
     }
@@ -622,7 +631,7 @@ impl<V> FlowTable<V> {
 
     /// Most heap bytes a table of `cap` flows holds (see `Config::memory_bound_bytes`).
     pub(crate) fn bytes_bound(cap: usize) -> usize {
-        crate::bounds::vec_bytes::<Slot<V>>(cap)
+        crate::bounds::vec_bytes::<Slot<K, V>>(cap)
             + Index::bytes_bound(cap)
             + crate::bounds::vec_bytes::<u32>(cap)
     }
@@ -660,7 +669,7 @@ impl<V> FlowTable<V> {
     }
 
     /// Removes the least recently used flow.
-    fn pop_tail(&mut self) -> Option<(FlowKey, V)>
+    fn pop_tail(&mut self) -> Option<(K, V)>
     where
         V: Default,
     {
@@ -672,14 +681,14 @@ impl<V> FlowTable<V> {
         let slot = &mut self.slots[t as usize];
         let key = slot.key;
         let value = std::mem::take(&mut slot.value);
-        self.index.remove(t, key_hash(&key));
+        self.index.remove(t, key.dense_hash());
         self.free.push(t);
         self.len -= 1;
         Some((key, value))
     }
 
     /// Closes flows idle at `now_ns`, handing each to `closed`.
-    pub(crate) fn expire(&mut self, now_ns: u64, mut closed: impl FnMut(FlowKey, V, Removal))
+    pub(crate) fn expire(&mut self, now_ns: u64, mut closed: impl FnMut(K, V, Removal))
     where
         V: Default,
     {
@@ -699,14 +708,14 @@ impl<V> FlowTable<V> {
     /// seen flow into `closed` when full). Returns the value and whether it was created.
     pub(crate) fn get_or_insert(
         &mut self,
-        key: FlowKey,
+        key: K,
         now_ns: u64,
-        mut closed: impl FnMut(FlowKey, V, Removal),
+        mut closed: impl FnMut(K, V, Removal),
     ) -> (&mut V, bool)
     where
         V: Default,
     {
-        let hash = key_hash(&key);
+        let hash = key.dense_hash();
         if let Some(i) = self.index.get(&key, hash, &self.slots) {
             if self.head != i {
                 self.unlink(i);
@@ -749,11 +758,31 @@ impl<V> FlowTable<V> {
         (&mut self.slots[i as usize].value, true)
     }
 
+    /// The entry for `key`, leaving its place in the recency order as it is.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let i = self.index.get(key, key.dense_hash(), &self.slots)?;
+        self.slots.get_mut(i as usize).map(|s| &mut s.value)
+    }
+
+    /// The entry for `key`, made the most recently used (seen at `now_ns`).
+    #[inline]
+    pub(crate) fn touch(&mut self, key: &K, now_ns: u64) -> Option<&mut V> {
+        let i = self.index.get(key, key.dense_hash(), &self.slots)?;
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+        let s = self.slots.get_mut(i as usize)?;
+        s.last_ns = s.last_ns.max(now_ns);
+        Some(&mut s.value)
+    }
+
     /// Takes the table apart, handing out every flow least recently used first, one at
     /// a time (`finish` closes flows out one at a time: collecting them all first would
     /// hold a second copy of the table at the peak). No key is filed out of the index,
     /// which goes with the table: a backward-shift delete per flow was most of the cost.
-    pub(crate) fn drain_lru(mut self) -> impl Iterator<Item = (FlowKey, V)>
+    pub(crate) fn drain_lru(mut self) -> impl Iterator<Item = (K, V)>
     where
         V: Default,
     {
@@ -772,7 +801,7 @@ impl<V> FlowTable<V> {
     }
 
     /// Every flow held, most recently seen first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&FlowKey, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         let mut at = self.head;
         std::iter::from_fn(move || {
             let s = self.slots.get(at as usize)?;
@@ -783,7 +812,7 @@ impl<V> FlowTable<V> {
 
     /// Bytes currently allocated by the slab and the index (capacity, not length).
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<V>>()
+        self.slots.capacity() * std::mem::size_of::<Slot<K, V>>()
             + self.index.allocated_bytes()
             + self.free.capacity() * std::mem::size_of::<u32>()
     }

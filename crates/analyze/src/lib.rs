@@ -74,7 +74,7 @@
 //! | flows | `max_flows` | least recently seen flow closed out |
 //! | DNS transactions | `max_dns_transactions` | stale ones pruned, else the query is counted in `skipped`, not tracked |
 //! | DNS client sockets (A/AAAA pairing) | `max_dns_transactions` | emptied |
-//! | DNS clients, 8 open lookups each | `max_dns_clients` | another client's lookups closed; a client's oldest lookup closed |
+//! | DNS clients, 8 open lookups each | `max_dns_clients` | the least recently active client's lookups closed; a client's oldest lookup closed |
 //! | destinations `ip:port` | `max_destinations` | outcome counted in `skipped`, not tracked |
 //! | source addresses (local or routed) | 8 192 | not tracked |
 //! | servers in `unanswered_syns` | 1 024 | not named |
