@@ -576,21 +576,7 @@ impl Node {
     /// namespace, under the name its index gives (`ctr images import`, as an operator
     /// would on a node without a registry).
     pub fn import_archive(&self, archive: &Path) -> Result<()> {
-        let out = Command::new("ctr")
-            .arg("--address")
-            .arg(self.config.socket())
-            .args(["-n", "k8s.io", "images", "import"])
-            .arg(archive)
-            .output()
-            .context("running ctr images import")?;
-        if !out.status.success() {
-            bail!(
-                "ctr images import {} failed: {}",
-                archive.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        ctr_import(&self.config, archive, None)
     }
 
     /// The image references the node's `k8s.io` namespace holds (`ctr images ls -q`).
@@ -777,18 +763,39 @@ fn start_containerd(config: &NodeConfig, cri_enabled: bool) -> Result<()> {
 }
 
 fn import_image(config: &NodeConfig, tar: &Path) -> Result<()> {
-    let out = Command::new("ctr")
-        .arg("--address")
-        .arg(config.socket())
-        .args(["-n", "k8s.io", "image", "import", "--index-name", IMAGE])
-        .arg(tar)
-        .output()
-        .context("running ctr image import")?;
-    if !out.status.success() {
-        bail!(
-            "ctr image import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+    ctr_import(config, tar, Some(IMAGE))
+}
+
+/// `ctr -n k8s.io images import [--index-name NAME] TAR` on the node. containerd's content
+/// store now and then answers an import with "content digest sha256:…: not found" for a
+/// blob the same import has just written (a known race with its garbage collector,
+/// containerd/containerd#3937, nerdctl#3513; seen here on a freshly started node). An
+/// import is idempotent, so that one answer is retried, twice at most, and said.
+fn ctr_import(config: &NodeConfig, tar: &Path, index_name: Option<&str>) -> Result<()> {
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(config.socket())
+            .args(["-n", "k8s.io", "images", "import"]);
+        if let Some(name) = index_name {
+            cmd.args(["--index-name", name]);
+        }
+        let out = cmd.arg(tar).output().context("running ctr images import")?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let race = err.contains("content digest") && err.contains("not found");
+        if !race || attempt == ATTEMPTS {
+            bail!("ctr images import {} failed: {err}", tar.display());
+        }
+        eprintln!(
+            "ctr images import {}: {} (attempt {attempt} of {ATTEMPTS}; retrying)",
+            tar.display(),
+            err.trim()
         );
+        std::thread::sleep(Duration::from_millis(500));
     }
     Ok(())
 }
