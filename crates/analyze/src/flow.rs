@@ -506,15 +506,17 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     /// `key`'s value; when absent, inserted as `V::default()` if `room` (given the map,
     /// which it may shrink) says there is room for it, else `None`. One hash and one
     /// probe where `contains_key` then `get_or_insert_default` cost two of each.
-    pub(crate) fn get_or_insert_default_if(
+    /// `hash` is `key`'s ([`DenseMap::hash_of`], or [`DenseKey::dense_hash`]).
+    #[inline(always)]
+    pub(crate) fn get_or_insert_default_if_hashed(
         &mut self,
         key: K,
+        hash: u32,
         room: impl FnOnce(&mut Self) -> bool,
     ) -> Option<&mut V>
     where
         V: Default,
     {
-        let hash = Self::hash(&key);
         let i = match self.position_hashed(&key, hash) {
             Some(i) => i,
             None => {
@@ -710,12 +712,27 @@ impl<V, K: DenseKey + Copy> FlowTable<V, K> {
         &mut self,
         key: K,
         now_ns: u64,
-        mut closed: impl FnMut(K, V, Removal),
+        closed: impl FnMut(K, V, Removal),
     ) -> (&mut V, bool)
     where
         V: Default,
     {
         let hash = key.dense_hash();
+        self.get_or_insert_hashed(key, hash, now_ns, closed)
+    }
+
+    /// [`FlowTable::get_or_insert`] with `key`'s hash ([`DenseKey::dense_hash`]) already
+    /// computed: a caller that files the key in another table too hashes it once.
+    pub(crate) fn get_or_insert_hashed(
+        &mut self,
+        key: K,
+        hash: u32,
+        now_ns: u64,
+        mut closed: impl FnMut(K, V, Removal),
+    ) -> (&mut V, bool)
+    where
+        V: Default,
+    {
         if let Some(i) = self.index.get(&key, hash, &self.slots) {
             if self.head != i {
                 self.unlink(i);

@@ -162,7 +162,7 @@ pub use resolver::{Resolver, ResolverLibrary, ResolverSource};
 use counters::CounterBook;
 use destinations::{Destinations, Locality};
 use detect::conntrack_invalid::ConntrackInvalid;
-use flow::{FlowKey, FlowTable, FxMap};
+use flow::{DenseKey, FlowKey, FlowTable, FxMap};
 use netdiag_wire::{Frame, LinkType, Net, StopReason, Transport};
 use std::collections::BTreeMap;
 use tcp::{RstOrigin, SegKind, TcpConn};
@@ -638,12 +638,16 @@ impl Analyzer {
         match transport {
             Transport::Tcp(seg) => {
                 self.capture.tcp_packets += 1;
-                self.on_tcp(src, dst, ttl, &seg, pkt, timestamp_ns);
+                let (key, side) =
+                    FlowKey::new(self.source, 6, (src, seg.src_port), (dst, seg.dst_port));
+                // One hash for the flow table and the path-MTU tracker.
+                let hash = key.dense_hash();
+                self.on_tcp(key, hash, side, src, ttl, &seg, pkt, timestamp_ns);
                 self.pmtu.on_segment(
-                    self.source,
+                    &key,
+                    hash,
+                    side,
                     &detect::path_mtu_blackhole::Seg {
-                        src: (src, seg.src_port),
-                        dst: (dst, seg.dst_port),
                         syn: seg.flags.syn(),
                         ack: seg.flags.ack().then_some(seg.ack),
                         seq: seg.seq,
@@ -774,22 +778,25 @@ impl Analyzer {
         }
     }
 
-    /// A TCP segment from `src` (sent with `ttl`) to `dst`: the flow, its connection
-    /// state, and the sender's address locality.
+    /// A TCP segment of flow `key` (filed under `hash`) from its side `side`, whose
+    /// address `src` sent it with `ttl`: the flow, its connection state, and the sender's
+    /// address locality.
+    #[allow(clippy::too_many_arguments)]
     fn on_tcp(
         &mut self,
+        key: FlowKey,
+        hash: u32,
+        side: flow::Side,
         src: std::net::IpAddr,
-        dst: std::net::IpAddr,
         ttl: u8,
         seg: &netdiag_wire::TcpSegment<'_>,
         pkt: u64,
         ns: u64,
     ) {
-        let (key, side) = FlowKey::new(self.source, 6, (src, seg.src_port), (dst, seg.dst_port));
         let (closed, conns) = (&mut self.closed, &mut self.conns);
         let (flow, created) = self
             .flows
-            .get_or_insert(key, ns, |k, v, _| close_flow(conns, closed, k, v));
+            .get_or_insert_hashed(key, hash, ns, |k, v, _| close_flow(conns, closed, k, v));
         if created {
             self.capture.flows += 1;
         }

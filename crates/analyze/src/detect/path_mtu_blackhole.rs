@@ -11,16 +11,18 @@
 //! (ignored). An ICMP too-big followed by smaller segments is path-MTU discovery working:
 //! no finding.
 //!
-//! State is bounded: at most `MAX_DIRS` directions, and when full the directions
-//! without a suspect are dropped first.
+//! State is bounded: at most `MAX_CONNS` connections (both directions in one entry, found
+//! with the flow table's key and hash: one probe per segment), and when full the
+//! connections without a suspect are dropped first.
 
 use super::{Ctx, EvidenceSink, endpoint_text};
-use crate::flow::{DenseMap, Endpoint};
+use crate::flow::{DenseMap, Endpoint, FlowKey, Side};
 use crate::model::{Confidence, Evidence, Finding, Kind, PacketRef, Timing};
 
-/// Directions tracked at once (each ~700 B with its ring of segment sizes): a black hole is
-/// a connection that keeps retransmitting, so it survives the eviction of quiet ones.
-const MAX_DIRS: usize = 1 << 12;
+/// Connections tracked at once (each ~450 B: two directions with their rings of segment
+/// sizes): a black hole is a connection that keeps retransmitting, so it survives the
+/// eviction of quiet ones.
+const MAX_CONNS: usize = 1 << 11;
 const RING: usize = 8;
 /// Sends of one segment (original + retransmissions) at the same size that make it a suspect.
 const MIN_SENDS: u16 = 3;
@@ -55,19 +57,26 @@ struct Suspect {
     sends_after_icmp: u16,
 }
 
+/// One direction. What every ACK of the peer reads (`head`, `live`, `has_suspect`)
+/// comes first, so an ACK with nothing outstanding reads one cache line.
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 struct Dir {
+    head: Sent,
+    /// Bit `i`: `ring[i]` holds a segment not yet acknowledged (`len > 0`).
+    live: u8,
+    /// `suspect` is `Some` (read before `suspect` itself, which lies further on).
+    has_suspect: bool,
+    ring_next: u8,
     /// MSS this sender announced in its SYN.
     mss: Option<u16>,
     high_end: u32,
     high_seen: bool,
     max_len_sent: u32,
     max_len_acked: u32,
-    ring: [Sent; RING],
-    ring_next: usize,
     /// The oldest segment not yet acknowledged (what a sender retransmits first), kept
-    /// apart from the ring, which a burst of later segments overwrites.
-    head: Sent,
+    /// apart from the ring, which a burst of later segments overwrites: `head` above.
+    ring: [Sent; RING],
     suspect: Option<Suspect>,
     /// An ICMP too-big for this direction: (packet, announced MTU).
     icmp: Option<(u64, u32)>,
@@ -83,17 +92,17 @@ struct TooBig {
 /// The tracker.
 #[derive(Default)]
 pub(crate) struct PmtuTracker {
-    dirs: DenseMap<(u16, Endpoint, Endpoint), Dir>,
+    /// Per connection (the flow table's key), its two directions by [`Side`].
+    conns: DenseMap<FlowKey, [Dir; 2]>,
     too_big: Vec<TooBig>,
     too_big_total: u64,
     pub(crate) not_tracked: u64,
     interface_mtu: Option<(String, u32)>,
 }
 
-/// What the analyzer hands over per TCP segment.
+/// What the analyzer hands over per TCP segment (its connection's key and hash, and the
+/// side that sent it, go alongside).
 pub(crate) struct Seg {
-    pub(crate) src: Endpoint,
-    pub(crate) dst: Endpoint,
     pub(crate) syn: bool,
     pub(crate) ack: Option<u32>,
     pub(crate) seq: u32,
@@ -103,14 +112,14 @@ pub(crate) struct Seg {
     pub(crate) mss: Option<u16>,
 }
 
-/// Room for one more direction: when the table is full, the directions without a
+/// Room for one more connection: when the table is full, the connections without a
 /// suspect go.
-fn make_room(dirs: &mut DenseMap<(u16, Endpoint, Endpoint), Dir>) -> bool {
-    if dirs.len() < MAX_DIRS {
+fn make_room(conns: &mut DenseMap<FlowKey, [Dir; 2]>) -> bool {
+    if conns.len() < MAX_CONNS {
         return true;
     }
-    dirs.retain(|_, d| d.suspect.is_some());
-    dirs.len() < MAX_DIRS
+    conns.retain(|_, d| d.iter().any(|d| d.has_suspect));
+    conns.len() < MAX_CONNS
 }
 
 impl PmtuTracker {
@@ -119,23 +128,43 @@ impl PmtuTracker {
         self.interface_mtu = Some((name.to_string(), mtu));
     }
 
-    pub(crate) fn on_segment(&mut self, source: u16, s: &Seg, pkt: u64, ns: u64) {
+    /// A segment of connection `key` (filed under `hash`, [`FlowKey`]'s dense hash) sent
+    /// by its side `side`.
+    pub(crate) fn on_segment(
+        &mut self,
+        key: &FlowKey,
+        hash: u32,
+        side: Side,
+        s: &Seg,
+        pkt: u64,
+        ns: u64,
+    ) {
+        let conn = if s.len == 0 && !s.syn {
+            // A pure ACK: it only acknowledges what the other direction sent.
+            match self.conns.get_mut_hashed(key, hash) {
+                Some(c) => c,
+                None => return,
+            }
+        } else {
+            match self
+                .conns
+                .get_or_insert_default_if_hashed(*key, hash, make_room)
+            {
+                Some(c) => c,
+                None => {
+                    self.not_tracked += 1;
+                    return;
+                }
+            }
+        };
         // The peer's ACK acknowledges what this direction's reverse sent.
         if let Some(ack) = s.ack {
-            if let Some(rev) = self.dirs.get_mut(&(source, s.dst, s.src)) {
-                rev.on_ack(ack, ns);
-            }
+            conn[side.other().idx()].on_ack(ack, ns);
         }
         if s.len == 0 && !s.syn {
             return;
         }
-        let Some(d) = self
-            .dirs
-            .get_or_insert_default_if((source, s.src, s.dst), make_room)
-        else {
-            self.not_tracked += 1;
-            return;
-        };
+        let d = &mut conn[side.idx()];
         if s.syn {
             if s.mss.is_some() {
                 d.mss = s.mss;
@@ -167,8 +196,9 @@ impl PmtuTracker {
                 mtu,
             });
         }
-        if let Some(d) = self.dirs.get_mut(&(source, quoted_src, quoted_dst)) {
-            d.icmp = Some((pkt, mtu));
+        let (key, side) = FlowKey::new(source, 6, quoted_src, quoted_dst);
+        if let Some(c) = self.conns.get_mut(&key) {
+            c[side.idx()].icmp = Some((pkt, mtu));
         }
     }
 }
@@ -178,11 +208,20 @@ impl Dir {
         if self.head.len > 0 && !seq_after(self.head.seq.wrapping_add(self.head.len), ack) {
             self.head.len = 0;
         }
-        for e in &mut self.ring {
-            if e.len > 0 && !seq_after(e.seq.wrapping_add(e.len), ack) {
-                self.max_len_acked = self.max_len_acked.max(e.len);
-                e.len = 0;
+        let mut live = self.live;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
+            if let Some(e) = self.ring.get_mut(i) {
+                if !seq_after(e.seq.wrapping_add(e.len), ack) {
+                    self.max_len_acked = self.max_len_acked.max(e.len);
+                    e.len = 0;
+                    self.live &= !(1 << i);
+                }
             }
+        }
+        if !self.has_suspect {
+            return;
         }
         if let Some(s) = &mut self.suspect {
             if s.acked_ns.is_none() && seq_after(ack, s.seq) {
@@ -190,6 +229,7 @@ impl Dir {
                 if s.sends < MIN_SENDS {
                     // An ordinary loss, repaired.
                     self.suspect = None;
+                    self.has_suspect = false;
                 }
             }
         }
@@ -204,7 +244,7 @@ impl Dir {
         }
         self.max_len_sent = self.max_len_sent.max(s.len);
         if retrans {
-            if let Some(sp) = &mut self.suspect {
+            if let (true, Some(sp)) = (self.has_suspect, &mut self.suspect) {
                 if sp.acked_ns.is_none() && sp.seq == s.seq {
                     if s.len == sp.len {
                         let i = usize::from(sp.sends);
@@ -247,6 +287,7 @@ impl Dir {
                         resized: false,
                         sends_after_icmp: 0,
                     });
+                    self.has_suspect = true;
                 }
             }
             return;
@@ -259,15 +300,33 @@ impl Dir {
         if self.head.len == 0 {
             self.head = sent;
         }
-        self.ring[self.ring_next] = sent;
-        self.ring_next = (self.ring_next + 1) % RING;
+        let i = usize::from(self.ring_next) % RING;
+        if let Some(e) = self.ring.get_mut(i) {
+            *e = sent;
+            if sent.len > 0 {
+                self.live |= 1 << i;
+            } else {
+                self.live &= !(1 << i);
+            }
+        }
+        self.ring_next = ((i + 1) % RING) as u8;
     }
 }
 
 /// The finding, if any.
 pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
-    let mut hits: Vec<(&(u16, Endpoint, Endpoint), &Dir, &Suspect)> = Vec::new();
-    for (k, d) in t.dirs.iter() {
+    // (source, sender, receiver), the sender's direction, its suspect, the receiver's.
+    type Hit<'a> = ((u16, Endpoint, Endpoint), &'a Dir, &'a Suspect, &'a Dir);
+    let mut hits: Vec<Hit<'_>> = Vec::new();
+    let dirs = t.conns.iter().flat_map(|(k, c)| {
+        [Side::A, Side::B].into_iter().filter_map(move |side| {
+            let d = c.get(side.idx())?;
+            let peer = c.get(side.other().idx())?;
+            let key = (k.source, k.endpoint(side), k.endpoint(side.other()));
+            Some((key, d, peer))
+        })
+    });
+    for (k, d, peer) in dirs {
         let Some(s) = &d.suspect else { continue };
         let ignored_icmp = d.icmp.is_some() && s.sends_after_icmp > 0;
         if s.sends >= MIN_SENDS
@@ -282,13 +341,13 @@ pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
                     continue;
                 }
             }
-            hits.push((k, d, s));
+            hits.push((k, d, s, peer));
         }
     }
     if hits.is_empty() {
         return None;
     }
-    hits.sort_by(|a, b| a.0.cmp(b.0));
+    hits.sort_by_key(|h| h.0);
     let mut evidence = Evidence::default();
     let mut flows = Vec::new();
     let largest_acked = hits.iter().map(|h| h.1.max_len_acked).max().unwrap_or(0);
@@ -300,8 +359,8 @@ pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
             total: &mut evidence.packets_total,
             cap: ctx.max_evidence,
         };
-        for (k, d, s) in &hits {
-            let (source, a, b) = **k;
+        for (k, d, s, peer) in &hits {
+            let (source, a, b) = *k;
             flows.push(super::flow_text(a, b, "tcp"));
             for (i, p) in s.pkts.iter().take(usize::from(s.sends)).enumerate() {
                 if *p == 0 {
@@ -327,7 +386,6 @@ pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
                     "ICMP too-big for this connection, ignored: the size was not lowered",
                 );
             }
-            let peer = t.dirs.get(&(source, b, a));
             evidence.notes.push(format!(
                 "{} -> {}: largest acknowledged segment {} bytes, {}-byte segment sent {} times and never acknowledged; MSS announced by {} {}, by {} {}",
                 endpoint_text(a),
@@ -338,7 +396,7 @@ pub(crate) fn finish(t: &PmtuTracker, ctx: &Ctx<'_>) -> Option<Finding> {
                 endpoint_text(a),
                 d.mss.map_or("not seen".to_string(), |m| m.to_string()),
                 endpoint_text(b),
-                peer.and_then(|p| p.mss)
+                peer.mss
                     .map_or("not seen".to_string(), |m| m.to_string()),
             ));
             if s.resized {
@@ -407,22 +465,45 @@ the path, and enable `net.ipv4.tcp_mtu_probing=1` so senders find the size on th
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::DenseKey;
 
     fn ep(s: &str, p: u16) -> Endpoint {
         (s.parse().expect("ip"), p)
     }
 
-    fn seg(src: Endpoint, dst: Endpoint, seq: u32, len: u32, ack: Option<u32>) -> Seg {
-        Seg {
+    /// A segment from `src` to `dst` as the analyzer hands it over: with its
+    /// connection's key, hash and sending side.
+    struct At {
+        src: Endpoint,
+        dst: Endpoint,
+        seg: Seg,
+    }
+
+    fn seg(src: Endpoint, dst: Endpoint, seq: u32, len: u32, ack: Option<u32>) -> At {
+        At {
             src,
             dst,
-            syn: false,
-            ack,
-            seq,
-            len,
-            wire_len: len + 52,
-            df: true,
-            mss: None,
+            seg: Seg {
+                syn: false,
+                ack,
+                seq,
+                len,
+                wire_len: len + 52,
+                df: true,
+                mss: None,
+            },
+        }
+    }
+
+    impl PmtuTracker {
+        fn on(&mut self, at: &At, pkt: u64, ns: u64) {
+            let (key, side) = FlowKey::new(0, 6, at.src, at.dst);
+            self.on_segment(&key, key.dense_hash(), side, &at.seg, pkt, ns);
+        }
+
+        fn dir(&self, src: Endpoint, dst: Endpoint) -> &Dir {
+            let (key, side) = FlowKey::new(0, 6, src, dst);
+            &self.conns.get(&key).expect("tracked")[side.idx()]
         }
     }
 
@@ -431,33 +512,32 @@ mod tests {
         let c = ep("10.244.1.10", 40000);
         let s = ep("172.31.0.2", 8080);
         let mut syn = seg(c, s, 999, 0, None);
-        syn.syn = true;
-        syn.mss = Some(1460);
-        t.on_segment(0, &syn, 1, 0);
+        syn.seg.syn = true;
+        syn.seg.mss = Some(1460);
+        t.on(&syn, 1, 0);
         let mut sa = seg(s, c, 4999, 0, Some(1000));
-        sa.syn = true;
-        sa.mss = Some(1460);
-        t.on_segment(0, &sa, 2, 1);
-        t.on_segment(0, &seg(c, s, 1000, 100, Some(5000)), 3, 2);
-        t.on_segment(0, &seg(s, c, 5000, 0, Some(1100)), 4, 3);
-        t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 5, 4);
+        sa.seg.syn = true;
+        sa.seg.mss = Some(1460);
+        t.on(&sa, 2, 1);
+        t.on(&seg(c, s, 1000, 100, Some(5000)), 3, 2);
+        t.on(&seg(s, c, 5000, 0, Some(1100)), 4, 3);
+        t.on(&seg(c, s, 1100, 1448, Some(5000)), 5, 4);
         if resend_small_after_icmp {
             t.on_too_big(0, c, s, 1400, 6);
-            t.on_segment(0, &seg(c, s, 1100, 1348, Some(5000)), 7, 5);
-            t.on_segment(0, &seg(c, s, 2448, 100, Some(5000)), 8, 6);
-            t.on_segment(0, &seg(s, c, 5000, 0, Some(2548)), 9, 7);
+            t.on(&seg(c, s, 1100, 1348, Some(5000)), 7, 5);
+            t.on(&seg(c, s, 2448, 100, Some(5000)), 8, 6);
+            t.on(&seg(s, c, 5000, 0, Some(2548)), 9, 7);
         } else {
             // A burst that overwrites the ring: the head is still known.
             for i in 1..12u32 {
-                t.on_segment(
-                    0,
+                t.on(
                     &seg(c, s, 1100 + i * 1448, 1448, Some(5000)),
                     5 + u64::from(i),
                     5,
                 );
             }
-            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 20, 200);
-            t.on_segment(0, &seg(c, s, 1100, 1448, Some(5000)), 21, 600);
+            t.on(&seg(c, s, 1100, 1448, Some(5000)), 20, 200);
+            t.on(&seg(c, s, 1100, 1448, Some(5000)), 21, 600);
         }
     }
 
@@ -465,13 +545,11 @@ mod tests {
     fn full_size_resent_never_acked_is_a_blackhole() {
         let mut t = PmtuTracker::default();
         blackhole(&mut t, false);
-        let d = t
-            .dirs
-            .get(&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080)))
-            .unwrap();
+        let d = t.dir(ep("10.244.1.10", 40000), ep("172.31.0.2", 8080));
         assert_eq!(d.max_len_acked, 100);
         assert_eq!(d.mss, Some(1460));
         let s = d.suspect.expect("suspect");
+        assert!(d.has_suspect);
         assert_eq!((s.len, s.sends), (1448, 3));
         assert_eq!(s.pkts[..3], [5, 20, 21]);
         assert!(s.acked_ns.is_none());
@@ -481,11 +559,9 @@ mod tests {
     fn icmp_honoured_is_pmtud_working() {
         let mut t = PmtuTracker::default();
         blackhole(&mut t, true);
-        let d = t
-            .dirs
-            .get(&(0, ep("10.244.1.10", 40000), ep("172.31.0.2", 8080)))
-            .unwrap();
+        let d = t.dir(ep("10.244.1.10", 40000), ep("172.31.0.2", 8080));
         assert!(d.suspect.is_none(), "{:?}", d.suspect);
+        assert!(!d.has_suspect);
         assert_eq!(d.icmp, Some((6, 1400)));
     }
 }
@@ -537,7 +613,7 @@ mod lab_tests {
 impl PmtuTracker {
     /// Most heap bytes the tracker holds: every direction and ICMP example at its cap.
     pub(crate) fn bytes_bound() -> usize {
-        DenseMap::<(u16, Endpoint, Endpoint), Dir>::bytes_bound(MAX_DIRS)
+        DenseMap::<FlowKey, [Dir; 2]>::bytes_bound(MAX_CONNS)
             + crate::bounds::vec_bytes::<TooBig>(MAX_ICMP)
     }
 }
