@@ -222,6 +222,24 @@ pub(crate) fn endpoints_hash(extra: u64, a: Endpoint, b: Endpoint) -> u32 {
     h.finish() as u32
 }
 
+/// A hash of one endpoint and up to 48 bits of other fields (`extra`, in bits 16..64),
+/// as [`endpoints_hash`] hashes two.
+#[inline]
+pub(crate) fn endpoint_hash(extra: u64, a: Endpoint) -> u32 {
+    let mut h = FxHasher::default();
+    h.add(u64::from(a.1) | extra);
+    match a.0 {
+        IpAddr::V4(x) => h.add(u64::from(u32::from(x))),
+        IpAddr::V6(x) => {
+            let w = u128::from(x);
+            h.add(u64::MAX);
+            h.add(w as u64);
+            h.add((w >> 64) as u64);
+        }
+    }
+    h.finish() as u32
+}
+
 /// A [`DenseMap`] key: equality and the index's 32-bit hash.
 pub(crate) trait DenseKey: Eq {
     /// The hash the index files the key under.
@@ -241,6 +259,26 @@ impl DenseKey for (u16, Endpoint, Endpoint) {
     #[inline]
     fn dense_hash(&self) -> u32 {
         endpoints_hash(u64::from(self.0) << 32, self.1, self.2)
+    }
+}
+
+/// An endpoint of one capture source.
+impl DenseKey for (u16, Endpoint) {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        endpoint_hash(u64::from(self.0) << 32, self.1)
+    }
+}
+
+/// A socket pair of one capture source, and a 16-bit tag (a DNS ID).
+impl DenseKey for (u16, Endpoint, Endpoint, u16) {
+    #[inline]
+    fn dense_hash(&self) -> u32 {
+        endpoints_hash(
+            u64::from(self.0) << 32 | u64::from(self.3) << 48,
+            self.1,
+            self.2,
+        )
     }
 }
 
@@ -560,10 +598,10 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     }
 
     /// Removes `key`'s entry, moving the last entry into its place.
-    #[allow(dead_code)]
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        let i = self.position(key)?;
-        self.index.remove(i as u32, Self::hash(key));
+        let hash = Self::hash(key);
+        let i = self.position_hashed(key, hash)?;
+        self.index.remove(i as u32, hash);
         let last = self.entries.len() - 1;
         if i != last {
             if let Some((k, _)) = self.entries.get(last) {

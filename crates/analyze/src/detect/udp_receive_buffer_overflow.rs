@@ -20,7 +20,6 @@ use super::{Ctx, EvidenceSink, endpoint_text};
 use crate::NetnsRole;
 use crate::flow::{DenseMap, Endpoint, FxMap};
 use crate::model::{Confidence, Evidence, Finding, Kind, ListenerRef, PacketRef, Timing};
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 /// A UDP socket of a namespace, from sock_diag (`ss -lnump`): what it holds and may hold.
@@ -90,20 +89,24 @@ struct Server {
     max_latency_ns: u64,
     /// Distinct client sockets (capped count).
     clients: u32,
-    /// Inbound datagrams per 100 ms window (bounded).
+    /// Inbound datagrams per 100 ms window (bounded), except those of `open`.
     windows: FxMap<u64, u32>,
+    /// The window the last inbound datagram fell in and its count so far, not yet in
+    /// `windows`: datagrams come in time order, so nearly every one lands here and
+    /// costs no map probe. `None` when that window did not fit in `windows`.
+    open: Option<(u64, u32)>,
     example_in: Option<PacketRef>,
 }
 
 /// The UDP request/response tracker, by server endpoint.
 #[derive(Default)]
 pub(crate) struct UdpServices {
-    servers: FxMap<(u16, Endpoint), Server>,
+    servers: DenseMap<(u16, Endpoint), Server>,
     /// (source, server, client) pairs counted in `Server::clients`: only added to and
     /// looked up, never iterated, so a [`DenseMap`].
     seen_clients: DenseMap<(u16, Endpoint, Endpoint), ()>,
     /// (source, server, client, DNS id) → (packet, ns) of an unanswered query.
-    pending: FxMap<(u16, Endpoint, Endpoint, u16), (u64, u64)>,
+    pending: DenseMap<(u16, Endpoint, Endpoint, u16), (u64, u64)>,
     pub(crate) not_tracked: u64,
     sockets: Vec<UdpSocketQueue>,
 }
@@ -142,15 +145,18 @@ impl UdpServices {
         let Some((server, client, inbound)) = Self::server_of(src, dst) else {
             return;
         };
-        // One probe per map: the entry, filled only when new and there is room.
-        let full = self.servers.len() >= MAX_SERVERS;
-        let s = match self.servers.entry((source, server)) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(_) if full => {
+        // One hash and one probe per map: the entry, filled only when new and there is room.
+        let key = (source, server);
+        let hash = DenseMap::<_, Server>::hash_of(&key);
+        let s = match self
+            .servers
+            .get_or_insert_default_if_hashed(key, hash, |m| m.len() < MAX_SERVERS)
+        {
+            Some(s) => s,
+            None => {
                 self.not_tracked += 1;
                 return;
             }
-            Entry::Vacant(v) => v.insert(Server::default()),
         };
         if s.datagrams_in == 0 && s.datagrams_out == 0 {
             s.first_ns = ns;
@@ -158,14 +164,7 @@ impl UdpServices {
         s.last_ns = s.last_ns.max(ns);
         if inbound {
             s.datagrams_in += 1;
-            let full = s.windows.len() >= MAX_WINDOWS;
-            match s.windows.entry(ns / BURST_NS) {
-                Entry::Occupied(mut o) => *o.get_mut() += 1,
-                Entry::Vacant(_) if full => {}
-                Entry::Vacant(v) => {
-                    v.insert(1);
-                }
-            }
+            s.count_arrival(ns / BURST_NS);
             if s.example_in.is_none() {
                 s.example_in = Some(PacketRef {
                     source,
@@ -191,12 +190,12 @@ impl UdpServices {
                     s.max_latency_ns = s.max_latency_ns.max(ns.saturating_sub(arrived));
                 }
             } else if inbound {
-                let full = self.pending.len() >= MAX_PENDING;
-                match self.pending.entry(k) {
-                    Entry::Occupied(_) => {}
-                    Entry::Vacant(_) if full => self.not_tracked += 1,
-                    Entry::Vacant(v) => {
-                        v.insert((pkt, ns));
+                let hash = DenseMap::<_, (u64, u64)>::hash_of(&k);
+                if self.pending.get_mut_hashed(&k, hash).is_none() {
+                    if self.pending.len() >= MAX_PENDING {
+                        self.not_tracked += 1;
+                    } else {
+                        self.pending.insert_absent_hashed(k, hash, (pkt, ns));
                     }
                 }
             }
@@ -215,6 +214,40 @@ impl UdpServices {
     }
 }
 
+impl Server {
+    /// One inbound datagram in 100 ms window `w`. A window new to the map is counted
+    /// only if the map has room for it, as if it went straight in.
+    #[inline]
+    fn count_arrival(&mut self, w: u64) {
+        if let Some((ow, n)) = &mut self.open {
+            if *ow == w {
+                *n += 1;
+                return;
+            }
+        }
+        self.close_window();
+        if self.windows.len() < MAX_WINDOWS || self.windows.contains_key(&w) {
+            self.open = Some((w, 1));
+        }
+    }
+
+    /// Moves the open window's count into the map.
+    fn close_window(&mut self) {
+        if let Some((w, n)) = self.open.take() {
+            *self.windows.entry(w).or_insert(0) += n;
+        }
+    }
+
+    /// Inbound datagrams counted in window `w`.
+    fn arrived_in(&self, w: u64) -> u32 {
+        let open = match self.open {
+            Some((ow, n)) if ow == w => n,
+            _ => 0,
+        };
+        self.windows.get(&w).copied().unwrap_or(0) + open
+    }
+}
+
 /// Whether some 100 ms window lost at least `MIN_BURST_SHARE` of its arrivals (and at
 /// least `MIN_UNANSWERED` of them).
 fn has_burst(s: &Server, pending: &[(u64, u64)]) -> bool {
@@ -223,7 +256,7 @@ fn has_burst(s: &Server, pending: &[(u64, u64)]) -> bool {
         *lost.entry(ns / BURST_NS).or_insert(0) += 1;
     }
     lost.iter().any(|(w, &n)| {
-        let arrived = s.windows.get(w).copied().unwrap_or(0);
+        let arrived = s.arrived_in(*w);
         u64::from(n) >= MIN_UNANSWERED
             && arrived > 0
             && f64::from(n) / f64::from(arrived) >= MIN_BURST_SHARE
@@ -241,7 +274,7 @@ struct Candidate<'a> {
 /// The finding, if any.
 pub(crate) fn finish(t: &UdpServices, ctx: &Ctx<'_>) -> Option<Finding> {
     let mut by_server: FxMap<(u16, Endpoint), Vec<(u64, u64)>> = FxMap::default();
-    for (&(source, server, _, _), &(pkt, ns)) in &t.pending {
+    for (&(source, server, _, _), &(pkt, ns)) in t.pending.iter() {
         let answered_later = t
             .servers
             .get(&(source, server))
@@ -254,7 +287,7 @@ pub(crate) fn finish(t: &UdpServices, ctx: &Ctx<'_>) -> Option<Finding> {
         }
     }
     let mut cands: Vec<Candidate<'_>> = Vec::new();
-    for (&(source, server), s) in &t.servers {
+    for (&(source, server), s) in t.servers.iter() {
         let local =
             ctx.locality.is_local(source, server.0) == Some(true) || t.socket_for(server).is_some();
         if !local || s.datagrams_out == 0 {
@@ -449,8 +482,8 @@ mod tests {
         t.on_datagram(0, c, s, Some((2, false)), 2, 20);
         t.on_datagram(0, s, c, Some((1, true)), 3, 30);
         assert_eq!(t.pending.len(), 1);
-        assert!(t.pending.contains_key(&(0, s, c, 2)));
-        let srv = &t.servers[&(0, s)];
+        assert!(t.pending.get(&(0, s, c, 2)).is_some());
+        let srv = t.servers.get(&(0, s)).expect("server");
         assert_eq!(
             (srv.datagrams_in, srv.datagrams_out, srv.clients),
             (2, 1, 1)
@@ -542,9 +575,9 @@ impl UdpServices {
     /// list, given by the caller, aside). Most of it is the per-server windows.
     pub(crate) fn bytes_bound() -> usize {
         use crate::bounds::map_bytes;
-        map_bytes::<(u16, Endpoint), Server>(MAX_SERVERS)
+        DenseMap::<(u16, Endpoint), Server>::bytes_bound(MAX_SERVERS)
             + MAX_SERVERS * map_bytes::<u64, u32>(MAX_WINDOWS)
             + DenseMap::<(u16, Endpoint, Endpoint), ()>::bytes_bound(MAX_PENDING)
-            + map_bytes::<(u16, Endpoint, Endpoint, u16), (u64, u64)>(MAX_PENDING)
+            + DenseMap::<(u16, Endpoint, Endpoint, u16), (u64, u64)>::bytes_bound(MAX_PENDING)
     }
 }
