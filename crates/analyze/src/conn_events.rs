@@ -10,6 +10,7 @@ use crate::flow::{Endpoint, FlowKey, FxMap, Side};
 use crate::model::PacketRef;
 use crate::tcp::{RstOrigin, SegKind, TcpConn, TcpOutcome, TcpState};
 use netdiag_wire::TcpSegment;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 /// A connection silent for at least this long (packet time) that resumes is watched for
@@ -156,11 +157,16 @@ fn bounded<'a, V: Default>(
     key: (u16, Endpoint),
     not_tracked: &mut u64,
 ) -> Option<&'a mut V> {
-    if !map.contains_key(&key) && map.len() >= MAX_DESTS {
-        *not_tracked += 1;
-        return None;
+    // One hash and one probe: the entry, filled only when new and there is room.
+    let full = map.len() >= MAX_DESTS;
+    match map.entry(key) {
+        Entry::Occupied(o) => Some(o.into_mut()),
+        Entry::Vacant(_) if full => {
+            *not_tracked += 1;
+            None
+        }
+        Entry::Vacant(v) => Some(v.insert(V::default())),
     }
-    Some(map.entry(key).or_default())
 }
 
 impl ConnEvents {
