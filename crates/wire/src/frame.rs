@@ -192,6 +192,28 @@ pub struct Frame<'a> {
     pub depth: u8,
 }
 
+/// The IP step shared by the second tier and the general parser: for an IPv4 or IPv6
+/// ethertype at `off`, the network header (if it parsed) and where the upper layer
+/// starts, or why parsing stops there; `None` for any other ethertype.
+#[inline(always)]
+fn ip_step(
+    bytes: &[u8],
+    off: usize,
+    ty: u16,
+) -> Option<(Option<Net<'_>>, Result<Upper<'_>, Stop>)> {
+    match ty {
+        ethertype::IPV4 => {
+            let (info, up) = ip::parse_v4(bytes, off);
+            Some((info.map(Net::Ipv4), up))
+        }
+        ethertype::IPV6 => {
+            let (info, up) = ip::parse_v6(bytes, off);
+            Some((info.map(Net::Ipv6), up))
+        }
+        _ => None,
+    }
+}
+
 impl<'a> Frame<'a> {
     /// Parses `bytes` captured with link type `link`. Never panics, never allocates, and
     /// never reads past the end of `bytes`.
@@ -264,19 +286,10 @@ impl<'a> Frame<'a> {
             off += link::field::VLAN_LEN;
         }
         // The general parser's IP and transport steps, as `parse_at_depth` takes them.
-        let upper = match ty {
-            ethertype::IPV4 => {
-                let (info, up) = ip::parse_v4(b, off);
-                self.net = info.map(Net::Ipv4);
-                up
-            }
-            ethertype::IPV6 => {
-                let (info, up) = ip::parse_v6(b, off);
-                self.net = info.map(Net::Ipv6);
-                up
-            }
-            _ => return false,
+        let Some((net, upper)) = ip_step(b, off, ty) else {
+            return false;
         };
+        self.net = net;
         self.vlan = vlan;
         match upper {
             Ok(up) => self.parse_transport(up),
@@ -433,22 +446,16 @@ impl<'a> Frame<'a> {
                 return f;
             }
         };
-        let upper = match ty {
-            ethertype::IPV4 => {
-                let (info, up) = ip::parse_v4(bytes, off);
-                f.net = info.map(Net::Ipv4);
+        let upper = match (ty, ip_step(bytes, off, ty)) {
+            (_, Some((net, up))) => {
+                f.net = net;
                 up
             }
-            ethertype::IPV6 => {
-                let (info, up) = ip::parse_v6(bytes, off);
-                f.net = info.map(Net::Ipv6);
-                up
-            }
-            ethertype::ARP => {
+            (ethertype::ARP, None) => {
                 f.net = Some(Net::Arp);
                 return f;
             }
-            other => {
+            (other, None) => {
                 f.net = Some(Net::Other { ethertype: other });
                 f.stop = Some(Stop {
                     layer: Layer::Link,
