@@ -1211,18 +1211,18 @@ mod tests {
 
     /// A DNS query for `labels` (raw label bytes), as it would be on the wire.
     fn query(labels: &[&[u8]]) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for l in labels {
-            m.push(u8::try_from(l.len()).unwrap());
-            m.extend_from_slice(l);
-        }
-        m.extend_from_slice(&[0, 0, 1, 0, 1]);
-        m
+        message_of_labels(0x1234, labels, None)
     }
 
     /// A DNS message for the dotted `name` with ID `id`: the query, or with
     /// `answer = Some((rcode, answer count))` its response.
     fn message(id: u16, name: &str, answer: Option<(u8, u16)>) -> Vec<u8> {
+        let labels: Vec<&[u8]> = name.split('.').map(str::as_bytes).collect();
+        message_of_labels(id, &labels, answer)
+    }
+
+    /// [`message`] for raw label bytes.
+    fn message_of_labels(id: u16, labels: &[&[u8]], answer: Option<(u8, u16)>) -> Vec<u8> {
         let (flags, answers) = match answer {
             None => (0x0100u16, 0u16),
             Some((rcode, n)) => (0x8180 | u16::from(rcode), n),
@@ -1233,9 +1233,9 @@ mod tests {
         m.extend_from_slice(&[0, 1]);
         m.extend_from_slice(&answers.to_be_bytes());
         m.extend_from_slice(&[0, 0, 0, 0]);
-        for l in name.split('.') {
+        for l in labels {
             m.push(u8::try_from(l.len()).unwrap());
-            m.extend_from_slice(l.as_bytes());
+            m.extend_from_slice(l);
         }
         m.extend_from_slice(&[0, 0, 1, 0, 1]);
         m
