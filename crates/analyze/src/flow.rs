@@ -53,8 +53,15 @@ pub(crate) struct FlowKey {
 
 impl FlowKey {
     /// The key of a packet from `src` to `dst`, and which side sent it.
+    #[inline]
     pub(crate) fn new(source: u16, protocol: u8, src: Endpoint, dst: Endpoint) -> (FlowKey, Side) {
-        if src <= dst {
+        // The derived order of (address, port), compared as integers when both are IPv4
+        // (an IPv4 address orders as its big-endian value).
+        let src_first = match (src.0, dst.0) {
+            (IpAddr::V4(x), IpAddr::V4(y)) => (u32::from(x), src.1) <= (u32::from(y), dst.1),
+            _ => src <= dst,
+        };
+        if src_first {
             let k = FlowKey {
                 source,
                 protocol,
@@ -898,6 +905,38 @@ mod tests {
         assert_eq!(k1, k2);
         assert_ne!(s1, s2);
         assert_eq!(k1.endpoint(s1), x);
+    }
+
+    #[test]
+    fn the_key_orders_endpoints_as_the_derived_order_does() {
+        // Addresses that differ in each byte, equal ones, IPv4 against IPv6; ports on
+        // both sides of each other.
+        let v4 = [
+            [0, 0, 0, 0],
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            [10, 0, 1, 1],
+            [10, 1, 0, 0],
+            [127, 255, 255, 255],
+            [128, 0, 0, 0],
+            [255, 255, 255, 255],
+        ];
+        let mut addrs: Vec<IpAddr> = v4.iter().map(|b| IpAddr::V4(Ipv4Addr::from(*b))).collect();
+        addrs.push("::1".parse().expect("v6"));
+        addrs.push("fd00::a00:1".parse().expect("v6"));
+        let ports = [0u16, 1, 80, 255, 256, 40000, 65535];
+        let eps: Vec<Endpoint> = addrs
+            .iter()
+            .flat_map(|a| ports.iter().map(move |p| (*a, *p)))
+            .collect();
+        for &x in &eps {
+            for &y in &eps {
+                let (k, side) = FlowKey::new(3, 17, x, y);
+                let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+                assert_eq!((k.a, k.b), (lo, hi), "{x:?} {y:?}");
+                assert_eq!(k.endpoint(side), x, "{x:?} {y:?}");
+            }
+        }
     }
 
     #[test]
