@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 /// The name that means standard input, as for `tcpdump -r -`.
 pub(crate) const STDIN: &str = "-";
 
+/// Most packets read at once from a capture (what one window of the reader holds).
+const BATCH: usize = 64;
+
 /// How often (in packets) a file read checks the stop handle.
 const STOP_CHECK_EVERY: u64 = 4096;
 
@@ -128,15 +131,19 @@ fn feed_reader<R: Read>(
     analyzer.begin_source(name);
     let mut n = 0u64;
     loop {
-        match reader.next_packet() {
-            Ok(Some(p)) => {
-                analyzer.feed(p.timestamp_ns, p.link_type, p.data);
-                n += 1;
-                if n % STOP_CHECK_EVERY == 0 && stop.is_stopped() {
+        // A window's worth of packets at a time: one look at the reader's state a batch.
+        match reader.next_batch(BATCH) {
+            Ok(b) if b.is_empty() => break,
+            Ok(b) => {
+                for p in b.iter() {
+                    analyzer.feed(p.timestamp_ns, p.link_type, p.data);
+                }
+                let before = n;
+                n += b.len() as u64;
+                if n / STOP_CHECK_EVERY != before / STOP_CHECK_EVERY && stop.is_stopped() {
                     break;
                 }
             }
-            Ok(None) => break,
             // A capture cut short in its last record (tcpdump killed mid-write) still
             // holds every packet before it: report on those, as Wireshark does, and say so.
             Err(e) if e.is_truncation() && truncated == Truncated::AnalyzeCompletePackets => {

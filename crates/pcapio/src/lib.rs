@@ -76,5 +76,7 @@ mod write;
 mod tests;
 
 pub use error::Error;
-pub use read::{Format, Interface, MAX_BLOCK_LEN, MAXIMUM_SNAPLEN, Packet, Reader, max_record_len};
+pub use read::{
+    Batch, Format, Interface, MAX_BLOCK_LEN, MAXIMUM_SNAPLEN, Packet, Reader, max_record_len,
+};
 pub use write::{InterfaceDesc, PacketOut, PcapWriter, PcapngWriter, USER_APPL};

@@ -174,6 +174,68 @@ pub struct Reader<R: Read> {
     sections: u32,
     packets: u64,
     done: bool,
+    /// The records of the last [`Reader::next_batch`] (kept for its allocation).
+    batch: Vec<Rec>,
+}
+
+/// Where one record lies in the read-ahead window, and what [`Packet`] says of it.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    interface: u32,
+    link_type: u32,
+    timestamp_ns: u64,
+    data: (usize, usize),
+    original_len: u32,
+    comment: Option<(usize, usize)>,
+}
+
+impl Rec {
+    /// The packet, its bytes taken from `win`.
+    #[inline]
+    fn packet(self, win: &[u8]) -> Packet<'_> {
+        Packet {
+            interface: self.interface,
+            link_type: self.link_type,
+            timestamp_ns: self.timestamp_ns,
+            data: win.get(self.data.0..self.data.1).unwrap_or(&[]),
+            original_len: self.original_len,
+            comment: self
+                .comment
+                .and_then(|(s, e)| win.get(s..e))
+                .and_then(|c| std::str::from_utf8(c).ok()),
+        }
+    }
+}
+
+/// Several packets read at once ([`Reader::next_batch`]), all borrowing the reader's
+/// buffer, so a caller can look at the next few packets before working on the first.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    win: &'a [u8],
+    recs: &'a [Rec],
+}
+
+impl<'a> Batch<'a> {
+    /// How many packets the batch holds (0 only at the end of the capture).
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Whether the batch holds no packet: the capture has ended.
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    /// The `i`-th packet, in capture order.
+    pub fn get(&self, i: usize) -> Option<Packet<'a>> {
+        self.recs.get(i).map(|r| r.packet(self.win))
+    }
+
+    /// The packets, in capture order.
+    pub fn iter(&self) -> impl Iterator<Item = Packet<'a>> + '_ {
+        let win = self.win;
+        self.recs.iter().map(move |r| r.packet(win))
+    }
 }
 
 /// Size of the read-ahead window (and of each read from the source while records fit).
@@ -337,6 +399,7 @@ impl<R: Read> Reader<R> {
             sections: 0,
             packets: 0,
             done: false,
+            batch: Vec::new(),
         };
         reader.read_file_header()?;
         Ok(reader)
@@ -654,6 +717,70 @@ impl<R: Read> Reader<R> {
     pub fn next_packet_with_interfaces(
         &mut self,
     ) -> Result<Option<(Packet<'_>, &[Interface])>, Error> {
+        let rec = self.next_rec()?;
+        Ok(rec.map(|r| (r.packet(&self.win), &self.interfaces[..])))
+    }
+
+    /// Up to `max` packets (at least one unless the capture has ended), as
+    /// [`next_packet`](Self::next_packet) would return them one by one: the records that
+    /// lie whole in the read-ahead window, or, when none does, the next record (read
+    /// from the source) and those after it in the window. An error comes with no
+    /// packet: the packets before it came in earlier batches.
+    pub fn next_batch(&mut self, max: usize) -> Result<Batch<'_>, Error> {
+        let mut recs = std::mem::take(&mut self.batch);
+        recs.clear();
+        let max = max.max(1);
+        self.window_recs(&mut recs, max);
+        if recs.is_empty() {
+            match self.next_rec() {
+                Ok(Some(r)) => {
+                    recs.push(r);
+                    // No read between here and the batch's end: every record stays put.
+                    self.window_recs(&mut recs, max);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.batch = recs;
+                    return Err(e);
+                }
+            }
+        }
+        self.batch = recs;
+        Ok(Batch {
+            win: &self.win,
+            recs: &self.batch,
+        })
+    }
+
+    /// Appends the classic pcap records that lie whole in the window, up to `max` in all.
+    #[inline]
+    fn window_recs(&mut self, recs: &mut Vec<Rec>, max: usize) {
+        if self.done {
+            return;
+        }
+        if let State::Pcap { big_endian } = self.state {
+            while recs.len() < max {
+                let Some((timestamp_ns, start, n, original_len, link_type)) =
+                    self.pcap_in_window(big_endian)
+                else {
+                    break;
+                };
+                self.packets += 1;
+                recs.push(Rec {
+                    interface: 0,
+                    link_type,
+                    timestamp_ns,
+                    data: (start, start + n),
+                    original_len,
+                    comment: None,
+                });
+            }
+        }
+    }
+
+    /// The next record, from the window when it lies whole there, else read.
+    #[inline]
+    fn next_rec(&mut self) -> Result<Option<Rec>, Error> {
         if self.done {
             return Ok(None);
         }
@@ -662,15 +789,14 @@ impl<R: Read> Reader<R> {
                 self.pcap_in_window(big_endian)
             {
                 self.packets += 1;
-                let p = Packet {
+                return Ok(Some(Rec {
                     interface: 0,
                     link_type,
                     timestamp_ns,
-                    data: self.win.get(start..start + n).unwrap_or(&[]),
+                    data: (start, start + n),
                     original_len,
                     comment: None,
-                };
-                return Ok(Some((p, &self.interfaces[..])));
+                }));
             }
         }
         let r = match self.state {
@@ -690,17 +816,20 @@ impl<R: Read> Reader<R> {
                     .interfaces
                     .get(interface as usize)
                     .map_or(0, |i| i.link_type);
-                let p = Packet {
+                // `data` and `comment` are offsets into the body (`win[body_at..end]`); a
+                // range outside it reads as no bytes.
+                let at = self.body_at;
+                let body_len = self.end.saturating_sub(at);
+                let inside =
+                    |(s, e): (usize, usize)| (s <= e && e <= body_len).then_some((at + s, at + e));
+                Ok(Some(Rec {
                     interface,
                     link_type,
                     timestamp_ns,
-                    data: self.body().get(data.0..data.1).unwrap_or(&[]),
+                    data: inside(data).unwrap_or((at, at)),
                     original_len,
-                    comment: comment
-                        .and_then(|(s, e)| self.body().get(s..e))
-                        .and_then(|c| std::str::from_utf8(c).ok()),
-                };
-                Ok(Some((p, &self.interfaces[..])))
+                    comment: comment.and_then(inside),
+                }))
             }
             Ok(_) => {
                 self.done = true;

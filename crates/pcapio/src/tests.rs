@@ -78,6 +78,79 @@ fn read_all(bytes: &[u8]) -> Result<(Vec<Owned>, Option<Error>), Error> {
     }
 }
 
+/// A source that hands out at most `chunk` bytes a read (refills at every boundary).
+struct Dribble<'a> {
+    bytes: &'a [u8],
+    chunk: usize,
+}
+
+impl io::Read for Dribble<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// [`read_all`] through [`Reader::next_batch`] (batches of at most `max`), from a source
+/// that gives at most `chunk` bytes a read; the error as its message.
+fn read_all_batched(
+    bytes: &[u8],
+    max: usize,
+    chunk: usize,
+) -> Result<(Vec<Owned>, Option<String>), Error> {
+    let mut r = Reader::new(Dribble { bytes, chunk })?;
+    let mut out = Vec::new();
+    loop {
+        match r.next_batch(max) {
+            Ok(b) if b.is_empty() => return Ok((out, None)),
+            Ok(b) => {
+                assert!(b.len() <= max.max(1));
+                assert_eq!(b.iter().count(), b.len());
+                for p in b.iter() {
+                    out.push((
+                        p.interface,
+                        p.link_type,
+                        p.timestamp_ns,
+                        p.data.to_vec(),
+                        p.original_len,
+                        p.comment.map(str::to_string),
+                    ));
+                }
+            }
+            Err(e) => return Ok((out, Some(e.to_string()))),
+        }
+    }
+}
+
+/// Batches give what one packet at a time gives, whatever the batch size and however the
+/// source hands out its bytes; `false` when `bytes` is not a capture at all.
+fn batched_matches_sequential(bytes: &[u8]) -> bool {
+    let Ok((want, err)) = read_all(bytes) else {
+        return false;
+    };
+    let err = err.map(|e| e.to_string());
+    for max in [0, 1, 2, 3, 64] {
+        for chunk in [1, 7, 1 << 20] {
+            let (got, got_err) = read_all_batched(bytes, max, chunk).expect("header read before");
+            assert_eq!(got, want, "max {max}, chunk {chunk}");
+            assert_eq!(got_err, err, "max {max}, chunk {chunk}");
+        }
+    }
+    true
+}
+
+#[test]
+fn batches_give_the_packets_and_errors_one_at_a_time_gives() {
+    for file in [&NANO_LE[..], &MSNLB2_NG[..], &BEACON_BE[..]] {
+        assert!(batched_matches_sequential(file));
+        for cut in 0..file.len() {
+            batched_matches_sequential(&file[..cut]);
+        }
+    }
+}
+
 #[test]
 fn big_endian_microsecond_pcap_from_corpus() {
     let mut r = Reader::new(&BEACON_BE[..]).unwrap();
@@ -628,6 +701,16 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = read_all(&bytes);
+    }
+
+    #[test]
+    fn batches_match_one_at_a_time_on_arbitrary_records(
+        tail in proptest::collection::vec(any::<u8>(), 0..512),
+        ng in any::<bool>(),
+    ) {
+        let mut f = if ng { MSNLB2_NG[..84].to_vec() } else { NANO_LE[..24].to_vec() };
+        f.extend_from_slice(&tail);
+        prop_assert!(batched_matches_sequential(&f));
     }
 
     #[test]
