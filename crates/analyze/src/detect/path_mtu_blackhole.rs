@@ -62,6 +62,8 @@ struct Suspect {
 #[derive(Clone, Debug, Default)]
 #[repr(C)]
 struct Dir {
+    /// The oldest segment not yet acknowledged (what a sender retransmits first), kept
+    /// apart from the ring, which a burst of later segments overwrites.
     head: Sent,
     /// Bit `i`: `ring[i]` holds a segment not yet acknowledged (`len > 0`).
     live: u8,
@@ -74,8 +76,7 @@ struct Dir {
     high_seen: bool,
     max_len_sent: u32,
     max_len_acked: u32,
-    /// The oldest segment not yet acknowledged (what a sender retransmits first), kept
-    /// apart from the ring, which a burst of later segments overwrites: `head` above.
+    /// The last `RING` data segments sent, `ring_next` the one to overwrite next.
     ring: [Sent; RING],
     suspect: Option<Suspect>,
     /// An ICMP too-big for this direction: (packet, announced MTU).

@@ -221,7 +221,7 @@ impl Server {
     fn count_arrival(&mut self, w: u64) {
         if let Some((ow, n)) = &mut self.open {
             if *ow == w {
-                *n += 1;
+                *n = n.saturating_add(1);
                 return;
             }
         }
@@ -234,7 +234,8 @@ impl Server {
     /// Moves the open window's count into the map.
     fn close_window(&mut self) {
         if let Some((w, n)) = self.open.take() {
-            *self.windows.entry(w).or_insert(0) += n;
+            let c = self.windows.entry(w).or_insert(0);
+            *c = c.saturating_add(n);
         }
     }
 
@@ -244,7 +245,11 @@ impl Server {
             Some((ow, n)) if ow == w => n,
             _ => 0,
         };
-        self.windows.get(&w).copied().unwrap_or(0) + open
+        self.windows
+            .get(&w)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(open)
     }
 }
 
