@@ -33,9 +33,16 @@ fuzz_target!(
         // Each interface of the file is a capture point of its own, fed interleaved as
         // concurrent live captures are.
         let sources = [analyzer.add_source("if0"), analyzer.add_source("if1")];
-        while let Ok(Some(p)) = reader.next_packet() {
-            let source = sources[(p.interface % 2) as usize];
-            analyzer.feed_from(source, p.timestamp_ns, p.link_type, p.data);
+        // In batches, as `analyze` reads files; the batch size varies with the input.
+        let max = 1 + data.len() % 64;
+        while let Ok(b) = reader.next_batch(max) {
+            if b.is_empty() {
+                break;
+            }
+            for p in b.iter() {
+                let source = sources[(p.interface % 2) as usize];
+                analyzer.feed_from(source, p.timestamp_ns, p.link_type, p.data);
+            }
         }
         let _ = analyzer.progress();
         let tables = analyzer.tables();
