@@ -226,11 +226,6 @@ impl<'a> Batch<'a> {
         self.recs.is_empty()
     }
 
-    /// The `i`-th packet, in capture order.
-    pub fn get(&self, i: usize) -> Option<Packet<'a>> {
-        self.recs.get(i).map(|r| r.packet(self.win))
-    }
-
     /// The packets, in capture order.
     pub fn iter(&self) -> impl Iterator<Item = Packet<'a>> + '_ {
         let win = self.win;
@@ -760,20 +755,10 @@ impl<R: Read> Reader<R> {
         }
         if let State::Pcap { big_endian } = self.state {
             while recs.len() < max {
-                let Some((timestamp_ns, start, n, original_len, link_type)) =
-                    self.pcap_in_window(big_endian)
-                else {
+                let Some(r) = self.pcap_in_window(big_endian) else {
                     break;
                 };
-                self.packets += 1;
-                recs.push(Rec {
-                    interface: 0,
-                    link_type,
-                    timestamp_ns,
-                    data: (start, start + n),
-                    original_len,
-                    comment: None,
-                });
+                recs.push(r);
             }
         }
     }
@@ -785,18 +770,8 @@ impl<R: Read> Reader<R> {
             return Ok(None);
         }
         if let State::Pcap { big_endian } = self.state {
-            if let Some((timestamp_ns, start, n, original_len, link_type)) =
-                self.pcap_in_window(big_endian)
-            {
-                self.packets += 1;
-                return Ok(Some(Rec {
-                    interface: 0,
-                    link_type,
-                    timestamp_ns,
-                    data: (start, start + n),
-                    original_len,
-                    comment: None,
-                }));
+            if let Some(r) = self.pcap_in_window(big_endian) {
+                return Ok(Some(r));
             }
         }
         let r = match self.state {
@@ -843,13 +818,12 @@ impl<R: Read> Reader<R> {
     }
 
     /// A classic pcap record whose header and body are both in the window and whose
-    /// length is acceptable, consumed: (timestamp, body start in the window, body
-    /// length, original length, link type). Anything else (a record that needs a read,
+    /// length is acceptable, consumed and counted, as its [`Rec`]. Anything else (a record that needs a read,
     /// the end, an error) is `None`, left to [`Reader::next_pcap`], which then reads the
     /// same record the same way. Most records take this path: no intermediate `Block`,
     /// no header copy, no error plumbing.
     #[inline(always)]
-    fn pcap_in_window(&mut self, big: bool) -> Option<(u64, usize, usize, u32, u32)> {
+    fn pcap_in_window(&mut self, big: bool) -> Option<Rec> {
         let avail = self.win.get(self.pos..self.end)?;
         let h = avail.get(..16)?;
         let caplen = u32_at(h, 8, big);
@@ -871,10 +845,18 @@ impl<R: Read> Reader<R> {
         self.pos = start + n;
         self.offset += 16 + n as u64;
         self.body_at = start;
+        self.packets += 1;
         let timestamp_ns = sec
             .saturating_mul(1_000_000_000)
             .saturating_add(frac.saturating_mul(frac_ns));
-        Some((timestamp_ns, start, n, original_len, link_type))
+        Some(Rec {
+            interface: 0,
+            link_type,
+            timestamp_ns,
+            data: (start, start + n),
+            original_len,
+            comment: None,
+        })
     }
 
     fn next_pcap(&mut self, big: bool) -> Result<Option<Block>, Error> {

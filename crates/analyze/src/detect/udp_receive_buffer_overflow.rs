@@ -479,6 +479,31 @@ mod tests {
     }
 
     #[test]
+    fn window_counts_include_the_open_window_and_keep_the_bound() {
+        let mut s = Server::default();
+        for w in [5, 5, 5, 6, 6, 5, 7] {
+            s.count_arrival(w);
+        }
+        // 5 is counted across its two visits, 7 is still open.
+        let counts: Vec<u32> = [5, 6, 7, 8].iter().map(|&w| s.arrived_in(w)).collect();
+        assert_eq!(counts, [4, 2, 1, 0]);
+
+        // A full map takes no new window, but still counts the ones it holds.
+        let mut s = Server::default();
+        for w in 0..MAX_WINDOWS as u64 {
+            s.count_arrival(w);
+        }
+        let new = MAX_WINDOWS as u64;
+        s.count_arrival(new);
+        s.count_arrival(new);
+        s.count_arrival(0);
+        assert_eq!(s.arrived_in(new), 0);
+        assert_eq!(s.arrived_in(0), 2);
+        assert_eq!(s.arrived_in(new - 1), 1);
+        assert!(s.windows.len() <= MAX_WINDOWS);
+    }
+
+    #[test]
     fn answered_queries_leave_nothing_pending() {
         let mut t = UdpServices::default();
         let c = ep("10.0.0.1", 40000);
