@@ -38,21 +38,29 @@ const MAX_LATENCIES: usize = 1 << 18;
 /// Distinct suffixes remembered.
 const MAX_SUFFIXES: usize = 64;
 
-/// A DNS name, lowercased and dotted, built without allocation.
+/// Most bytes of a written name (a name's 255 wire bytes, escapes included, fit).
+const NAME_CAP: usize = 288;
+
+/// A DNS name, lowercased and dotted, built without allocation. Every byte written is
+/// ASCII (plain bytes as themselves, the others as `\DDD` escapes).
 pub(crate) struct NameBuf {
-    buf: [u8; 288],
+    buf: [u8; NAME_CAP],
     len: usize,
 }
 
 impl NameBuf {
     pub(crate) fn new() -> Self {
         NameBuf {
-            buf: [0; 288],
+            buf: [0; NAME_CAP],
             len: 0,
         }
     }
     pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+    /// The name's bytes (what [`NameBuf::as_str`] checks and returns as text).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
     }
 
     /// `name.write_dotted` into a new buffer, lowercased, without the formatting machinery
@@ -218,7 +226,10 @@ struct Txn {
     /// (ns, packet) of the answer, valid when `answered` is set. Kept apart from the
     /// rcode so that a transaction takes 72 bytes, not 88 (65,536 of them at the cap).
     answered_at: [u64; 2],
-    lookup: u64,
+    /// Its lookup's [`LookupAt`], in two fields: the id packs with the small ones, so
+    /// the transaction still takes 72 bytes.
+    lookup_id: u32,
+    lookup_serial: u64,
     sibling: Option<u16>,
     /// Sent over TCP.
     tcp: bool,
@@ -227,11 +238,21 @@ struct Txn {
     closed_at: u64,
 }
 
+// 65,536 transactions at the default cap: keep the size their layout was chosen for.
+const _: () = assert!(std::mem::size_of::<Txn>() <= 72);
+
 impl Txn {
     /// (ns, packet, rcode) of the answer.
     fn answer(&self) -> Option<(u64, u64, Rcode)> {
         let [ns, pkt] = self.answered_at;
         self.answered.map(|r| (ns, pkt, r))
+    }
+
+    fn lookup(&self) -> LookupAt {
+        LookupAt {
+            id: self.lookup_id,
+            serial: self.lookup_serial,
+        }
     }
 }
 
@@ -290,34 +311,253 @@ pub(crate) struct ExpandedLookup {
     pub(crate) tcp: bool,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Lookup {
+/// Why a packet is evidence of a lookup: one byte in the lookup, its text in the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Role {
+    #[default]
+    Expansion,
+    AsWritten,
+    Resent,
+    Truncated,
+    Negative,
+    Answer,
+}
+
+impl Role {
+    fn text(self) -> &'static str {
+        match self {
+            Role::Expansion => "query for a search-list expansion",
+            Role::AsWritten => "query for the name as written, after the search list",
+            Role::Resent => "query re-sent",
+            Role::Truncated => "truncated answer (TC): the resolver retries over TCP",
+            Role::Negative => "negative answer (NXDOMAIN/NODATA): a wasted round trip",
+            Role::Answer => "answer",
+        }
+    }
+}
+
+/// Where a transaction's lookup is: its slab entry, valid while that entry still holds
+/// the lookup with this serial (a closed lookup's entry is freed, then reused).
+#[derive(Clone, Copy, Debug)]
+struct LookupAt {
+    id: u32,
     serial: u64,
-    first_name: String,
-    /// The name as written (without a search suffix), when known: `base_buf` holds it
-    /// when `has_base`, else `base_buf` is a spare buffer.
-    base_buf: String,
-    has_base: bool,
-    names: Vec<(u64, u16)>,
+}
+
+/// A logical lookup. Fixed size, without heap buffers: a query reads one record whose
+/// fields it needs lie together (the counters, then the question hashes, then the
+/// first name), where a lookup of strings and lists took a pointer chase, and a cache
+/// miss, per list. Only the first `n_names` and `n_pkts` entries of the arrays are set.
+#[derive(Clone, Debug)]
+#[repr(C)]
+struct Lookup {
+    /// Unique per lookup; [`LookupSlab::FREE`] while the entry holds none.
+    serial: u64,
     first_ns: u64,
     last_ns: u64,
-    negative: u32,
     wasted_ns: u64,
     positive_ns: Option<u64>,
     last_answer_ns: Option<u64>,
-    packets: Vec<(PacketRef, &'static str)>,
-    flow: Option<(Endpoint, Endpoint)>,
+    negative: u32,
+    /// The source of its packets (the client's).
+    source: u16,
+    /// The first name's length in `name`.
+    first_len: u16,
+    /// The name as written (without a search suffix), when known: always the first
+    /// `base_len` bytes of the first name.
+    base_len: Option<u16>,
+    n_names: u8,
+    n_pkts: u8,
     tcp: bool,
-}
-
-#[derive(Default)]
-struct Client {
-    lookups: Vec<Lookup>,
+    /// The hashes of its question names, with their types in `qtypes`.
+    name_hashes: [u64; NAMES_PER_LOOKUP],
+    qtypes: [u16; NAMES_PER_LOOKUP],
+    /// The first name (lowercased, dotted).
+    name: [u8; NAME_CAP],
+    /// Evidence packets: numbers (from `source`) and roles.
+    pkts: [u64; PKTS_PER_LOOKUP],
+    roles: [Role; PKTS_PER_LOOKUP],
+    flow: Option<(Endpoint, Endpoint)>,
 }
 
 impl Lookup {
-    fn base(&self) -> Option<&str> {
-        self.has_base.then_some(self.base_buf.as_str())
+    const EMPTY: Lookup = Lookup {
+        serial: LookupSlab::FREE,
+        first_ns: 0,
+        last_ns: 0,
+        wasted_ns: 0,
+        positive_ns: None,
+        last_answer_ns: None,
+        negative: 0,
+        source: 0,
+        first_len: 0,
+        base_len: None,
+        n_names: 0,
+        n_pkts: 0,
+        tcp: false,
+        name_hashes: [0; NAMES_PER_LOOKUP],
+        qtypes: [0; NAMES_PER_LOOKUP],
+        name: [0; NAME_CAP],
+        pkts: [0; PKTS_PER_LOOKUP],
+        roles: [Role::Expansion; PKTS_PER_LOOKUP],
+        flow: None,
+    };
+
+    /// The first name's bytes.
+    fn first(&self) -> &[u8] {
+        self.name
+            .get(..usize::from(self.first_len))
+            .unwrap_or_default()
+    }
+
+    /// The name as written, when known.
+    fn base(&self) -> Option<&[u8]> {
+        self.base_len.and_then(|n| self.name.get(..usize::from(n)))
+    }
+
+    /// The (name hash, qtype) pairs it asked, in order.
+    fn names(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+        let n = usize::from(self.n_names);
+        self.name_hashes
+            .iter()
+            .zip(&self.qtypes)
+            .take(n)
+            .map(|(&h, &t)| (h, t))
+    }
+
+    fn has_name(&self, hash: u64) -> bool {
+        let n = usize::from(self.n_names);
+        self.name_hashes.iter().take(n).any(|&h| h == hash)
+    }
+
+    fn has_question(&self, hash: u64, qtype: u16) -> bool {
+        self.names().any(|q| q == (hash, qtype))
+    }
+
+    /// Adds a question unless known, or when `NAMES_PER_LOOKUP` are kept.
+    fn add_question(&mut self, hash: u64, qtype: u16) {
+        let n = usize::from(self.n_names);
+        if n < NAMES_PER_LOOKUP && !self.has_question(hash, qtype) {
+            if let (Some(h), Some(t)) = (self.name_hashes.get_mut(n), self.qtypes.get_mut(n)) {
+                *h = hash;
+                *t = qtype;
+                self.n_names += 1;
+            }
+        }
+    }
+
+    /// Keeps an evidence packet, while fewer than `PKTS_PER_LOOKUP` are kept.
+    fn add_packet(&mut self, number: u64, role: Role) {
+        let n = usize::from(self.n_pkts);
+        if let (Some(p), Some(r)) = (self.pkts.get_mut(n), self.roles.get_mut(n)) {
+            *p = number;
+            *r = role;
+            self.n_pkts += 1;
+        }
+    }
+
+    /// The evidence packets, as the report lists them.
+    fn packets(&self) -> Vec<(PacketRef, &'static str)> {
+        let n = usize::from(self.n_pkts);
+        self.pkts
+            .iter()
+            .zip(&self.roles)
+            .take(n)
+            .map(|(&number, r)| {
+                (
+                    PacketRef {
+                        source: self.source,
+                        number,
+                    },
+                    r.text(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The open lookups of every client, in one list whose freed entries are reused: no
+/// allocation once warm, and no more entries than were ever open at once.
+#[derive(Default)]
+struct LookupSlab {
+    items: Vec<Lookup>,
+    free: Vec<u32>,
+}
+
+impl LookupSlab {
+    /// The serial of an entry that holds no lookup.
+    const FREE: u64 = u64::MAX;
+
+    /// A free entry (its old contents still there) and its id; `None` only when
+    /// `u32::MAX` entries are in use.
+    fn alloc(&mut self) -> Option<(u32, &mut Lookup)> {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                let id = u32::try_from(self.items.len()).ok()?;
+                self.items.push(Lookup::EMPTY);
+                id
+            }
+        };
+        Some((id, self.items.get_mut(id as usize)?))
+    }
+
+    fn get(&self, id: u32) -> Option<&Lookup> {
+        self.items.get(id as usize)
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut Lookup> {
+        self.items.get_mut(id as usize)
+    }
+
+    /// The lookup `at` points to, if it is still open.
+    fn find(&mut self, at: LookupAt) -> Option<&mut Lookup> {
+        self.items
+            .get_mut(at.id as usize)
+            .filter(|l| l.serial == at.serial)
+    }
+
+    fn release(&mut self, id: u32) {
+        if let Some(l) = self.items.get_mut(id as usize) {
+            if l.serial != Self::FREE {
+                l.serial = Self::FREE;
+                self.free.push(id);
+            }
+        }
+    }
+}
+
+/// A client's open lookups (slab ids), oldest first.
+#[derive(Default)]
+struct Client {
+    ids: [u32; LOOKUPS_PER_CLIENT],
+    n: u8,
+}
+
+impl Client {
+    fn ids(&self) -> &[u32] {
+        self.ids.get(..usize::from(self.n)).unwrap_or_default()
+    }
+
+    /// Removes and returns the `i`-th id, keeping the order of the others.
+    fn remove(&mut self, i: usize) -> Option<u32> {
+        let n = usize::from(self.n);
+        let id = *self.ids.get(i).filter(|_| i < n)?;
+        self.ids.copy_within(i + 1..n, i);
+        self.n -= 1;
+        Some(id)
+    }
+
+    /// Appends an id; `false` when full.
+    fn push(&mut self, id: u32) -> bool {
+        match self.ids.get_mut(usize::from(self.n)) {
+            Some(slot) => {
+                *slot = id;
+                self.n += 1;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -330,7 +570,7 @@ struct Sink<'a> {
     distinct_total: &'a mut u64,
     latencies_ns: &'a mut Vec<u64>,
     expanded: &'a mut Vec<ExpandedLookup>,
-    spare: &'a mut Vec<Lookup>,
+    slab: &'a mut LookupSlab,
 }
 
 /// The [`Sink`] of a `DnsTracker` (a macro, not a method, so that it borrows only those
@@ -343,7 +583,7 @@ macro_rules! sink {
             distinct_total: &mut $t.distinct_total,
             latencies_ns: &mut $t.latencies_ns,
             expanded: &mut $t.expanded,
-            spare: &mut $t.spare,
+            slab: &mut $t.slab,
         }
     };
 }
@@ -366,7 +606,7 @@ pub(crate) struct DnsTracker {
     minimal_total: u64,
     distinct_total: u64,
     latencies_ns: Vec<u64>,
-    suffixes: FxMap<String, u64>,
+    suffixes: FxMap<Vec<u8>, u64>,
     pub(crate) retries: Vec<RetryEvent>,
     pub(crate) retry_events: u64,
     pub(crate) expanded: Vec<ExpandedLookup>,
@@ -382,8 +622,8 @@ pub(crate) struct DnsTracker {
     hang_names: FxMap<u64, String>,
     /// Query-to-response times, in arrival order, when asked for (`watch`'s metrics).
     answer_latencies: Option<Vec<u64>>,
-    /// Closed lookups whose buffers the next new lookups reuse.
-    spare: Vec<Lookup>,
+    /// The open lookups of every client.
+    slab: LookupSlab,
 }
 
 /// How many distinct values `it` yields (at most `NAMES_PER_LOOKUP` of them are looked
@@ -400,40 +640,50 @@ fn count_distinct<T: Ord + Copy + Default>(it: impl Iterator<Item = T>) -> usize
     usize::from(n > 0) + v.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
-/// The leading labels `a` and `b` share (whole, non-empty labels, compared exactly),
-/// as a prefix of `a`. One pass over the bytes, no label iterators.
-fn leading_common_labels<'s>(a: &'s str, b: &str) -> &'s str {
-    let (x, y) = (a.as_bytes(), b.as_bytes());
+/// The length of the leading labels `a` and `b` share (whole, non-empty labels,
+/// compared exactly), a prefix of both. One pass over the bytes, no label iterators.
+fn leading_common_labels(a: &[u8], b: &[u8]) -> usize {
     // `end`: the length of the labels matched so far; `start`: where the current
     // label began. Every byte before `i` is equal in both names.
     let (mut end, mut start, mut i) = (0, 0, 0);
     loop {
-        let x_ends = x.get(i).is_none_or(|&c| c == b'.');
-        let y_ends = y.get(i).is_none_or(|&c| c == b'.');
-        if x_ends || y_ends {
+        let a_ends = a.get(i).is_none_or(|&c| c == b'.');
+        let b_ends = b.get(i).is_none_or(|&c| c == b'.');
+        if a_ends || b_ends {
             // Equal labels end together, and an empty one ends the match.
-            if !(x_ends && y_ends) || i == start {
+            if !(a_ends && b_ends) || i == start {
                 break;
             }
             end = i;
-            if i >= x.len() || i >= y.len() {
+            if i >= a.len() || i >= b.len() {
                 break;
             }
             i += 1;
             start = i;
-        } else if x.get(i) == y.get(i) {
+        } else if a.get(i) == b.get(i) {
             i += 1;
         } else {
             break;
         }
     }
-    a.get(..end).unwrap_or("")
+    end
 }
 
-fn strip_suffix<'s>(name: &'s str, suffix: &str) -> Option<&'s str> {
+fn strip_suffix<'s>(name: &'s [u8], suffix: &[u8]) -> Option<&'s [u8]> {
     name.strip_suffix(suffix)
-        .and_then(|r| r.strip_suffix('.'))
+        .and_then(|r| r.strip_suffix(b"."))
         .filter(|r| !r.is_empty())
+}
+
+/// `s` without its leading dots.
+fn trim_leading_dots(s: &[u8]) -> &[u8] {
+    let dots = s.iter().take_while(|&&c| c == b'.').count();
+    s.get(dots..).unwrap_or_default()
+}
+
+/// Text of a name the tracker wrote (ASCII by construction).
+fn name_text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 impl DnsTracker {
@@ -462,7 +712,7 @@ impl DnsTracker {
             last_ns: 0,
             hang_names: FxMap::default(),
             answer_latencies: None,
-            spare: Vec::new(),
+            slab: LookupSlab::default(),
         }
     }
 
@@ -539,7 +789,7 @@ impl DnsTracker {
                 if t.answered.is_none() && self.is_timeout_gap(gap) {
                     self.note_retry(key, &t, pref, gap, q.name);
                 }
-                self.touch_lookup(source, client.0, t.lookup, pref, ns);
+                self.touch_lookup(source, client.0, t.lookup(), pkt, ns);
                 return;
             }
         }
@@ -564,10 +814,10 @@ impl DnsTracker {
         let lookup = self.attach_to_lookup(
             source,
             (client, server),
-            name.as_str(),
+            name.as_bytes(),
             name_hash,
             q.qtype,
-            pref,
+            pkt,
             ns,
             tcp,
         );
@@ -610,7 +860,8 @@ impl DnsTracker {
             sends: 1,
             answered: None,
             answered_at: [0; 2],
-            lookup,
+            lookup_id: lookup.id,
+            lookup_serial: lookup.serial,
             sibling,
             tcp,
             closed: false,
@@ -701,18 +952,9 @@ impl DnsTracker {
         if msg.truncated() {
             // TC: the answer did not fit; the resolver asks the same question again over
             // TCP, which belongs to the same logical lookup (and its latency).
-            let lookup = t.lookup;
-            if let Some(l) = self.find_lookup(source, client.0, lookup) {
+            if let Some(l) = self.slab.find(t.lookup()) {
                 l.last_ns = l.last_ns.max(ns);
-                if l.packets.len() < PKTS_PER_LOOKUP {
-                    l.packets.push((
-                        PacketRef {
-                            source,
-                            number: pkt,
-                        },
-                        "truncated answer (TC): the resolver retries over TCP",
-                    ));
-                }
+                l.add_packet(pkt, Role::Truncated);
             }
             return;
         }
@@ -722,16 +964,12 @@ impl DnsTracker {
                 v.push(latency);
             }
         }
-        let lookup = t.lookup;
+        let lookup = t.lookup();
         let positive = rcode == Rcode::NOERROR && msg.answer_count() > 0;
         let negative = rcode == Rcode::NXDOMAIN
             || rcode == Rcode::SERVFAIL
             || (rcode == Rcode::NOERROR && msg.answer_count() == 0);
-        let pref = PacketRef {
-            source,
-            number: pkt,
-        };
-        if let Some(l) = self.find_lookup(source, client.0, lookup) {
+        if let Some(l) = self.slab.find(lookup) {
             l.last_ns = l.last_ns.max(ns);
             l.last_answer_ns = Some(ns);
             if positive && l.positive_ns.is_none() {
@@ -741,44 +979,31 @@ impl DnsTracker {
                 l.negative += 1;
                 l.wasted_ns = l.wasted_ns.saturating_add(latency);
             }
-            if l.packets.len() < PKTS_PER_LOOKUP {
-                let role = if negative {
-                    "negative answer (NXDOMAIN/NODATA): a wasted round trip"
+            l.add_packet(
+                pkt,
+                if negative {
+                    Role::Negative
                 } else {
-                    "answer"
-                };
-                l.packets.push((pref, role));
-            }
+                    Role::Answer
+                },
+            );
         }
     }
 
-    fn find_lookup(&mut self, source: u16, client: IpAddr, serial: u64) -> Option<&mut Lookup> {
-        self.clients
-            .get_mut(&(source, client))?
-            .lookups
-            .iter_mut()
-            .find(|l| l.serial == serial)
-    }
-
     /// A query re-sent: the client is active, and so is its lookup.
-    fn touch_lookup(&mut self, source: u16, client: IpAddr, serial: u64, p: PacketRef, ns: u64) {
-        let found = self
-            .clients
-            .touch(&(source, client), ns)
-            .and_then(|c| c.lookups.iter_mut().find(|l| l.serial == serial));
-        if let Some(l) = found {
+    fn touch_lookup(&mut self, source: u16, client: IpAddr, at: LookupAt, pkt: u64, ns: u64) {
+        self.clients.touch(&(source, client), ns);
+        if let Some(l) = self.slab.find(at) {
             l.last_ns = l.last_ns.max(ns);
-            if l.packets.len() < PKTS_PER_LOOKUP {
-                l.packets.push((p, "query re-sent"));
-            }
+            l.add_packet(pkt, Role::Resent);
         }
     }
 
     /// The base name of `name` under the configured search list, if it ends in one.
-    fn configured_base<'s>(&self, name: &'s str) -> Option<&'s str> {
+    fn configured_base<'s>(&self, name: &'s [u8]) -> Option<&'s [u8]> {
         self.search
             .iter()
-            .filter_map(|s| strip_suffix(name, s))
+            .filter_map(|s| strip_suffix(name, s.as_bytes()))
             .min_by_key(|b| b.len())
     }
 
@@ -787,66 +1012,65 @@ impl DnsTracker {
         &mut self,
         source: u16,
         flow: (Endpoint, Endpoint),
-        name: &str,
+        name: &[u8],
         name_hash: u64,
         qtype: u16,
-        pref: PacketRef,
+        pkt: u64,
         ns: u64,
         tcp: bool,
-    ) -> u64 {
+    ) -> LookupAt {
         let client = flow.0.0;
         let ckey = (source, client);
         let conf_base = self.configured_base(name);
-        // The list of an evicted client, emptied, serves the new one: no allocation.
-        let mut recycled = Vec::new();
         let mut sink = sink!(self);
         // The client is now the most recently active; a new one in a full table closes
         // out the lookups of the least recently active.
-        let (c, created) = self.clients.get_or_insert(ckey, ns, |_, mut old, _| {
-            for l in old.lookups.drain(..) {
-                sink.close(l);
+        let (c, _) = self.clients.get_or_insert(ckey, ns, |_, old, _| {
+            for &id in old.ids() {
+                sink.close(id);
             }
-            recycled = old.lookups;
         });
-        if created {
-            c.lookups = recycled;
-        }
         // Close idle lookups of this client, oldest first (no list of them is built).
-        while let Some(i) = c
-            .lookups
-            .iter()
-            .position(|l| ns.saturating_sub(l.last_ns) > LOOKUP_IDLE_NS)
-        {
-            let l = c.lookups.remove(i);
-            sink.close(l);
+        while let Some(i) = c.ids().iter().position(|&id| {
+            sink.slab
+                .get(id)
+                .is_some_and(|l| ns.saturating_sub(l.last_ns) > LOOKUP_IDLE_NS)
+        }) {
+            if let Some(id) = c.remove(i) {
+                sink.close(id);
+            }
         }
         // 1. Same name (A after AAAA, or a new ID for the same question) — unless the
         //    lookup is over and this is the application asking again: the same question
         //    after a positive answer, or the walk restarting at its first name after
         //    answers came back. That is a new logical lookup.
-        let mut found = c.lookups.iter().position(|l| {
-            l.names.iter().any(|(h, _)| *h == name_hash)
-                && !(l.names.contains(&(name_hash, qtype))
-                    && (l.positive_ns.is_some()
-                        || (l.last_answer_ns.is_some() && l.first_name == name)))
+        let mut found = c.ids().iter().position(|&id| {
+            sink.slab.get(id).is_some_and(|l| {
+                l.has_name(name_hash)
+                    && !(l.has_question(name_hash, qtype)
+                        && (l.positive_ns.is_some()
+                            || (l.last_answer_ns.is_some() && l.first() == name)))
+            })
         });
         // The base name: always a prefix of `name` (the configured base is cut from it,
-        // and shared leading labels are equal in both names).
-        let mut base_found: Option<&str> = None;
+        // and shared leading labels are equal in both names), and of the lookup's first
+        // name.
+        let mut base_found: Option<&[u8]> = None;
         // 2. A search-list expansion of an open lookup that got a negative answer.
         if found.is_none() {
-            for (i, l) in c.lookups.iter().enumerate().rev() {
+            for (i, &id) in c.ids().iter().enumerate().rev() {
+                let Some(l) = sink.slab.get(id) else { continue };
                 if l.positive_ns.is_some() || l.negative == 0 {
                     continue;
                 }
                 let base = match (conf_base, l.base()) {
                     (Some(b), Some(lb)) if b == lb => Some(b),
                     _ => {
-                        let x = leading_common_labels(&l.first_name, name);
-                        let related = !x.is_empty()
-                            && x.len() < l.first_name.len()
-                            && l.base().is_none_or(|b| b == x);
-                        if related { name.get(..x.len()) } else { None }
+                        let x = leading_common_labels(l.first(), name);
+                        let related = x > 0
+                            && x < l.first().len()
+                            && l.base().is_none_or(|b| Some(b) == l.first().get(..x));
+                        if related { name.get(..x) } else { None }
                     }
                 };
                 if base.is_some() {
@@ -856,101 +1080,105 @@ impl DnsTracker {
                 }
             }
         }
-        let serial;
         // At most two suffixes are learnt per query: slices of `name` or of the lookup's
         // first name, copied into the map only when new.
         let mut suffixes: [Option<(usize, usize, bool)>; 2] = [None, None];
-        match found {
-            Some(i) => {
-                let l = &mut c.lookups[i];
-                serial = l.serial;
+        let at = match found.and_then(|i| c.ids().get(i).copied()) {
+            Some(id) => {
+                let Some(l) = sink.slab.get_mut(id) else {
+                    return LookupAt {
+                        id,
+                        serial: LookupSlab::FREE,
+                    };
+                };
                 if let Some(b) = base_found {
-                    if !l.has_base {
-                        if let Some(sfx) = l.first_name.strip_prefix(b) {
-                            let t = sfx.trim_start_matches('.');
-                            let at = l.first_name.len() - t.len();
-                            suffixes[0] = Some((at, l.first_name.len(), true));
-                        }
-                        l.base_buf.clear();
-                        l.base_buf.push_str(b);
-                        l.has_base = true;
+                    if l.base_len.is_none() && l.first().starts_with(b) {
+                        let t = trim_leading_dots(l.first().get(b.len()..).unwrap_or_default());
+                        let first_len = l.first().len();
+                        suffixes[0] = Some((first_len - t.len(), first_len, true));
+                        l.base_len = u16::try_from(b.len()).ok();
                     }
                     if let Some(sfx) = name.strip_prefix(b) {
-                        let sfx = sfx.trim_start_matches('.');
+                        let sfx = trim_leading_dots(sfx);
                         if !sfx.is_empty() {
                             suffixes[1] = Some((name.len() - sfx.len(), name.len(), false));
                         }
                     }
                 }
-                if !l.names.iter().any(|&(h, t)| h == name_hash && t == qtype)
-                    && l.names.len() < NAMES_PER_LOOKUP
-                {
-                    l.names.push((name_hash, qtype));
-                }
+                l.add_question(name_hash, qtype);
                 l.last_ns = l.last_ns.max(ns);
-                if l.packets.len() < PKTS_PER_LOOKUP {
-                    let role = if l.base() == Some(name) {
-                        "query for the name as written, after the search list"
-                    } else {
-                        "query for a search-list expansion"
-                    };
-                    l.packets.push((pref, role));
+                let role = if l.base() == Some(name) {
+                    Role::AsWritten
+                } else {
+                    Role::Expansion
+                };
+                l.add_packet(pkt, role);
+                LookupAt {
+                    id,
+                    serial: l.serial,
                 }
             }
             None => {
-                serial = self.next_serial;
+                let serial = self.next_serial;
                 self.next_serial += 1;
-                let evicted = if c.lookups.len() >= LOOKUPS_PER_CLIENT {
-                    Some(c.lookups.remove(0))
+                let evicted = if usize::from(c.n) >= LOOKUPS_PER_CLIENT {
+                    c.remove(0)
                 } else {
                     None
                 };
-                // A closed lookup's buffers are reused: no allocation once warm.
-                let mut l = sink.spare.pop().unwrap_or_default();
-                l.serial = serial;
-                l.first_name.clear();
-                l.first_name.push_str(name);
-                l.base_buf.clear();
-                l.has_base = false;
-                if let Some(b) = conf_base.filter(|b| *b != name) {
-                    l.base_buf.push_str(b);
-                    l.has_base = true;
+                // A closed lookup's entry is reused: no allocation once warm.
+                let Some((id, l)) = sink.slab.alloc() else {
+                    return LookupAt {
+                        id: u32::MAX,
+                        serial: LookupSlab::FREE,
+                    };
+                };
+                let len = name.len().min(NAME_CAP);
+                if let (Some(dst), Some(src)) = (l.name.get_mut(..len), name.get(..len)) {
+                    dst.copy_from_slice(src);
                 }
-                l.names.clear();
-                l.names.push((name_hash, qtype));
+                // Every field but the arrays, whose first `n_*` entries alone are read.
+                l.serial = serial;
                 l.first_ns = ns;
                 l.last_ns = ns;
-                l.negative = 0;
                 l.wasted_ns = 0;
                 l.positive_ns = None;
                 l.last_answer_ns = None;
-                l.packets.clear();
-                l.packets.push((pref, "query for a search-list expansion"));
-                l.flow = Some(flow);
+                l.negative = 0;
+                l.source = source;
+                l.first_len = u16::try_from(len).unwrap_or(0);
+                l.base_len = conf_base
+                    .filter(|b| *b != name && b.len() <= len)
+                    .and_then(|b| u16::try_from(b.len()).ok());
+                l.n_names = 0;
+                l.n_pkts = 0;
                 l.tcp = tcp;
-                c.lookups.push(l);
-                if let Some(l) = evicted {
-                    sink.close(l);
+                l.flow = Some(flow);
+                l.add_question(name_hash, qtype);
+                l.add_packet(pkt, Role::Expansion);
+                c.push(id);
+                if let Some(e) = evicted {
+                    sink.close(e);
                 }
+                LookupAt { id, serial }
             }
-        }
-        for (at, end, of_first) in suffixes.into_iter().flatten() {
+        };
+        for (from, end, of_first) in suffixes.into_iter().flatten() {
             let text = if of_first {
-                c.lookups
-                    .iter()
-                    .find(|l| l.serial == serial)
-                    .and_then(|l| l.first_name.get(at..end))
-                    .unwrap_or("")
+                sink.slab
+                    .find(at)
+                    .and_then(|l| l.first().get(from..end))
+                    .unwrap_or_default()
             } else {
-                name.get(at..end).unwrap_or("")
+                name.get(from..end).unwrap_or_default()
             };
             if let Some(n) = self.suffixes.get_mut(text) {
                 *n += 1;
             } else if self.suffixes.len() < MAX_SUFFIXES {
-                self.suffixes.insert(text.to_string(), 1);
+                self.suffixes.insert(text.to_vec(), 1);
             }
         }
-        serial
+        at
     }
 
     /// Starts (or stops) keeping every query-to-response time.
@@ -963,16 +1191,20 @@ impl DnsTracker {
         self.answer_latencies.as_deref().unwrap_or_default()
     }
 
-    fn close_lookup(&mut self, l: Lookup) {
-        sink!(self).close(l);
+    fn close_lookup(&mut self, id: u32) {
+        sink!(self).close(id);
     }
 }
 
 impl Sink<'_> {
-    fn close(&mut self, l: Lookup) {
+    /// Closes the open lookup in slab entry `id` and frees the entry.
+    fn close(&mut self, id: u32) {
+        let Some(l) = self.slab.get(id).filter(|l| l.serial != LookupSlab::FREE) else {
+            return;
+        };
         self.stats.logical_lookups += 1;
-        let distinct = l.names.len() as u64;
-        let types = count_distinct(l.names.iter().map(|&(_, t)| t));
+        let distinct = u64::from(l.n_names);
+        let types = count_distinct(l.names().map(|(_, t)| t));
         let minimal = types as u64;
         *self.distinct_total += distinct;
         *self.minimal_total += minimal;
@@ -983,26 +1215,25 @@ impl Sink<'_> {
                 self.latencies_ns.push(lat);
             }
         }
-        let distinct_names = count_distinct(l.names.iter().map(|&(h, _)| h));
-        if l.has_base && distinct_names > 1 && l.negative > 0 {
+        let distinct_names = count_distinct(l.names().map(|(h, _)| h));
+        if let (Some(base), true) = (l.base(), distinct_names > 1 && l.negative > 0) {
             self.stats.expanded_lookups += 1;
             if self.expanded.len() < MAX_EXAMPLES {
                 self.expanded.push(ExpandedLookup {
-                    base: l.base_buf.clone(),
-                    first_name: l.first_name.clone(),
-                    queries: l.names.len(),
+                    base: name_text(base),
+                    first_name: name_text(l.first()),
+                    queries: usize::from(l.n_names),
                     minimal: types,
                     negative: l.negative,
                     wasted_ns: l.wasted_ns,
                     latency_ns: latency,
-                    packets: l.packets.clone(),
+                    packets: l.packets(),
                     flow: l.flow,
                     tcp: l.tcp,
                 });
             }
         }
-        // Its buffers serve the next new lookup (never more than were open at once).
-        self.spare.push(l);
+        self.slab.release(id);
     }
 }
 
@@ -1102,8 +1333,8 @@ impl DnsTracker {
         // Least recently active client first, each one's lookups oldest first.
         let clients = std::mem::replace(&mut self.clients, FlowTable::new(1, u64::MAX));
         for (_, c) in clients.drain_lru() {
-            for l in c.lookups {
-                self.close_lookup(l);
+            for &id in c.ids() {
+                self.close_lookup(id);
             }
         }
         self.stats.unanswered += self.txns.values().filter(|t| t.answered.is_none()).count() as u64;
@@ -1129,8 +1360,11 @@ impl DnsTracker {
         s.latency_p50_ms = pct(0.5, &self.latencies_ns);
         s.latency_p99_ms = pct(0.99, &self.latencies_ns);
         if self.search.is_empty() {
-            let mut sfx: Vec<(String, u64)> =
-                self.suffixes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let mut sfx: Vec<(String, u64)> = self
+                .suffixes
+                .iter()
+                .map(|(k, v)| (name_text(k), *v))
+                .collect();
             sfx.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             s.search_suffixes = sfx.into_iter().map(|(k, _)| k).collect();
             s.search_from_resolv_conf = false;
@@ -1168,7 +1402,7 @@ pub(crate) fn client_cap(configured: usize) -> usize {
 impl DnsTracker {
     /// (transactions, sockets, clients, open lookups) held now.
     pub(crate) fn fill(&self) -> (usize, usize, usize, usize) {
-        let lookups = self.clients.iter().map(|(_, c)| c.lookups.len()).sum();
+        let lookups = self.clients.iter().map(|(_, c)| c.ids().len()).sum();
         (
             self.txns.len(),
             self.last_on_socket.len(),
@@ -1182,10 +1416,8 @@ impl DnsTracker {
         use crate::bounds::{map_bytes, string_bytes, vec_bytes};
         let (txns, clients) = (txn_cap(max_txns), client_cap(max_clients));
         let name = string_bytes(NameBuf::new().buf.len());
-        let lookup = 2 * name
-            + vec_bytes::<(u64, u16)>(NAMES_PER_LOOKUP)
-            + vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_LOOKUP);
-        let per_client = vec_bytes::<Lookup>(LOOKUPS_PER_CLIENT) + LOOKUPS_PER_CLIENT * lookup;
+        // Every client's lookups open at once, in the slab, with its free list.
+        let open_lookups = clients * LOOKUPS_PER_CLIENT;
         let examples = MAX_EXAMPLES
             * (std::mem::size_of::<RetryEvent>()
                 + std::mem::size_of::<ExpandedLookup>()
@@ -1194,12 +1426,10 @@ impl DnsTracker {
         DenseMap::<TxKey, Txn>::bytes_bound(txns)
             + DenseMap::<(u16, Endpoint, Endpoint), (u16, u64)>::bytes_bound(txns)
             + FlowTable::<Client, (u16, IpAddr)>::bytes_bound(clients)
-            + clients * per_client
-            // closed lookups kept for their buffers (their strings and lists are counted
-            // with the open ones: no more lookups exist than were ever open at once)
-            + vec_bytes::<Lookup>(clients * LOOKUPS_PER_CLIENT + 1)
+            + vec_bytes::<Lookup>(open_lookups)
+            + vec_bytes::<u32>(open_lookups)
             + vec_bytes::<u64>(MAX_LATENCIES)
-            + map_bytes::<String, u64>(MAX_SUFFIXES)
+            + map_bytes::<Vec<u8>, u64>(MAX_SUFFIXES)
             + MAX_SUFFIXES * name
             + examples
     }
@@ -1320,6 +1550,65 @@ mod tests {
         }
     }
 
+    /// A transaction keeps where its lookup is in the slab. Once that lookup is closed
+    /// (its client evicted) and its entry reused by another client's lookup, a late
+    /// answer to the old transaction must not land in the new lookup.
+    #[test]
+    fn a_late_answer_does_not_reach_a_lookup_that_reused_the_entry() {
+        const CAP: usize = 4;
+        let mut f = Exchanges {
+            t: DnsTracker::new(4096, CAP),
+            pkt: 0,
+            ns: 0,
+            id: 0,
+        };
+        let server: Endpoint = (IpAddr::from([10, 96, 0, 10]), 53);
+        let old: Endpoint = (IpAddr::from([10, 244, 0, 1]), 40_000);
+        // The old client's query, left unanswered.
+        let q = message(0x0bad, "late.example", None);
+        f.t.on_message(0, old, server, &Message::parse(&q).unwrap(), 1, 1, false);
+        let at = f.t.txns.values().next().unwrap().lookup();
+        // CAP new clients: the old one is evicted, its lookup closed and its entry freed;
+        // the next new lookup takes the entry.
+        for i in 0..CAP {
+            let client = (IpAddr::from([10, 245, 0, i as u8]), 50_000);
+            f.exchange(client, &format!("svc{i}.example"), 0, 1);
+        }
+        assert!(
+            f.t.slab.find(at).is_none(),
+            "the closed lookup is still found"
+        );
+        let reused = f.t.slab.get(at.id).unwrap();
+        assert_ne!(reused.serial, LookupSlab::FREE, "the entry was not reused");
+        let (serial, pkts) = (reused.serial, reused.n_pkts);
+        // The late answer: counted as a response, recorded in no lookup.
+        let r = message(0x0bad, "late.example", Some((0, 1)));
+        f.t.on_message(0, server, old, &Message::parse(&r).unwrap(), 99, 99, false);
+        let reused = f.t.slab.get(at.id).unwrap();
+        assert_eq!((reused.serial, reused.n_pkts), (serial, pkts));
+        assert!(reused.pkts.iter().take(usize::from(pkts)).all(|&p| p != 99));
+        // Every lookup was closed once: the evicted one and the CAP new ones.
+        let stats = f.t.finish();
+        assert_eq!(stats.logical_lookups, 1 + CAP as u64);
+        assert_eq!(f.t.slab.free.len(), f.t.slab.items.len(), "an entry leaked");
+    }
+
+    /// A client's lookup ids keep their order through removals and stop at the cap.
+    #[test]
+    fn client_ids_keep_their_order_and_cap() {
+        let mut c = Client::default();
+        for id in 0..LOOKUPS_PER_CLIENT as u32 {
+            assert!(c.push(id * 10));
+        }
+        assert!(!c.push(999), "a ninth lookup was taken");
+        assert_eq!(c.remove(0), Some(0));
+        assert_eq!(c.remove(2), Some(30));
+        assert_eq!(c.remove(LOOKUPS_PER_CLIENT), None);
+        assert_eq!(c.ids(), &[10, 20, 40, 50, 60, 70]);
+        assert!(c.push(80));
+        assert_eq!(c.ids(), &[10, 20, 40, 50, 60, 70, 80]);
+    }
+
     /// The label-by-label form `leading_common_labels` replaced.
     fn leading_common_labels_split<'s>(a: &'s str, b: &str) -> &'s str {
         let mut end = 0;
@@ -1365,8 +1654,8 @@ mod tests {
         for a in names {
             for b in names {
                 assert_eq!(
-                    leading_common_labels(a, b),
-                    leading_common_labels_split(a, b),
+                    a.get(..leading_common_labels(a.as_bytes(), b.as_bytes())),
+                    Some(leading_common_labels_split(a, b)),
                     "{a:?} {b:?}"
                 );
             }

@@ -820,13 +820,6 @@ impl<V, K: DenseKey + Copy> FlowTable<V, K> {
         (&mut self.slots[i as usize].value, true)
     }
 
-    /// The entry for `key`, leaving its place in the recency order as it is.
-    #[inline]
-    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let i = self.index.get(key, key.dense_hash(), &self.slots)?;
-        self.slots.get_mut(i as usize).map(|s| &mut s.value)
-    }
-
     /// The entry for `key`, made the most recently used (seen at `now_ns`).
     #[inline]
     pub(crate) fn touch(&mut self, key: &K, now_ns: u64) -> Option<&mut V> {
