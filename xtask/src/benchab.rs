@@ -417,29 +417,42 @@ fn table(labels: [&str; 2], measures: &[Vec<Measure>; 2]) -> String {
     };
     let mib = |m: &Measure| m.max_rss_kib as f64 / 1024.0;
     let mut s = format!(
-        "{:<8} {:>8} {:>8} {:>9}  build\n",
-        "", "wall s", "CPU s", "RSS MiB"
+        "{:<8} {:>8} {:>8} {:>9} {:>11}  build\n",
+        "", "wall s", "CPU s", "RSS MiB", "wall range"
     );
-    for (name, (m, label)) in SIDES.iter().zip([(&old, labels[0]), (&new, labels[1])]) {
+    let sides = [
+        (&old, &measures[0], labels[0]),
+        (&new, &measures[1], labels[1]),
+    ];
+    for (name, (m, runs, label)) in SIDES.iter().zip(sides) {
+        // The spread says how much the machine drifted during the runs.
+        let walls = runs.iter().map(|r| r.wall_s);
+        let (low, high) = (
+            walls.clone().fold(f64::INFINITY, f64::min),
+            walls.fold(0.0, f64::max),
+        );
         s += &format!(
-            "{name:<8} {:>8.2} {:>8.2} {:>9.1}  {label}\n",
+            "{name:<8} {:>8.2} {:>8.2} {:>9.1} {:>11}  {label}\n",
             m.wall_s,
             m.cpu_s,
-            mib(m)
+            mib(m),
+            format!("{low:.2}-{high:.2}"),
         );
     }
     s += &format!(
-        "{:<8} {:>8} {:>8} {:>9}  (medians; < 1: NEW takes less)\n",
+        "{:<8} {:>8} {:>8} {:>9} {:>11}  (medians; < 1: NEW takes less)\n",
         "NEW/OLD",
         ratio(new.wall_s, old.wall_s),
         ratio(new.cpu_s, old.cpu_s),
         ratio(mib(&new), mib(&old)),
+        "",
     );
     s += &format!(
-        "{:<8} {:>8} {:>8} {:>9}  (median of the {} per-round ratios)\n",
+        "{:<8} {:>8} {:>8} {:>9} {:>11}  (median of the {} per-round ratios)\n",
         "paired",
         paired(|m| m.wall_s),
         paired(|m| m.cpu_s),
+        "",
         "",
         measures[0].len().min(measures[1].len()),
     );
