@@ -85,6 +85,19 @@ impl WatchOptions {
 }
 
 /// What a running watch hands out, on the thread that called [`Diagnosis::watch`].
+///
+/// Not folded into [`Event`](crate::Event), what a run of [`Diagnosis::run_with`] hands
+/// out, though four variants share names: only `Resolved` and `Warning` carry the same
+/// facts. A run is bounded and resolves its target once: its `CaptureStarted` carries the
+/// bound, its `Progress` the analyzer's totals four times a second, and one thread drops
+/// privileges. A watch is unbounded and follows a pod across sandboxes: `Resolved` and
+/// `CaptureStarted` come again for each new one, with no bound (`--for` is optional), and
+/// it adds episodes, ticks with the kernel counters, the target going and notes; several
+/// of its threads drop privileges, so `PrivilegesDropped` names the thread. One enum
+/// would hand every caller variants its loop never produces, and `Event`'s `Eq` would go
+/// (an [`Episode`] is only `PartialEq`); wrapping `Event` inside this enum would nest the
+/// common arms a level deeper and still need a `thread` and an optional bound added to
+/// `Event`'s variants, for two variants of two fields each.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum WatchEvent {
