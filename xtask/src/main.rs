@@ -5,7 +5,7 @@
 //! - `cargo xtask lab …`  real-kernel reproductions of the five failures (root)
 //! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
 //! - `cargo xtask soak`   `watch` under sustained traffic: memory bound and --max-files
-//! - `cargo xtask bench …` criterion benches and the whole-process comparison
+//! - `cargo xtask bench …` criterion benches, the whole-process comparison, two builds A/B
 //! - `cargo xtask fuzz …` the libFuzzer targets (cargo-fuzz), seeded from real captures
 //! - `cargo xtask fresh` the README's commands on a fresh Debian 12 (debootstrap)
 
