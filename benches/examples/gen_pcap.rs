@@ -1,5 +1,5 @@
-//! Writes a generated capture for whole-process comparisons (`cargo xtask bench compare`):
-//! `gen_pcap OUT.pcap PACKETS FLOWS`.
+//! Writes a generated capture for whole-process comparisons (`cargo xtask bench compare`,
+//! `cargo xtask bench ab`): `gen_pcap OUT.pcap PACKETS FLOWS`.
 
 use std::io::BufWriter;
 

@@ -11,10 +11,20 @@
 //!   expert` (seconds a run), each under `/usr/bin/time -v`; prints the medians (packets
 //!   per wall-second and per CPU-second, max RSS) and the ratios to ours, then issue 10's
 //!   goal 2 as measured.
+//! - `ab OLD NEW …`: two builds of ours side by side on the same capture (see
+//!   [`crate::benchab`]).
 
 use crate::sh;
 use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Packets of the generated capture `compare` and `ab` read, unless told otherwise.
+pub(crate) const DEFAULT_PACKETS: usize = 2_000_000;
+/// Concurrent flows of the generated capture.
+pub(crate) const DEFAULT_FLOWS: usize = 100_000;
+/// The package of the CLI whose `analyze` is measured.
+pub(crate) const CLI_PACKAGE: &str = "kubectl-netdiag";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
@@ -25,6 +35,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             scale_ratio(started)
         }
         Some("live") => crate::benchlive::run(&args[1..]),
+        Some("ab") => crate::benchab::run(&args[1..]),
         Some("compare") => {
             let number = |i: usize, what: &str, default: usize| -> Result<usize> {
                 match args.get(i) {
@@ -33,12 +44,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 }
             };
             compare(
-                number(1, "PACKETS", 2_000_000)?,
+                number(1, "PACKETS", DEFAULT_PACKETS)?,
                 number(2, "ROUNDS", 5)?.max(1),
             )
         }
         _ => bail!(
-            "usage: cargo xtask bench wire|analyze [FILTER] | compare [PACKETS] [ROUNDS] | live [SECONDS] [ROUNDS]"
+            "usage: cargo xtask bench wire|analyze [FILTER] | compare [PACKETS] [ROUNDS] | live [SECONDS] [ROUNDS] | ab OLD NEW [--runs N] [--packets P --flows F | --file PCAP] [--allow-different]"
         ),
     }
 }
@@ -106,18 +117,34 @@ fn scale_ratio(since: std::time::SystemTime) -> Result<()> {
     Ok(())
 }
 
-/// One measured run.
-struct Measure {
-    tool: &'static str,
-    wall_s: f64,
-    cpu_s: f64,
-    max_rss_kib: u64,
+/// One measured run (or the medians of several, see [`median`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Measure {
+    /// What ran.
+    pub(crate) tool: &'static str,
+    /// Wall-clock seconds.
+    pub(crate) wall_s: f64,
+    /// User + system CPU seconds.
+    pub(crate) cpu_s: f64,
+    /// Peak resident set size.
+    pub(crate) max_rss_kib: u64,
 }
 
-/// Runs `cmd` under `/usr/bin/time -v`; `ok` says which exit codes are success.
-fn timed(tool: &'static str, cmd: &[&str], ok: &[i32]) -> Result<Measure> {
+/// Runs `cmd` under `/usr/bin/time -v`; `ok` says which exit codes are success. Its
+/// standard output goes to `stdout` when given, else it is read and dropped.
+pub(crate) fn timed(
+    tool: &'static str,
+    cmd: &[&str],
+    ok: &[i32],
+    stdout: Option<&Path>,
+) -> Result<Measure> {
     let mut c = Command::new("/usr/bin/time");
     c.arg("-v").args(cmd);
+    if let Some(path) = stdout {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        c.stdout(file);
+    }
     eprintln!("xtask: $ {}", sh::display(&c));
     let out = c
         .output()
@@ -162,17 +189,16 @@ fn parse_clock(s: &str) -> Result<f64> {
     Ok(total)
 }
 
-fn compare(packets: usize, rounds: usize) -> Result<()> {
-    // tcpdump, tshark, time, and libpcap/protoc for the CLI's build.
-    crate::deps::install()?;
-    let root = sh::workspace_root();
-    // Two builds: with `--example`, cargo builds only example targets, not the CLI's bin.
-    sh::run(
-        sh::cargo()
-            .current_dir(&root)
-            .args(["build", "--release", "-p", "kubectl-netdiag"]),
-    )?;
-    sh::run(sh::cargo().current_dir(&root).args([
+/// The generated capture of `packets` packets over `flows` flows (`benches/examples/
+/// gen_pcap.rs`), written once under `target/bench-compare/` and kept for later runs.
+pub(crate) fn generated_capture(packets: usize, flows: usize) -> Result<PathBuf> {
+    let dir = sh::target_dir().join("bench-compare");
+    let pcap = dir.join(format!("big-{packets}p-{flows}f.pcap"));
+    if pcap.is_file() {
+        return Ok(pcap);
+    }
+    // Its own build: with `--example`, cargo builds only example targets.
+    sh::run(sh::cargo().current_dir(sh::workspace_root()).args([
         "build",
         "--release",
         "-p",
@@ -180,22 +206,40 @@ fn compare(packets: usize, rounds: usize) -> Result<()> {
         "--example",
         "gen_pcap",
     ]))?;
-    let release = sh::target_dir().join("release");
-    let dir = sh::target_dir().join("bench-compare");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pcap = dir.join(format!("big-{packets}.pcap"));
-    if !pcap.is_file() {
-        sh::run(
-            Command::new(release.join("examples/gen_pcap"))
-                .arg(&pcap)
-                .arg(packets.to_string())
-                .arg("100000"),
-        )?;
-    }
-    // Page-cache the file so every tool reads from memory.
-    std::fs::read(&pcap).with_context(|| format!("reading {}", pcap.display()))?;
+    // Written aside and renamed: an interrupted run leaves no short file to be reused.
+    let partial = pcap.with_extension("pcap.partial");
+    sh::run(
+        Command::new(sh::target_dir().join("release/examples/gen_pcap"))
+            .arg(&partial)
+            .arg(packets.to_string())
+            .arg(flows.to_string()),
+    )?;
+    std::fs::rename(&partial, &pcap)
+        .with_context(|| format!("renaming {} to {}", partial.display(), pcap.display()))?;
+    Ok(pcap)
+}
+
+/// Reads `path` once so that every timed run reads it from the page cache.
+pub(crate) fn page_cache(path: &Path) -> Result<()> {
+    std::fs::read(path)
+        .map(drop)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+fn compare(packets: usize, rounds: usize) -> Result<()> {
+    // tcpdump, tshark, time, and libpcap/protoc for the CLI's build.
+    crate::deps::install()?;
+    let root = sh::workspace_root();
+    sh::run(
+        sh::cargo()
+            .current_dir(&root)
+            .args(["build", "--release", "-p", CLI_PACKAGE]),
+    )?;
+    let pcap = generated_capture(packets, DEFAULT_FLOWS)?;
+    page_cache(&pcap)?;
     let p = pcap.to_str().context("non-UTF-8 path")?;
-    let ours_bin = release.join("kubectl-netdiag");
+    let ours_bin = sh::target_dir().join("release").join(CLI_PACKAGE);
     let ours_bin = ours_bin.to_str().context("non-UTF-8 path")?;
     let ours_cmd = [ours_bin, "analyze", "--output", "json", p];
     let tcpdump_cmd = ["tcpdump", "-n", "-r", p, "-w", "/dev/null"];
@@ -204,23 +248,24 @@ fn compare(packets: usize, rounds: usize) -> Result<()> {
     let mut ours_runs = Vec::new();
     let mut tcpdump_runs = Vec::new();
     for _ in 0..rounds {
-        ours_runs.push(timed("kubectl-netdiag analyze", &ours_cmd, &[0, 1])?);
-        tcpdump_runs.push(timed("tcpdump -w /dev/null", &tcpdump_cmd, &[0])?);
+        ours_runs.push(timed("kubectl-netdiag analyze", &ours_cmd, &[0, 1], None)?);
+        tcpdump_runs.push(timed("tcpdump -w /dev/null", &tcpdump_cmd, &[0], None)?);
     }
     let runs = [
-        median(ours_runs),
-        median(tcpdump_runs),
+        median(&ours_runs),
+        median(&tcpdump_runs),
         timed(
             "tshark -z expert",
             &["tshark", "-n", "-r", p, "-q", "-z", "expert"],
             &[0],
+            None,
         )?,
     ];
     let n = packets as f64;
     let ours = &runs[0];
     println!();
     println!(
-        "whole process, {packets} packets (100000 flows), {}; medians of {rounds} rounds (tshark: one run)",
+        "whole process, {packets} packets ({DEFAULT_FLOWS} flows), {}; medians of {rounds} rounds (tshark: one run)",
         pcap.display()
     );
     println!(
@@ -268,16 +313,18 @@ fn compare(packets: usize, rounds: usize) -> Result<()> {
     Ok(())
 }
 
-/// Per field, the median of `runs` (the upper one of an even count); RSS is the largest.
-fn median(runs: Vec<Measure>) -> Measure {
-    let mid = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+/// The median of `v` (the upper one of an even count; 0 for none).
+pub(crate) fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Per field, the median of `runs` (see [`median_of`]); RSS is the largest.
+pub(crate) fn median(runs: &[Measure]) -> Measure {
     Measure {
         tool: runs.first().map_or("", |m| m.tool),
-        wall_s: mid(runs.iter().map(|m| m.wall_s).collect()),
-        cpu_s: mid(runs.iter().map(|m| m.cpu_s).collect()),
+        wall_s: median_of(runs.iter().map(|m| m.wall_s).collect()),
+        cpu_s: median_of(runs.iter().map(|m| m.cpu_s).collect()),
         max_rss_kib: runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0),
     }
 }

@@ -5,11 +5,12 @@
 //! - `cargo xtask lab …`  real-kernel reproductions of the five failures (root)
 //! - `cargo xtask demo`   the main job: a containerd node in a box, diagnosed by pod name
 //! - `cargo xtask soak`   `watch` under sustained traffic: memory bound and --max-files
-//! - `cargo xtask bench …` criterion benches and the whole-process comparison
+//! - `cargo xtask bench …` criterion benches, the whole-process comparison, two builds A/B
 //! - `cargo xtask fuzz …` the libFuzzer targets (cargo-fuzz), seeded from real captures
 //! - `cargo xtask fresh` the README's commands on a fresh Debian 12 (debootstrap)
 
 mod bench;
+mod benchab;
 mod benchlive;
 mod ci;
 mod completions;
@@ -26,7 +27,23 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = run(&args) {
         eprintln!("xtask: error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(e.downcast_ref::<Failed>().map_or(1, |f| f.code));
+    }
+}
+
+/// The outermost context of an error that ends xtask with `code` rather than 1: the
+/// command that failed, which the message names first.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    /// The command, e.g. `"bench ab"`.
+    pub(crate) command: &'static str,
+    /// The exit code.
+    pub(crate) code: i32,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.command)
     }
 }
 
@@ -63,6 +80,8 @@ const HELP: &str = "usage: cargo xtask <command>
   completions     bash/zsh/fish completions and man pages into target/dist
   bench wire|analyze [FILTER]     criterion benches (FILTER: criterion's)
   bench compare [N] [ROUNDS]      whole-process analyze vs tcpdump vs tshark (medians)
+  bench ab OLD NEW [--runs N] [--packets P --flows F | --file PCAP] [--allow-different]
+                  two builds (git revisions or binaries) alternated on one capture: medians, NEW/OLD, same report?
   bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
   soak [--minutes N]  `watch` (release build) under sustained lab traffic for N >= 3 minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)

@@ -85,6 +85,19 @@ impl WatchOptions {
 }
 
 /// What a running watch hands out, on the thread that called [`Diagnosis::watch`].
+///
+/// Not folded into [`Event`](crate::Event), what a run of [`Diagnosis::run_with`] hands
+/// out, though four variants share names: only `Resolved` and `Warning` carry the same
+/// facts. A run is bounded and resolves its target once: its `CaptureStarted` carries the
+/// bound, its `Progress` the analyzer's totals four times a second, and one thread drops
+/// privileges. A watch is unbounded and follows a pod across sandboxes: `Resolved` and
+/// `CaptureStarted` come again for each new one, with no bound (`--for` is optional), and
+/// it adds episodes, ticks with the kernel counters, the target going and notes; several
+/// of its threads drop privileges, so `PrivilegesDropped` names the thread. One enum
+/// would hand every caller variants its loop never produces, and `Event`'s `Eq` would go
+/// (an [`Episode`] is only `PartialEq`); wrapping `Event` inside this enum would nest the
+/// common arms a level deeper and still need a `thread` and an optional bound added to
+/// `Event`'s variants, for two variants of two fields each.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum WatchEvent {
@@ -447,13 +460,11 @@ pub(crate) fn run(
     let mut episodes = 0u64;
     let mut next_tick = Instant::now() + opts.tick;
     let mut latest_counters: Vec<(NetnsRole, Vec<(String, u64)>)> = Vec::new();
-    let mut following: Option<Instant> = None;
+    let mut following: Option<Follow> = None;
     let mut current = identity(&target);
     let mut last_check = Instant::now();
     // The runtime did not answer the last sandbox check (warned once, until it answers).
     let mut runtime_trouble = false;
-    // While following: whether the same sandbox coming back (ready) is watched again.
-    let mut same_is_back = false;
     let mut failure: Option<Error> = None;
     loop {
         if stop.is_stopped() {
@@ -483,9 +494,7 @@ pub(crate) fn run(
                     });
                     pod_reader = None;
                     if follow {
-                        following = Some(Instant::now());
-                        // Its interface is gone: only a new sandbox can be watched.
-                        same_is_back = false;
+                        following = Some(Follow::interface_gone(Instant::now()));
                     } else {
                         ended = Ended::TargetGone;
                         stop.stop();
@@ -505,11 +514,11 @@ pub(crate) fn run(
             break;
         }
         // A pod that went away: resolve it again every second until it is back.
-        if let Some(since) = following {
-            if since.elapsed() >= Duration::from_secs(1) {
-                following = Some(Instant::now());
+        if let Some(f) = following.as_mut() {
+            if f.due(Instant::now()) {
+                let back = *f;
                 match Target::resolve(spec, &d.runtime) {
-                    Ok(t) if same_is_back || !same(&identity(&t), &current) => {
+                    Ok(t) if back.watches(&identity(&t), &current) => {
                         match follow_pod(d, &t, &mut points[0], least, &to_analysis, events) {
                             Ok(reader) => {
                                 current = identity(&t);
@@ -577,11 +586,7 @@ pub(crate) fn run(
                 p.totals.retire();
                 pod_reader = None;
                 runtime_trouble = false;
-                // Whatever the runtime said, a sandbox it runs (again) is watched again,
-                // even the same one: its namespace is whole.
-                same_is_back = true;
-                // Follow at once.
-                following = Instant::now().checked_sub(Duration::from_secs(1));
+                following = Some(Follow::runtime_said_gone(Instant::now()));
             }
         }
         if Instant::now() >= next_tick {
@@ -697,6 +702,56 @@ fn handle(
 
 /// How often a watched pod's sandbox is checked against the runtime.
 const SANDBOX_CHECK: Duration = Duration::from_secs(10);
+
+/// How often a pod that went away is resolved again, until it is back.
+const RESOLVE_AGAIN: Duration = Duration::from_secs(1);
+
+/// Following a pod given by name that went away: when to resolve it again, and which
+/// sandbox the runtime then names is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Follow {
+    /// When to resolve the pod next.
+    next_try: Instant,
+    /// Whether the sandbox that went away is watched again when the runtime runs it
+    /// (ready) again, or only another one.
+    same_is_back: bool,
+}
+
+impl Follow {
+    /// The pod's capture ended because its interface is gone: only a new sandbox can be
+    /// watched (the old one may still be listed a while). First try in a second.
+    fn interface_gone(now: Instant) -> Follow {
+        Follow {
+            next_try: now.checked_add(RESOLVE_AGAIN).unwrap_or(now),
+            same_is_back: false,
+        }
+    }
+
+    /// The runtime said the sandbox changed or no longer runs, while the capture in the
+    /// namespace netdiag holds still ran: whatever sandbox the runtime runs (again) is
+    /// watched again, even the same one, its namespace being whole. First try at once.
+    fn runtime_said_gone(now: Instant) -> Follow {
+        Follow {
+            next_try: now,
+            same_is_back: true,
+        }
+    }
+
+    /// Whether it is time to resolve the pod; if it is, the next try is a second later.
+    fn due(&mut self, now: Instant) -> bool {
+        if now < self.next_try {
+            return false;
+        }
+        self.next_try = now.checked_add(RESOLVE_AGAIN).unwrap_or(now);
+        true
+    }
+
+    /// Whether the sandbox resolved (`found`, an [`identity`]) is watched, the one that
+    /// went away being `gone`.
+    fn watches(&self, found: &str, gone: &str) -> bool {
+        self.same_is_back || !same(found, gone)
+    }
+}
 
 /// What tells one incarnation of a target from the next: its sandbox (a container that
 /// restarts in the same sandbox keeps the pod's namespace), else its process.
@@ -1156,4 +1211,53 @@ fn write_episode(w: &Watch, e: &mut Episode, path: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Identities as `identity` writes them: the sandbox, then the process that holds it.
+    const SANDBOX: &str = "sandbox 3f2a9c01b7de (pid 4242)";
+    const SAME_SANDBOX_NEW_PID: &str = "sandbox 3f2a9c01b7de (pid 5151)";
+    const NEW_SANDBOX: &str = "sandbox 8e11d0c4a52f (pid 5151)";
+
+    /// The capture ended because CNI deleted the pod's interface: the same sandbox, still
+    /// listed by the runtime a moment, has nothing left to capture on, so only a new one
+    /// is taken (`cli_watch_follows_a_recreated_pod_by_name` in the lab).
+    #[test]
+    fn after_the_interface_went_only_a_new_sandbox_is_watched() {
+        let f = Follow::interface_gone(Instant::now());
+        assert!(!f.watches(SANDBOX, SANDBOX));
+        assert!(!f.watches(SAME_SANDBOX_NEW_PID, SANDBOX));
+        assert!(f.watches(NEW_SANDBOX, SANDBOX));
+    }
+
+    /// The runtime said the sandbox is not ready (or gone) while netdiag still held its
+    /// namespace: when the runtime runs that same sandbox again it is watched again,
+    /// not waited past for ever.
+    #[test]
+    fn after_the_runtime_said_gone_the_same_sandbox_back_is_watched_again() {
+        let f = Follow::runtime_said_gone(Instant::now());
+        assert!(f.watches(SANDBOX, SANDBOX));
+        assert!(f.watches(SAME_SANDBOX_NEW_PID, SANDBOX));
+        assert!(f.watches(NEW_SANDBOX, SANDBOX));
+    }
+
+    /// A gone interface is resolved again a second later, the runtime's word at once; then
+    /// every second.
+    #[test]
+    fn follow_resolves_at_once_after_the_runtime_and_a_second_after_the_interface() {
+        let now = Instant::now();
+        let mut f = Follow::runtime_said_gone(now);
+        assert!(f.due(now));
+        assert!(!f.due(now + Duration::from_millis(999)));
+        assert!(f.due(now + RESOLVE_AGAIN));
+
+        let mut f = Follow::interface_gone(now);
+        assert!(!f.due(now));
+        assert!(!f.due(now + Duration::from_millis(999)));
+        assert!(f.due(now + RESOLVE_AGAIN));
+        assert!(!f.due(now + RESOLVE_AGAIN + Duration::from_millis(500)));
+    }
 }
