@@ -251,13 +251,31 @@ impl Config {
 /// instead of 240 (on a mixed capture, about half the flows are DNS over UDP).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Flow {
-    /// Index into [`Conns`], or [`Conns::NONE`] (a UDP flow, or TCP not yet seen).
+    /// A TCP flow: the index into [`Conns`], or [`Conns::NONE`] (not yet seen).
+    /// A UDP flow (it has no TCP state): [`Conns::NONE`] with the bits of
+    /// [`Flow::udp_seen`] cleared, so that the slot stays 64 bytes.
     conn: u32,
 }
 
 impl Default for Flow {
     fn default() -> Self {
         Flow { conn: Conns::NONE }
+    }
+}
+
+impl Flow {
+    /// The (side, TTL class) bits ([`Locality::class_bit`]) of a UDP flow that the
+    /// address locality table already counts: their later packets skip its lookup, as
+    /// a TCP connection's do (`TcpConn::locality_seen`).
+    #[inline]
+    fn udp_seen(self) -> u8 {
+        (!self.conn & 0xf) as u8
+    }
+
+    /// Marks a UDP flow's class bit as counted.
+    #[inline]
+    fn mark_udp_seen(&mut self, bit: u8) {
+        self.conn &= !u32::from(bit & 0xf);
     }
 }
 
@@ -359,7 +377,8 @@ pub struct Analyzer {
 /// A flow left the table: its TCP state, if any, goes to `closed` for
 /// [`Analyzer::close_out`] and its slab entry is freed.
 fn close_flow(conns: &mut Conns, closed: &mut Vec<(FlowKey, TcpConn)>, key: FlowKey, flow: Flow) {
-    if flow.conn != Conns::NONE {
+    // Only a TCP flow's value is an index (a UDP flow's holds its locality bits).
+    if key.protocol == 6 && flow.conn != Conns::NONE {
         if let Some(c) = conns.take(flow.conn) {
             closed.push((key, c));
         }
@@ -673,14 +692,20 @@ impl Analyzer {
                 if d.src_port == overlay::WIREGUARD_PORT || d.dst_port == overlay::WIREGUARD_PORT {
                     self.overlay.wireguard += 1;
                 }
-                self.locality.observe(self.source, src, ttl);
-                let (key, _) = FlowKey::new(self.source, 17, (src, d.src_port), (dst, d.dst_port));
+                let (key, side) =
+                    FlowKey::new(self.source, 17, (src, d.src_port), (dst, d.dst_port));
                 let (closed, conns) = (&mut self.closed, &mut self.conns);
-                let (_, created) = self
+                let (flow, created) = self
                     .flows
                     .get_or_insert(key, timestamp_ns, |k, v, _| close_flow(conns, closed, k, v));
                 if created {
                     self.capture.flows += 1;
+                }
+                // As for TCP: one locality lookup per flow side and TTL class, not one
+                // per datagram (only whether a count is zero is read).
+                let bit = Locality::class_bit(side.idx(), ttl);
+                if flow.udp_seen() & bit == 0 && self.locality.observe(self.source, src, ttl) {
+                    flow.mark_udp_seen(bit);
                 }
                 let mut dns_id = None;
                 if d.src_port == 53 || d.dst_port == 53 {
@@ -1138,5 +1163,41 @@ impl Analyzer {
             skipped: skipped_out,
             limits,
         }
+    }
+}
+
+#[cfg(test)]
+mod flow_value_tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    /// A UDP flow's value holds its locality bits, a TCP flow's an index into `Conns`:
+    /// the bits are kept apart per (side, TTL class), and closing a UDP flow never takes
+    /// TCP state, whatever its value would read as an index.
+    #[test]
+    fn a_udp_flows_locality_bits_never_stand_for_tcp_state() {
+        let mut f = Flow::default();
+        assert_eq!(f.udp_seen(), 0);
+        let mut all = 0;
+        for side in 0..2 {
+            for ttl in [64u8, 61] {
+                let bit = Locality::class_bit(side, ttl);
+                assert_eq!(f.udp_seen() & bit, 0, "{side} {ttl}");
+                f.mark_udp_seen(bit);
+                all |= bit;
+                assert_eq!(f.udp_seen(), all);
+            }
+        }
+        assert_eq!(all, 0xf);
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let mut conns = Conns::default();
+        let i = conns.alloc();
+        let mut closed = Vec::new();
+        let (udp, _) = FlowKey::new(0, 17, (a, 5353), (b, 53));
+        close_flow(&mut conns, &mut closed, udp, Flow { conn: i });
+        assert!(closed.is_empty(), "a UDP flow took TCP state");
+        let (tcp, _) = FlowKey::new(0, 6, (a, 40000), (b, 80));
+        close_flow(&mut conns, &mut closed, tcp, Flow { conn: i });
+        assert_eq!(closed.len(), 1);
     }
 }
