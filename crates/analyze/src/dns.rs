@@ -543,7 +543,10 @@ impl Client {
     fn remove(&mut self, i: usize) -> Option<u32> {
         let n = usize::from(self.n);
         let id = *self.ids.get(i).filter(|_| i < n)?;
-        self.ids.copy_within(i + 1..n, i);
+        // The removed id moves past the end of the kept ones.
+        if let Some(tail) = self.ids.get_mut(i..n) {
+            tail.rotate_left(1);
+        }
         self.n -= 1;
         Some(id)
     }
