@@ -174,13 +174,17 @@ pub struct Reader<R: Read> {
     sections: u32,
     packets: u64,
     done: bool,
-    /// The records of the last [`Reader::next_batch`] or [`Reader::next_packet`] (kept
-    /// for its allocation).
+    /// Record slots, reused from batch to batch: the records of the last
+    /// [`Reader::next_batch`] or [`Reader::next_packet`] are `batch[..batch_len]`, the
+    /// rest are stale. Writing a record into a slot, rather than pushing it, keeps the
+    /// per-record loop free of capacity checks.
     batch: Vec<Rec>,
+    /// How many of [`Reader::batch`]'s slots the last batch filled.
+    batch_len: usize,
 }
 
 /// Where one record lies in the read-ahead window, and what [`Packet`] says of it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Rec {
     interface: u32,
     link_type: u32,
@@ -430,6 +434,7 @@ impl<R: Read> Reader<R> {
             packets: 0,
             done: false,
             batch: Vec::new(),
+            batch_len: 0,
         };
         reader.read_file_header()?;
         Ok(reader)
@@ -749,7 +754,7 @@ impl<R: Read> Reader<R> {
     ) -> Result<Option<(Packet<'_>, &[Interface])>, Error> {
         self.fill_batch(1)?;
         Ok(self
-            .batch
+            .batch_recs()
             .first()
             .map(|r| (r.packet(&self.win), &self.interfaces[..])))
     }
@@ -763,40 +768,45 @@ impl<R: Read> Reader<R> {
         self.fill_batch(max)?;
         Ok(Batch {
             win: &self.win,
-            recs: &self.batch,
+            recs: self.batch_recs(),
         })
     }
 
-    /// Replaces [`Reader::batch`] with the records of [`Reader::next_batch`]; empty after
-    /// an error.
-    fn fill_batch(&mut self, max: usize) -> Result<(), Error> {
-        let mut recs = std::mem::take(&mut self.batch);
-        recs.clear();
-        let max = max.max(1);
-        self.window_recs(&mut recs, max);
-        let mut result = Ok(());
-        if recs.is_empty() {
-            match self.next_rec() {
-                Ok(Some(r)) => {
-                    recs.push(r);
-                    // No read between here and the batch's end: every record stays put.
-                    self.window_recs(&mut recs, max);
-                }
-                Ok(None) => {}
-                Err(e) => result = Err(e),
-            }
-        }
-        self.batch = recs;
-        result
+    /// The records of the last batch.
+    #[inline]
+    fn batch_recs(&self) -> &[Rec] {
+        self.batch.get(..self.batch_len).unwrap_or(&[])
     }
 
-    /// Appends the classic pcap records that lie whole in the window, up to `max` in all.
+    /// Fills [`Reader::batch`] with the records of [`Reader::next_batch`]; empty after an
+    /// error.
+    fn fill_batch(&mut self, max: usize) -> Result<(), Error> {
+        self.batch_len = 0;
+        let max = max.max(1);
+        self.window_recs(max);
+        if self.batch_len == 0 {
+            let Some(r) = self.next_rec()? else {
+                return Ok(());
+            };
+            match self.batch.first_mut() {
+                Some(slot) => *slot = r,
+                None => self.batch.push(r),
+            }
+            self.batch_len = 1;
+            // No read between here and the batch's end: every record stays put.
+            self.window_recs(max);
+        }
+        Ok(())
+    }
+
+    /// Appends to the batch the classic pcap records that lie whole in the window, up to
+    /// `max` in all.
     ///
     /// The file's byte order and timestamp resolution are decided here, once a batch:
     /// each combination gets its own copy of the loop ([`Reader::pcap_window`] is inlined
     /// with constant arguments), so the loop itself neither tests nor swaps needlessly.
     #[inline]
-    fn window_recs(&mut self, recs: &mut Vec<Rec>, max: usize) {
+    fn window_recs(&mut self, max: usize) {
         if self.done {
             return;
         }
@@ -805,13 +815,13 @@ impl<R: Read> Reader<R> {
         };
         let (link_type, frac_ns) = self.pcap_interface();
         match (big_endian, frac_ns) {
-            (false, 1000) => self.pcap_window(recs, max, false, 1000, link_type),
-            (false, 1) => self.pcap_window(recs, max, false, 1, link_type),
-            (true, 1000) => self.pcap_window(recs, max, true, 1000, link_type),
-            (true, 1) => self.pcap_window(recs, max, true, 1, link_type),
+            (false, 1000) => self.pcap_window(max, false, 1000, link_type),
+            (false, 1) => self.pcap_window(max, false, 1, link_type),
+            (true, 1000) => self.pcap_window(max, true, 1000, link_type),
+            (true, 1) => self.pcap_window(max, true, 1, link_type),
             // The file header only sets microseconds or nanoseconds; any other value
             // still reads right, without the specialised copy.
-            (big, frac_ns) => self.pcap_window(recs, max, big, frac_ns, link_type),
+            (big, frac_ns) => self.pcap_window(max, big, frac_ns, link_type),
         }
     }
 
@@ -830,14 +840,7 @@ impl<R: Read> Reader<R> {
     /// needs a read, the end, an error), which [`Reader::next_pcap`] then reads the same
     /// way. Positions stay in locals inside the loop and are stored back once.
     #[inline(always)]
-    fn pcap_window(
-        &mut self,
-        recs: &mut Vec<Rec>,
-        max: usize,
-        big: bool,
-        frac_ns: u64,
-        link_type: u32,
-    ) {
+    fn pcap_window(&mut self, max: usize, big: bool, frac_ns: u64, link_type: u32) {
         let max_len = max_record_len(link_type);
         let Some(window) = self.win.get(..self.end) else {
             return;
@@ -846,33 +849,47 @@ impl<R: Read> Reader<R> {
         let Some(mut rest) = window.get(self.pos..) else {
             return;
         };
-        let first = recs.len();
-        while recs.len() < max {
-            let Some((h, after)) = rest.split_first_chunk::<16>() else {
-                break;
-            };
-            let h = PcapRecordHeader::parse(h, big);
-            if h.caplen > max_len {
-                break;
+        let first = self.batch_len;
+        let mut len = first;
+        'fill: while len < max {
+            if len >= self.batch.len() {
+                // Out of slots: twice as many, as a push would grow.
+                let grown = len.saturating_mul(2).max(4).min(max);
+                self.batch.resize(grown, Rec::default());
             }
-            let n = h.caplen as usize;
-            let Some(next) = after.get(n..) else {
+            let room = self.batch.len().min(max);
+            let Some(slots) = self.batch.get_mut(len..room) else {
                 break;
             };
-            let start = end - after.len();
-            rest = next;
-            recs.push(Rec {
-                interface: 0,
-                link_type,
-                timestamp_ns: h.timestamp_ns(frac_ns),
-                data: (start, start + n),
-                original_len: h.original_len,
-                comment: None,
-            });
+            for slot in slots {
+                let Some((h, after)) = rest.split_first_chunk::<16>() else {
+                    break 'fill;
+                };
+                let h = PcapRecordHeader::parse(h, big);
+                if h.caplen > max_len {
+                    break 'fill;
+                }
+                let n = h.caplen as usize;
+                let Some(next) = after.get(n..) else {
+                    break 'fill;
+                };
+                let start = end - after.len();
+                rest = next;
+                *slot = Rec {
+                    interface: 0,
+                    link_type,
+                    timestamp_ns: h.timestamp_ns(frac_ns),
+                    data: (start, start + n),
+                    original_len: h.original_len,
+                    comment: None,
+                };
+                len += 1;
+            }
         }
+        self.batch_len = len;
         let pos = end - rest.len();
         self.offset += (pos - self.pos) as u64;
-        self.packets += (recs.len() - first) as u64;
+        self.packets += (len - first) as u64;
         self.pos = pos;
     }
 
