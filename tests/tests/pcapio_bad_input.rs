@@ -234,3 +234,81 @@ fn missing_file_names_the_path() {
     assert!(matches!(e, Error::Open { .. }), "{e:?}");
     assert_names(&e, &p, 0);
 }
+
+/// A source handing out one byte a read: no record ever lies whole in the reader's
+/// read-ahead window, so every record takes the general, record-by-record path.
+struct OneByteAtATime<'a>(&'a [u8]);
+
+impl std::io::Read for OneByteAtATime<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self.0.split_first(), buf.first_mut()) {
+            (Some((b, rest)), Some(out)) => {
+                *out = *b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// What a reader gives: every packet (interface, link type, timestamp, bytes, original
+/// length, comment) and the message of the error that ended it.
+type Got = (
+    Vec<(u32, u32, u64, Vec<u8>, u32, Option<String>)>,
+    Option<String>,
+);
+
+/// Every packet through `next_batch(max)`.
+fn read_batched<R: std::io::Read>(mut r: Reader<R>, max: usize) -> Got {
+    let mut out = Vec::new();
+    loop {
+        match r.next_batch(max) {
+            Ok(b) if b.is_empty() => return (out, None),
+            Ok(b) => out.extend(b.iter().map(|p| {
+                (
+                    p.interface,
+                    p.link_type,
+                    p.timestamp_ns,
+                    p.data.to_vec(),
+                    p.original_len,
+                    p.comment.map(str::to_string),
+                )
+            })),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
+/// Every corpus capture (many deliberately malformed) reads the same from memory, where
+/// classic pcap records go through the window loop, as from a source giving one byte a
+/// read, where every record goes through the general path: same packets, same error.
+#[test]
+fn corpus_reads_alike_through_the_window_and_the_general_path() {
+    let Some(dir) = netdiag_tests::corpus_dir().expect("corpus") else {
+        return;
+    };
+    let mut files = 0;
+    let mut packets = 0;
+    for entry in std::fs::read_dir(&dir).expect("read corpus dir") {
+        let path = entry.expect("corpus entry").path();
+        let bytes = std::fs::read(&path).expect("read corpus file");
+        let Ok(dribbled) = Reader::new(OneByteAtATime(&bytes)) else {
+            // Not a capture, or cut in its file header: no record to read either way.
+            continue;
+        };
+        let want = read_batched(dribbled, 1);
+        for max in [1, 64] {
+            let got = read_batched(Reader::new(&bytes[..]).expect("read before"), max);
+            assert!(got == want, "{}: batches of {max} differ", path.display());
+        }
+        files += 1;
+        packets += want.0.len();
+    }
+    assert!(
+        files > 500,
+        "only {files} readable captures in {}",
+        dir.display()
+    );
+    eprintln!("{files} corpus captures, {packets} packets: window and general path agree");
+}

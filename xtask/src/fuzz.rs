@@ -202,7 +202,12 @@ fn fuzz(opts: &Opts) -> Result<()> {
         "xtask: fuzz targets built in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let bin_dir = root.join("fuzz/target/x86_64-unknown-linux-gnu/release");
+    // cargo-fuzz builds into `$CARGO_TARGET_DIR` when set, else the fuzz crate's own target/.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(_) => crate::sh::target_dir(),
+        None => root.join("fuzz/target"),
+    };
+    let bin_dir = target.join("x86_64-unknown-linux-gnu/release");
     let work = root.join("target/fuzz");
     let from = seed_sources(&root)?;
     let mut summary = Vec::new();

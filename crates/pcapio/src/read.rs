@@ -174,12 +174,17 @@ pub struct Reader<R: Read> {
     sections: u32,
     packets: u64,
     done: bool,
-    /// The records of the last [`Reader::next_batch`] (kept for its allocation).
+    /// Record slots, reused from batch to batch: the records of the last
+    /// [`Reader::next_batch`] or [`Reader::next_packet`] are `batch[..batch_len]`, the
+    /// rest are stale. Writing a record into a slot, rather than pushing it, keeps the
+    /// per-record loop free of capacity checks.
     batch: Vec<Rec>,
+    /// How many of [`Reader::batch`]'s slots the last batch filled.
+    batch_len: usize,
 }
 
 /// Where one record lies in the read-ahead window, and what [`Packet`] says of it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Rec {
     interface: u32,
     link_type: u32,
@@ -355,6 +360,40 @@ fn opt_string(b: &[u8], o: &Opt) -> Option<String> {
     Some(String::from_utf8_lossy(v).into_owned())
 }
 
+/// The 16-byte header of a classic pcap record, its fields in host order.
+#[derive(Clone, Copy)]
+struct PcapRecordHeader {
+    /// Seconds since the epoch.
+    sec: u32,
+    /// Microseconds or nanoseconds within the second (as the file header says).
+    frac: u32,
+    /// Bytes captured, which follow the header.
+    caplen: u32,
+    /// The packet's length on the wire.
+    original_len: u32,
+}
+
+impl PcapRecordHeader {
+    /// The header from its bytes in the file's byte order.
+    #[inline(always)]
+    fn parse(h: &[u8; 16], big: bool) -> Self {
+        PcapRecordHeader {
+            sec: u32_at(h, 0, big),
+            frac: u32_at(h, 4, big),
+            caplen: u32_at(h, 8, big),
+            original_len: u32_at(h, 12, big),
+        }
+    }
+
+    /// Nanoseconds since the epoch, `frac_ns` nanoseconds per tick of `frac`, saturating.
+    #[inline(always)]
+    fn timestamp_ns(self, frac_ns: u64) -> u64 {
+        u64::from(self.sec)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(self.frac).saturating_mul(frac_ns))
+    }
+}
+
 /// What a pcapng block turned out to be.
 enum Block {
     /// A packet: everything needed to build a [`Packet`] from `buf`.
@@ -395,6 +434,7 @@ impl<R: Read> Reader<R> {
             packets: 0,
             done: false,
             batch: Vec::new(),
+            batch_len: 0,
         };
         reader.read_file_header()?;
         Ok(reader)
@@ -712,8 +752,11 @@ impl<R: Read> Reader<R> {
     pub fn next_packet_with_interfaces(
         &mut self,
     ) -> Result<Option<(Packet<'_>, &[Interface])>, Error> {
-        let rec = self.next_rec()?;
-        Ok(rec.map(|r| (r.packet(&self.win), &self.interfaces[..])))
+        self.fill_batch(1)?;
+        Ok(self
+            .batch_recs()
+            .first()
+            .map(|r| (r.packet(&self.win), &self.interfaces[..])))
     }
 
     /// Up to `max` packets (at least one unless the capture has ended), as
@@ -722,57 +765,140 @@ impl<R: Read> Reader<R> {
     /// from the source) and those after it in the window. An error comes with no
     /// packet: the packets before it came in earlier batches.
     pub fn next_batch(&mut self, max: usize) -> Result<Batch<'_>, Error> {
-        let mut recs = std::mem::take(&mut self.batch);
-        recs.clear();
-        let max = max.max(1);
-        self.window_recs(&mut recs, max);
-        if recs.is_empty() {
-            match self.next_rec() {
-                Ok(Some(r)) => {
-                    recs.push(r);
-                    // No read between here and the batch's end: every record stays put.
-                    self.window_recs(&mut recs, max);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.batch = recs;
-                    return Err(e);
-                }
-            }
-        }
-        self.batch = recs;
+        self.fill_batch(max)?;
         Ok(Batch {
             win: &self.win,
-            recs: &self.batch,
+            recs: self.batch_recs(),
         })
     }
 
-    /// Appends the classic pcap records that lie whole in the window, up to `max` in all.
+    /// The records of the last batch.
     #[inline]
-    fn window_recs(&mut self, recs: &mut Vec<Rec>, max: usize) {
+    fn batch_recs(&self) -> &[Rec] {
+        self.batch.get(..self.batch_len).unwrap_or(&[])
+    }
+
+    /// Fills [`Reader::batch`] with the records of [`Reader::next_batch`]; empty after an
+    /// error.
+    fn fill_batch(&mut self, max: usize) -> Result<(), Error> {
+        self.batch_len = 0;
+        let max = max.max(1);
+        self.window_recs(max);
+        if self.batch_len == 0 {
+            let Some(r) = self.next_rec()? else {
+                return Ok(());
+            };
+            match self.batch.first_mut() {
+                Some(slot) => *slot = r,
+                None => self.batch.push(r),
+            }
+            self.batch_len = 1;
+            // No read between here and the batch's end: every record stays put.
+            self.window_recs(max);
+        }
+        Ok(())
+    }
+
+    /// Appends to the batch the classic pcap records that lie whole in the window, up to
+    /// `max` in all.
+    ///
+    /// The file's byte order and timestamp resolution are decided here, once a batch:
+    /// each combination gets its own copy of the loop ([`Reader::pcap_window`] is inlined
+    /// with constant arguments), so the loop itself neither tests nor swaps needlessly.
+    #[inline]
+    fn window_recs(&mut self, max: usize) {
         if self.done {
             return;
         }
-        if let State::Pcap { big_endian } = self.state {
-            while recs.len() < max {
-                let Some(r) = self.pcap_in_window(big_endian) else {
-                    break;
-                };
-                recs.push(r);
-            }
+        let State::Pcap { big_endian } = self.state else {
+            return;
+        };
+        let (link_type, frac_ns) = self.pcap_interface();
+        match (big_endian, frac_ns) {
+            (false, 1000) => self.pcap_window(max, false, 1000, link_type),
+            (false, 1) => self.pcap_window(max, false, 1, link_type),
+            (true, 1000) => self.pcap_window(max, true, 1000, link_type),
+            (true, 1) => self.pcap_window(max, true, 1, link_type),
+            // The file header only sets microseconds or nanoseconds; any other value
+            // still reads right, without the specialised copy.
+            (big, frac_ns) => self.pcap_window(max, big, frac_ns, link_type),
         }
     }
 
-    /// The next record, from the window when it lies whole there, else read.
+    /// The link type and nanoseconds per timestamp tick of a classic pcap file.
     #[inline]
+    fn pcap_interface(&self) -> (u32, u64) {
+        match self.interfaces.first() {
+            Some(i) => (i.link_type, i.ts_resolution_ns),
+            None => (0, 1000),
+        }
+    }
+
+    /// [`Reader::window_recs`] for one byte order and resolution: appends the classic pcap
+    /// records whose header and body both lie in the window and whose length is
+    /// acceptable, consumed and counted. It stops before anything else (a record that
+    /// needs a read, the end, an error), which [`Reader::next_pcap`] then reads the same
+    /// way. Positions stay in locals inside the loop and are stored back once.
+    #[inline(always)]
+    fn pcap_window(&mut self, max: usize, big: bool, frac_ns: u64, link_type: u32) {
+        let max_len = max_record_len(link_type);
+        let Some(window) = self.win.get(..self.end) else {
+            return;
+        };
+        let end = window.len();
+        let Some(mut rest) = window.get(self.pos..) else {
+            return;
+        };
+        let first = self.batch_len;
+        let mut len = first;
+        'fill: while len < max {
+            if len >= self.batch.len() {
+                // Out of slots: twice as many, as a push would grow.
+                let grown = len.saturating_mul(2).max(4).min(max);
+                self.batch.resize(grown, Rec::default());
+            }
+            let room = self.batch.len().min(max);
+            let Some(slots) = self.batch.get_mut(len..room) else {
+                break;
+            };
+            for slot in slots {
+                let Some((h, after)) = rest.split_first_chunk::<16>() else {
+                    break 'fill;
+                };
+                let h = PcapRecordHeader::parse(h, big);
+                if h.caplen > max_len {
+                    break 'fill;
+                }
+                let n = h.caplen as usize;
+                let Some(next) = after.get(n..) else {
+                    break 'fill;
+                };
+                let start = end - after.len();
+                rest = next;
+                *slot = Rec {
+                    interface: 0,
+                    link_type,
+                    timestamp_ns: h.timestamp_ns(frac_ns),
+                    data: (start, start + n),
+                    original_len: h.original_len,
+                    comment: None,
+                };
+                len += 1;
+            }
+        }
+        self.batch_len = len;
+        let pos = end - rest.len();
+        self.offset += (pos - self.pos) as u64;
+        self.packets += (len - first) as u64;
+        self.pos = pos;
+    }
+
+    /// The next record, read from the source (through [`Reader::next_pcap`] or
+    /// [`Reader::next_pcapng`]): what follows when [`Reader::window_recs`] finds no whole
+    /// record in the window.
     fn next_rec(&mut self) -> Result<Option<Rec>, Error> {
         if self.done {
             return Ok(None);
-        }
-        if let State::Pcap { big_endian } = self.state {
-            if let Some(r) = self.pcap_in_window(big_endian) {
-                return Ok(Some(r));
-            }
         }
         let r = match self.state {
             State::Pcap { big_endian } => self.next_pcap(big_endian),
@@ -817,48 +943,6 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// A classic pcap record whose header and body are both in the window and whose
-    /// length is acceptable, consumed and counted, as its [`Rec`]. Anything else (a record that needs a read,
-    /// the end, an error) is `None`, left to [`Reader::next_pcap`], which then reads the
-    /// same record the same way. Most records take this path: no intermediate `Block`,
-    /// no header copy, no error plumbing.
-    #[inline(always)]
-    fn pcap_in_window(&mut self, big: bool) -> Option<Rec> {
-        let avail = self.win.get(self.pos..self.end)?;
-        let h = avail.get(..16)?;
-        let caplen = u32_at(h, 8, big);
-        let (link_type, frac_ns) = match self.interfaces.first() {
-            Some(i) => (i.link_type, i.ts_resolution_ns),
-            None => (0, 1000),
-        };
-        if caplen > max_record_len(link_type) {
-            return None;
-        }
-        let n = caplen as usize;
-        if avail.len() - 16 < n {
-            return None;
-        }
-        let sec = u64::from(u32_at(h, 0, big));
-        let frac = u64::from(u32_at(h, 4, big));
-        let original_len = u32_at(h, 12, big);
-        let start = self.pos + 16;
-        self.pos = start + n;
-        self.offset += 16 + n as u64;
-        self.body_at = start;
-        self.packets += 1;
-        let timestamp_ns = sec
-            .saturating_mul(1_000_000_000)
-            .saturating_add(frac.saturating_mul(frac_ns));
-        Some(Rec {
-            interface: 0,
-            link_type,
-            timestamp_ns,
-            data: (start, start + n),
-            original_len,
-            comment: None,
-        })
-    }
-
     fn next_pcap(&mut self, big: bool) -> Result<Option<Block>, Error> {
         let start = self.offset;
         let mut h = [0u8; 16];
@@ -875,14 +959,9 @@ impl<R: Read> Reader<R> {
                 packets: self.packets,
             });
         }
-        let sec = u64::from(u32_at(&h, 0, big));
-        let frac = u64::from(u32_at(&h, 4, big));
-        let caplen = u32_at(&h, 8, big);
-        let original_len = u32_at(&h, 12, big);
-        let (link_type, frac_ns) = match self.interfaces.first() {
-            Some(i) => (i.link_type, i.ts_resolution_ns),
-            None => (0, 1000),
-        };
+        let h = PcapRecordHeader::parse(&h, big);
+        let caplen = h.caplen;
+        let (link_type, frac_ns) = self.pcap_interface();
         let max = max_record_len(link_type);
         if caplen > max {
             return Err(Error::RecordTooLong {
@@ -906,11 +985,9 @@ impl<R: Read> Reader<R> {
         }
         Ok(Some(Block::Packet {
             interface: 0,
-            timestamp_ns: sec
-                .saturating_mul(1_000_000_000)
-                .saturating_add(frac.saturating_mul(frac_ns)),
+            timestamp_ns: h.timestamp_ns(frac_ns),
             data: (0, n),
-            original_len,
+            original_len: h.original_len,
             comment: None,
         }))
     }
