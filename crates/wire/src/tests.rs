@@ -709,7 +709,14 @@ mod never_panics {
             (Some(Transport::Udp(a)), Some(Transport::Udp(b))) => {
                 assert_eq!(at(a.payload), at(b.payload));
             }
+            (Some(Transport::Icmp(a)), Some(Transport::Icmp(b))) => {
+                assert_eq!(at(a.payload), at(b.payload));
+            }
             _ => {}
+        }
+        if let (Some(a), Some(b)) = (fast.tunnel, general.tunnel) {
+            assert_eq!(at(a.payload), at(b.payload));
+            assert_eq!(at(a.options), at(b.options));
         }
     }
 
@@ -778,14 +785,16 @@ mod never_panics {
         }
 
         /// Frames built to reach the fast path of `Frame::parse` (Ethernet, an optional
-        /// 802.1Q tag, IPv4 or IPv6, TCP or UDP) with every field it reads random: it
-        /// must return exactly what the general parser does, whatever the lengths,
-        /// flags, fragment fields, ports and cut say.
+        /// 802.1Q tag, IPv4 or IPv6, TCP or UDP) and its inline second tier (ICMP,
+        /// IP-in-IP, GRE, UDP tunnel ports, extension headers) with every field they
+        /// read random: `Frame::parse` must return exactly what the general parser
+        /// does, whatever the lengths, flags, fragment fields, ports and cut say.
         #[test]
         fn fast_path_equals_general_parser(
             vlan in any::<bool>(),
             v6 in any::<bool>(),
-            proto in proptest::sample::select(&[6u8, 17, 1, 47, 0, 44][..]),
+            proto in proptest::sample::select(&[6u8, 17, 1, 58, 4, 41, 47, 0, 44][..]),
+            tunnel_port in proptest::sample::select(&[0u16, 4789, 8472, 6081][..]),
             ip_hdr in proptest::collection::vec(any::<u8>(), 40),
             l4 in proptest::collection::vec(any::<u8>(), 0..80),
             pick in any::<u8>(),
@@ -825,6 +834,10 @@ mod never_panics {
                 } else {
                     l4[4..6].copy_from_slice(&l4_len.to_be_bytes());
                 }
+            }
+            if proto == 17 && tunnel_port != 0 && l4.len() >= 4 {
+                let side = if pick & 16 == 0 { 2 } else { 0 };
+                l4[side..side + 2].copy_from_slice(&tunnel_port.to_be_bytes());
             }
             b.extend_from_slice(&l4);
             let n = if pick & 8 == 0 { b.len() } else { cut % (b.len() + 1) };
