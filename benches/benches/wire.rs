@@ -6,8 +6,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use netdiag_benches::{
-    BUFFER_CONTENDERS, CONTENDERS, GenPacket, PcapBuffer, generate_mix, load_corpus_sample,
-    load_testdata, total_bytes,
+    BUFFER_CONTENDERS, CONTENDERS, GenPacket, PcapBuffer, buffer_walk_floor, generate_mix,
+    load_corpus_sample, load_testdata, total_bytes,
 };
 
 fn corpora() -> Vec<(String, Vec<GenPacket>)> {
@@ -52,6 +52,10 @@ fn wire(c: &mut Criterion) {
         }
     }
 }
+
+/// The name of the [`buffer_walk_floor`] measurement in each `wire-contiguous` group
+/// (`cargo xtask bench wire` reads it back by this name).
+const WALK_FLOOR: &str = "walk floor";
 
 /// The same contenders over one contiguous buffer per corpus (the bytes as a pcap file
 /// holds them), at 1k, 100k and 1M flows of the generated mix, plus the real captures.
@@ -108,6 +112,7 @@ fn wire_contiguous(c: &mut Criterion) {
                 }
                 g.bench_function(contender, |b| b.iter(|| f(buf)));
             }
+            g.bench_function(WALK_FLOOR, |b| b.iter(|| buffer_walk_floor(buf)));
             g.finish();
         }
     }

@@ -28,7 +28,11 @@ pub(crate) const CLI_PACKAGE: &str = "kubectl-netdiag";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
-        Some("wire") => criterion("wire", args.get(1)),
+        Some("wire") => {
+            let started = std::time::SystemTime::now();
+            criterion("wire", args.get(1))?;
+            wire_ratios(started)
+        }
         Some("analyze") => {
             let started = std::time::SystemTime::now();
             criterion("analyze", args.get(1))?;
@@ -114,6 +118,53 @@ fn scale_ratio(since: std::time::SystemTime) -> Result<()> {
         "  ratio 1M/1k {:.2}x (goal: at most 2x)",
         large / small.max(1e-9)
     );
+    Ok(())
+}
+
+/// The corpora of the `wire-contiguous` groups, as `benches/benches/wire.rs` names them.
+const WIRE_CORPORA: [&str; 5] = [
+    "mix-1k-flows",
+    "mix-100k-flows",
+    "mix-1M-flows",
+    "testdata",
+    "tcpdump-corpus-ethernet",
+];
+
+/// Issue 10, goal 3: ours against etherparse `SlicedPacket` over one contiguous buffer
+/// per corpus, with the walk floor both pay (the record walk and each packet's first
+/// bytes) and the ratio of what each spends above it.
+fn wire_ratios(since: std::time::SystemTime) -> Result<()> {
+    let mut rows = Vec::new();
+    for corpus in WIRE_CORPORA {
+        let group = format!("wire-contiguous_{corpus}");
+        let ns = |f: &str| criterion_ns_per_element(&group, f, since);
+        if let (Some(ours), Some(sliced)) = (ns("netdiag-wire")?, ns("etherparse SlicedPacket")?) {
+            rows.push((corpus, ours, sliced, ns("walk floor")?));
+        }
+    }
+    if rows.is_empty() {
+        println!("(wire-contiguous did not run in this run: no ratios)");
+        return Ok(());
+    }
+    println!();
+    println!("header slicing over one contiguous buffer, ns/packet (criterion medians, this run):");
+    println!(
+        "{:<26} {:>8} {:>12} {:>8} {:>11} {:>13}",
+        "corpus", "ours", "SlicedPacket", "ratio", "walk floor", "above floor"
+    );
+    for (corpus, ours, sliced, floor) in rows {
+        let above = floor.filter(|f| ours > *f).map_or("n/a".to_string(), |f| {
+            format!("{:.2}x", (sliced - f) / (ours - f))
+        });
+        let floor = floor.map_or("n/a".to_string(), |f| format!("{f:.1}"));
+        println!(
+            "{corpus:<26} {ours:>8.1} {sliced:>12.1} {:>7.2}x {floor:>11} {above:>13}",
+            sliced / ours.max(1e-9)
+        );
+    }
+    println!("(goal: ours at least 2x faster than SlicedPacket on every corpus; the walk floor is");
+    println!(" the record walk and each packet's first 16 bytes, paid by both: above floor is the");
+    println!(" ratio of what each spends parsing)");
     Ok(())
 }
 
