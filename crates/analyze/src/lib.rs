@@ -568,6 +568,7 @@ impl Analyzer {
         self.flows.len()
     }
 
+    #[cold]
     fn skip(&mut self, k: SkipKind) {
         *self.skipped.entry(k).or_insert(0) += 1;
     }
@@ -772,7 +773,10 @@ impl Analyzer {
     }
 
     /// A TCP segment on port 53: its DNS messages, reassembled (several per segment, or
-    /// one across segments), go to the DNS tracker like UDP ones.
+    /// one across segments), go to the DNS tracker like UDP ones. Out of line: DNS over
+    /// TCP is rare, and in line it cost the per-segment path its inlining of the TCP
+    /// state machine.
+    #[inline(never)]
     fn on_dns_tcp(
         &mut self,
         src: std::net::IpAddr,
