@@ -1117,6 +1117,33 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
+    /// The walk floor reads every packet's first 16 bytes and its length, and nothing
+    /// past them: it is the walk every contender pays, not a parse.
+    #[test]
+    fn the_walk_floor_reads_each_packets_first_16_bytes_and_length() {
+        let mix = generate_mix(100, 2_000, 5);
+        let floor = buffer_walk_floor(&PcapBuffer::new(&mix));
+        let with = |i: usize, at: usize| {
+            let mut m = mix.clone();
+            let d = &mut m[i].data;
+            d[at] ^= 0x5a;
+            buffer_walk_floor(&PcapBuffer::new(&m))
+        };
+        let last = mix.len() - 1;
+        assert!(mix[last].data.len() > 16);
+        for (i, at) in [(0, 0), (0, 15), (last, 15), (last / 2, 7)] {
+            assert_ne!(with(i, at), floor, "byte {at} of packet {i} not read");
+        }
+        assert_eq!(with(last, 16), floor, "byte 16 read");
+        let mut shorter = mix.clone();
+        shorter[last].data.pop();
+        assert_ne!(
+            buffer_walk_floor(&PcapBuffer::new(&shorter)),
+            floor,
+            "length not read"
+        );
+    }
+
     #[test]
     fn all_contenders_produce_the_same_digest_on_the_generated_mix() {
         let mix = generate_mix(500, 20_000, 7);

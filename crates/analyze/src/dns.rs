@@ -1483,6 +1483,16 @@ mod tests {
     }
 
     impl Exchanges {
+        /// A tracker holding at most `clients` clients, nothing fed yet.
+        fn new(clients: usize) -> Self {
+            Exchanges {
+                t: DnsTracker::new(4096, clients),
+                pkt: 0,
+                ns: 0,
+                id: 0,
+            }
+        }
+
         /// `client` asks `name` (type A) and gets `rcode` with `answers` records.
         fn exchange(&mut self, client: Endpoint, name: &str, rcode: u8, answers: u16) {
             let server: Endpoint = (IpAddr::from([10, 96, 0, 10]), 53);
@@ -1506,12 +1516,7 @@ mod tests {
     #[test]
     fn an_active_clients_search_list_walks_survive_one_shot_clients() {
         const CAP: usize = 4;
-        let mut f = Exchanges {
-            t: DnsTracker::new(4096, CAP),
-            pkt: 0,
-            ns: 0,
-            id: 0,
-        };
+        let mut f = Exchanges::new(CAP);
         let rounds = 20;
         let mut one_shot = 0u32;
         for round in 0..rounds {
@@ -1559,12 +1564,7 @@ mod tests {
     #[test]
     fn a_late_answer_does_not_reach_a_lookup_that_reused_the_entry() {
         const CAP: usize = 4;
-        let mut f = Exchanges {
-            t: DnsTracker::new(4096, CAP),
-            pkt: 0,
-            ns: 0,
-            id: 0,
-        };
+        let mut f = Exchanges::new(CAP);
         let server: Endpoint = (IpAddr::from([10, 96, 0, 10]), 53);
         let old: Endpoint = (IpAddr::from([10, 244, 0, 1]), 40_000);
         // The old client's query, left unanswered.

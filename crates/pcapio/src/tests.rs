@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use proptest::prelude::*;
 
 use crate::{
-    Error, Format, InterfaceDesc, MAX_BLOCK_LEN, MAXIMUM_SNAPLEN, PacketOut, PcapWriter,
+    Error, Format, InterfaceDesc, MAX_BLOCK_LEN, MAXIMUM_SNAPLEN, Packet, PacketOut, PcapWriter,
     PcapngWriter, Reader, USER_APPL,
 };
 
@@ -59,19 +59,25 @@ const MSNLB2_NG: [u8; 188] = [
 /// Reads every packet: (interface, link type, timestamp, data, original length, comment),
 /// and the error that ended the read, if any.
 type Owned = (u32, u32, u64, Vec<u8>, u32, Option<String>);
+
+/// A packet's fields, owned.
+fn owned(p: &Packet<'_>) -> Owned {
+    (
+        p.interface,
+        p.link_type,
+        p.timestamp_ns,
+        p.data.to_vec(),
+        p.original_len,
+        p.comment.map(str::to_string),
+    )
+}
+
 fn read_all(bytes: &[u8]) -> Result<(Vec<Owned>, Option<Error>), Error> {
     let mut r = Reader::new(bytes)?;
     let mut out = Vec::new();
     loop {
         match r.next_packet() {
-            Ok(Some(p)) => out.push((
-                p.interface,
-                p.link_type,
-                p.timestamp_ns,
-                p.data.to_vec(),
-                p.original_len,
-                p.comment.map(str::to_string),
-            )),
+            Ok(Some(p)) => out.push(owned(&p)),
             Ok(None) => return Ok((out, None)),
             Err(e) => return Ok((out, Some(e))),
         }
@@ -108,16 +114,7 @@ fn read_all_batched(
             Ok(b) => {
                 assert!(b.len() <= max.max(1));
                 assert_eq!(b.iter().count(), b.len());
-                for p in b.iter() {
-                    out.push((
-                        p.interface,
-                        p.link_type,
-                        p.timestamp_ns,
-                        p.data.to_vec(),
-                        p.original_len,
-                        p.comment.map(str::to_string),
-                    ));
-                }
+                out.extend(b.iter().map(|p| owned(&p)));
             }
             Err(e) => return Ok((out, Some(e.to_string()))),
         }

@@ -236,15 +236,7 @@ impl<'a> Frame<'a> {
             // per frame (callgrind, testdata: a whole frame built on the callee's stack
             // and copied out). Its frame is kept apart by `black_box`, as the general
             // parser's is below.
-            let mut f = Frame {
-                link,
-                vlan: None,
-                net: None,
-                transport: None,
-                stop: None,
-                tunnel: None,
-                depth: 0,
-            };
+            let mut f = Frame::empty(link, 0);
             if f.ethernet_ip_then_general(bytes) {
                 core::hint::black_box(&f);
                 return f;
@@ -406,8 +398,10 @@ impl<'a> Frame<'a> {
         (f, outermost)
     }
 
-    fn parse_at_depth(link: LinkType, bytes: &'a [u8], depth: u8) -> Frame<'a> {
-        let mut f = Frame {
+    /// A frame of `link` at tunnel depth `depth` with no layer parsed yet.
+    #[inline(always)]
+    fn empty(link: LinkType, depth: u8) -> Frame<'a> {
+        Frame {
             link,
             vlan: None,
             net: None,
@@ -415,7 +409,11 @@ impl<'a> Frame<'a> {
             stop: None,
             tunnel: None,
             depth,
-        };
+        }
+    }
+
+    fn parse_at_depth(link: LinkType, bytes: &'a [u8], depth: u8) -> Frame<'a> {
+        let mut f = Frame::empty(link, depth);
         let l = link::parse(link, bytes);
         f.vlan = l.vlan;
         let (ty, off) = match l.next {
