@@ -1065,20 +1065,22 @@ impl EpisodeFiles {
             let _ = std::fs::remove_file(&partial);
             return Err(err);
         }
-        std::fs::rename(&partial, &path).map_err(|source| Error::Io {
-            what: "renaming the episode capture into place",
-            path: path.clone(),
-            source,
-        })?;
-        self.kept.push_back(path.clone());
+        // Make room before the new file appears, so that `--out` never holds more than
+        // `max` files, not even between the rename and the removal.
         let mut removed = Vec::new();
-        while self.kept.len() > self.max {
+        while self.kept.len() >= self.max {
             if let Some(old) = self.kept.pop_front() {
                 if std::fs::remove_file(&old).is_ok() {
                     removed.push(old);
                 }
             }
         }
+        std::fs::rename(&partial, &path).map_err(|source| Error::Io {
+            what: "renaming the episode capture into place",
+            path: path.clone(),
+            source,
+        })?;
+        self.kept.push_back(path.clone());
         Ok((path, removed))
     }
 }
