@@ -435,10 +435,7 @@ fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_th
         .expect("Prometheus sees the findings counter rise during the run");
     eprintln!("{test}: Prometheus during the run: {early:?}");
     std::thread::sleep(FAULT_FOR.saturating_sub(t0.elapsed()));
-    let traffic_until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after the epoch")
-        .as_nanos() as u64;
+    let traffic_until = intermittent::now_ns();
     let stats = work.stop();
     let drops = intermittent::drops(&lab).expect("drop counter");
     eprintln!("{test}: client: {stats}; AAAA replies dropped: {drops}");

@@ -1068,11 +1068,11 @@ impl EpisodeFiles {
         // Make room before the new file appears, so that `--out` never holds more than
         // `max` files, not even between the rename and the removal.
         let mut removed = Vec::new();
-        while self.kept.len() >= self.max {
-            if let Some(old) = self.kept.pop_front() {
-                if std::fs::remove_file(&old).is_ok() {
-                    removed.push(old);
-                }
+        while self.kept.len() >= self.max
+            && let Some(old) = self.kept.pop_front()
+        {
+            if std::fs::remove_file(&old).is_ok() {
+                removed.push(old);
             }
         }
         std::fs::rename(&partial, &path).map_err(|source| Error::Io {

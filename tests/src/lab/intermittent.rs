@@ -159,7 +159,8 @@ fn lock(stats: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
     stats.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_ns() -> u64 {
+/// Now, in nanoseconds since the Unix epoch (the clock capture timestamps use).
+pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
