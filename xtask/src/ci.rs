@@ -55,7 +55,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // (Kubernetes OpenAPI schema); the agent-pod test in tests/ imports this image.
     crate::image::ci()?;
     let before = our_netns()?;
+    // The fuzz targets build at idle priority while the tests run (see smoke_build); the
+    // build is waited for whatever the tests did, so no cargo outlives xtask.
+    let fuzz_build = crate::fuzz::smoke_build();
     let tests = run_tests();
+    let fuzz_built = fuzz_build.wait();
     // Every test removes what it created, on success and on failure: a namespace of ours
     // left behind is a bug even when every assertion passed.
     let left: Vec<String> = our_netns()?
@@ -69,7 +73,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             left.join(" ")
         );
     }
-    crate::fuzz::smoke()
+    crate::fuzz::smoke(&fuzz_built?)
 }
 
 /// Test binaries that spend minutes waiting on the kernel's clock, not on the CPU (a
