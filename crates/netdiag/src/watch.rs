@@ -1033,6 +1033,8 @@ impl EpisodeFiles {
         let mut kept: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| io("listing the episode directory", e))?
             .filter_map(|e| e.ok())
+            // Only files count (a directory of that name is not an episode).
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()
@@ -1065,8 +1067,15 @@ impl EpisodeFiles {
             let _ = std::fs::remove_file(&partial);
             return Err(err);
         }
-        // Make room before the new file appears, so that `--out` never holds more than
-        // `max` files, not even between the rename and the removal.
+        self.place(&partial, path)
+    }
+
+    /// Renames the finished `partial` into place as `path`, first removing the oldest
+    /// files beyond `max - 1`, so that `--out` never holds more than `max` files, not
+    /// even between the rename and the removal. If the rename fails, `partial` is removed
+    /// too (the files made room for stay removed: they were the oldest). Returns `path`
+    /// and the files removed.
+    fn place(&mut self, partial: &Path, path: PathBuf) -> Result<(PathBuf, Vec<PathBuf>), Error> {
         let mut removed = Vec::new();
         while self.kept.len() >= self.max
             && let Some(old) = self.kept.pop_front()
@@ -1075,11 +1084,14 @@ impl EpisodeFiles {
                 removed.push(old);
             }
         }
-        std::fs::rename(&partial, &path).map_err(|source| Error::Io {
-            what: "renaming the episode capture into place",
-            path: path.clone(),
-            source,
-        })?;
+        if let Err(source) = std::fs::rename(partial, &path) {
+            let _ = std::fs::remove_file(partial);
+            return Err(Error::Io {
+                what: "renaming the episode capture into place",
+                path,
+                source,
+            });
+        }
         self.kept.push_back(path.clone());
         Ok((path, removed))
     }
@@ -1218,6 +1230,93 @@ fn write_episode(w: &Watch, e: &mut Episode, path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh directory under the system's temporary one, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let d =
+                std::env::temp_dir().join(format!("netdiag-unit-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).expect("scratch dir");
+            Scratch(d)
+        }
+
+        /// The episode files in it, by name.
+        fn episodes(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.0)
+                .expect("list")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(FILE_PREFIX) && n.ends_with(FILE_SUFFIX))
+                .collect();
+            v.sort();
+            v
+        }
+
+        fn touch(&self, name: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, b"x").expect("write");
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const OLDEST: &str = "netdiag-0000000000001-dns_lost_reply-1.pcapng";
+    const MIDDLE: &str = "netdiag-0000000000002-dns_lost_reply-2.pcapng";
+    const NEWEST: &str = "netdiag-0000000000003-dns_lost_reply-3.pcapng";
+
+    /// At `--max-files 2` with two files there, a third replaces the oldest; the others
+    /// in the directory (not ours by name) are left alone.
+    #[test]
+    fn a_new_episode_file_replaces_the_oldest_at_max_files() {
+        let d = Scratch::new("place");
+        d.touch(MIDDLE);
+        d.touch(OLDEST);
+        d.touch("notes.txt");
+        let mut files = EpisodeFiles::open(&d.0, 2).expect("open");
+        let partial = d.touch("episode.partial");
+        let (path, removed) = files.place(&partial, d.0.join(NEWEST)).expect("place");
+        assert_eq!(path, d.0.join(NEWEST));
+        assert_eq!(removed, vec![d.0.join(OLDEST)]);
+        assert_eq!(d.episodes(), vec![MIDDLE, NEWEST]);
+        assert!(!partial.exists());
+        assert!(d.0.join("notes.txt").exists());
+    }
+
+    /// The room is made before the rename (so the directory never holds `max + 1`): a
+    /// rename that fails (the name is taken by a directory) finds the oldest file already
+    /// gone, and leaves no `.partial` behind.
+    #[test]
+    fn room_is_made_before_the_rename_and_a_failed_rename_leaves_no_partial() {
+        let d = Scratch::new("place-fails");
+        d.touch(OLDEST);
+        d.touch(MIDDLE);
+        std::fs::create_dir(d.0.join(NEWEST)).expect("mkdir");
+        std::fs::write(d.0.join(NEWEST).join("in-the-way"), b"x").expect("write");
+        let mut files = EpisodeFiles::open(&d.0, 2).expect("open");
+        let partial = d.touch("episode.partial");
+        let err = files
+            .place(&partial, d.0.join(NEWEST))
+            .expect_err("the rename onto a non-empty directory fails");
+        assert!(
+            err.to_string()
+                .contains("renaming the episode capture into place"),
+            "{err}"
+        );
+        assert!(!partial.exists(), "the .partial stayed");
+        assert!(
+            !d.0.join(OLDEST).exists(),
+            "the oldest was not removed first"
+        );
+        assert!(d.0.join(MIDDLE).exists());
+        assert_eq!(files.kept, vec![d.0.join(MIDDLE)]);
+    }
 
     // Identities as `identity` writes them: the sandbox, then the process that holds it.
     const SANDBOX: &str = "sandbox 3f2a9c01b7de (pid 4242)";
