@@ -57,7 +57,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let before = our_netns()?;
     // The fuzz targets build at idle priority while the tests run (see smoke_build); the
     // build is waited for whatever the tests did, so no cargo outlives xtask.
-    let fuzz_build = crate::fuzz::smoke_build();
+    let fuzz_build = crate::fuzz::smoke_build()?;
     let tests = run_tests();
     let fuzz_built = fuzz_build.wait();
     // Every test removes what it created, on success and on failure: a namespace of ours

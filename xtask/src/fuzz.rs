@@ -86,14 +86,16 @@ pub(crate) struct SmokeBuild(std::thread::JoinHandle<Result<PathBuf>>);
 /// of their time waiting on the kernel's clock, leave unused, so the ~2 minutes of a cold
 /// build leave `cargo xtask ci`'s critical path. Its output goes to
 /// `target/fuzz/logs/build.log`, shown if it fails.
-pub(crate) fn smoke_build() -> SmokeBuild {
-    SmokeBuild(std::thread::spawn(|| {
+/// cargo-fuzz is installed first, in the foreground (a fresh machine compiles it once).
+pub(crate) fn smoke_build() -> Result<SmokeBuild> {
+    ensure_cargo_fuzz()?;
+    Ok(SmokeBuild(std::thread::spawn(|| {
         let root = root();
         let logs = root.join("target/fuzz/logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let log = logs.join("build.log");
         build(&root, &targets(&root)?, Some(&log))
-    }))
+    })))
 }
 
 impl SmokeBuild {
@@ -227,11 +229,19 @@ fn fuzz(opts: &Opts) -> Result<()> {
 fn build(root: &Path, chosen: &[String], log: Option<&Path>) -> Result<PathBuf> {
     ensure_cargo_fuzz()?;
     let started = Instant::now();
+    // cargo-fuzz builds into `$CARGO_TARGET_DIR` when set, else the fuzz crate's own
+    // target/. In the background always the latter: a shared target dir's lock would
+    // make the tests' cargo wait for this idle-priority build.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(_) if log.is_none() => crate::sh::target_dir(),
+        _ => root.join("fuzz/target"),
+    };
     let mut build = match log {
         Some(_) => {
             let mut c = Command::new("chrt");
             c.args(["--idle", "0", "ionice", "-c", "3"])
-                .arg(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+                .arg(cargo().get_program())
+                .env("CARGO_TARGET_DIR", &target);
             c
         }
         None => cargo(),
@@ -271,11 +281,6 @@ fn build(root: &Path, chosen: &[String], log: Option<&Path>) -> Result<PathBuf> 
         "xtask: fuzz targets built in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    // cargo-fuzz builds into `$CARGO_TARGET_DIR` when set, else the fuzz crate's own target/.
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(_) => crate::sh::target_dir(),
-        None => root.join("fuzz/target"),
-    };
     Ok(target.join("x86_64-unknown-linux-gnu/release"))
 }
 
