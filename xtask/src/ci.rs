@@ -81,11 +81,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// of after them, which keeps `cargo xtask ci` within its budget on a 2-core machine.
 const BESIDE: &[&str] = &["watch_lab"];
 
-/// Test binaries with labs that hold the machine-wide lab lock exclusively (they lower
-/// the global `nf_conntrack_max`): they wait while any other lab runs, so they run last,
-/// after [`BESIDE`]'s minutes of shared labs are over, not blocked behind them.
-const LAST: &[&str] = &["lab_more_failures", "live_more_failures"];
-
 /// One test executable cargo built.
 struct TestExe {
     name: String,
@@ -96,8 +91,7 @@ struct TestExe {
 
 /// What `cargo test --workspace --no-fail-fast` does, with [`BESIDE`] run in parallel:
 /// every test target is built first (cargo reports each executable), the waiting ones
-/// start, the rest run one after the other in cargo's order ([`LAST`] at the end), then
-/// the doc tests. Every
+/// start, the rest run one after the other in cargo's order, then the doc tests. Every
 /// failure is collected; the result fails if any binary failed.
 fn run_tests() -> Result<()> {
     let mut cmd = sh::cargo();
@@ -141,11 +135,9 @@ fn run_tests() -> Result<()> {
     if exes.is_empty() {
         bail!("cargo built no test executable");
     }
-    let (beside, mut rest): (Vec<_>, Vec<_>) = exes
+    let (beside, rest): (Vec<_>, Vec<_>) = exes
         .into_iter()
         .partition(|t| BESIDE.contains(&t.name.as_str()));
-    // Stable: cargo's order otherwise.
-    rest.sort_by_key(|t| LAST.contains(&t.name.as_str()));
     let mut running = Vec::new();
     for t in &beside {
         eprintln!("xtask: running {} beside the others", t.name);
