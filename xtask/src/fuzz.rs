@@ -86,6 +86,7 @@ pub(crate) struct SmokeBuild(std::thread::JoinHandle<Result<PathBuf>>);
 /// of their time waiting on the kernel's clock, leave unused, so the ~2 minutes of a cold
 /// build leave `cargo xtask ci`'s critical path. Its output goes to
 /// `target/fuzz/logs/build.log`, shown if it fails.
+///
 /// cargo-fuzz is installed first, in the foreground (a fresh machine compiles it once).
 pub(crate) fn smoke_build() -> Result<SmokeBuild> {
     ensure_cargo_fuzz()?;

@@ -1231,40 +1231,29 @@ fn write_episode(w: &Watch, e: &mut Episode, path: &Path) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system's temporary one, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let d =
-                std::env::temp_dir().join(format!("netdiag-unit-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).expect("scratch dir");
-            Scratch(d)
-        }
-
-        /// The episode files in it, by name.
-        fn episodes(&self) -> Vec<String> {
-            let mut v: Vec<String> = std::fs::read_dir(&self.0)
-                .expect("list")
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(FILE_PREFIX) && n.ends_with(FILE_SUFFIX))
-                .collect();
-            v.sort();
-            v
-        }
-
-        fn touch(&self, name: &str) -> PathBuf {
-            let p = self.0.join(name);
-            std::fs::write(&p, b"x").expect("write");
-            p
-        }
+    /// A scratch directory, removed when dropped.
+    fn scratch() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("netdiag-unit-")
+            .tempdir()
+            .expect("scratch dir")
     }
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// The episode files in `dir`, by name.
+    fn episodes(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(FILE_PREFIX) && n.ends_with(FILE_SUFFIX))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn touch(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, b"x").expect("write");
+        p
     }
 
     const OLDEST: &str = "netdiag-0000000000001-dns_lost_reply-1.pcapng";
@@ -1275,18 +1264,19 @@ mod tests {
     /// in the directory (not ours by name) are left alone.
     #[test]
     fn a_new_episode_file_replaces_the_oldest_at_max_files() {
-        let d = Scratch::new("place");
-        d.touch(MIDDLE);
-        d.touch(OLDEST);
-        d.touch("notes.txt");
-        let mut files = EpisodeFiles::open(&d.0, 2).expect("open");
-        let partial = d.touch("episode.partial");
-        let (path, removed) = files.place(&partial, d.0.join(NEWEST)).expect("place");
-        assert_eq!(path, d.0.join(NEWEST));
-        assert_eq!(removed, vec![d.0.join(OLDEST)]);
-        assert_eq!(d.episodes(), vec![MIDDLE, NEWEST]);
+        let tmp = scratch();
+        let d = tmp.path();
+        touch(d, MIDDLE);
+        touch(d, OLDEST);
+        touch(d, "notes.txt");
+        let mut files = EpisodeFiles::open(d, 2).expect("open");
+        let partial = touch(d, "episode.partial");
+        let (path, removed) = files.place(&partial, d.join(NEWEST)).expect("place");
+        assert_eq!(path, d.join(NEWEST));
+        assert_eq!(removed, vec![d.join(OLDEST)]);
+        assert_eq!(episodes(d), vec![MIDDLE, NEWEST]);
         assert!(!partial.exists());
-        assert!(d.0.join("notes.txt").exists());
+        assert!(d.join("notes.txt").exists());
     }
 
     /// The room is made before the rename (so the directory never holds `max + 1`): a
@@ -1294,15 +1284,16 @@ mod tests {
     /// gone, and leaves no `.partial` behind.
     #[test]
     fn room_is_made_before_the_rename_and_a_failed_rename_leaves_no_partial() {
-        let d = Scratch::new("place-fails");
-        d.touch(OLDEST);
-        d.touch(MIDDLE);
-        std::fs::create_dir(d.0.join(NEWEST)).expect("mkdir");
-        std::fs::write(d.0.join(NEWEST).join("in-the-way"), b"x").expect("write");
-        let mut files = EpisodeFiles::open(&d.0, 2).expect("open");
-        let partial = d.touch("episode.partial");
+        let tmp = scratch();
+        let d = tmp.path();
+        touch(d, OLDEST);
+        touch(d, MIDDLE);
+        std::fs::create_dir(d.join(NEWEST)).expect("mkdir");
+        touch(&d.join(NEWEST), "in-the-way");
+        let mut files = EpisodeFiles::open(d, 2).expect("open");
+        let partial = touch(d, "episode.partial");
         let err = files
-            .place(&partial, d.0.join(NEWEST))
+            .place(&partial, d.join(NEWEST))
             .expect_err("the rename onto a non-empty directory fails");
         assert!(
             err.to_string()
@@ -1310,12 +1301,9 @@ mod tests {
             "{err}"
         );
         assert!(!partial.exists(), "the .partial stayed");
-        assert!(
-            !d.0.join(OLDEST).exists(),
-            "the oldest was not removed first"
-        );
-        assert!(d.0.join(MIDDLE).exists());
-        assert_eq!(files.kept, vec![d.0.join(MIDDLE)]);
+        assert!(!d.join(OLDEST).exists(), "the oldest was not removed first");
+        assert!(d.join(MIDDLE).exists());
+        assert_eq!(files.kept, vec![d.join(MIDDLE)]);
     }
 
     // Identities as `identity` writes them: the sandbox, then the process that holds it.
