@@ -4,7 +4,9 @@
 //!   in about twenty (iptables `statistic --mode random`), beside healthy HTTP: every lost
 //!   reply is one episode, reported once, with a pcapng whose commented packets are that
 //!   episode's evidence and nothing else; no other finding; a real Prometheus scrapes
-//!   `--metrics` and its query API returns the findings counter;
+//!   `--metrics` and its query API returns the findings counter; a run during which the
+//!   wall clock stepped (this VM restored from a snapshot) runs again, since its capture
+//!   times are not the time that passed (`lab::clock`);
 //! - `watch --netns` whose pod is deleted mid-run (veth gone, netns unmounted): exit 2,
 //!   every file complete;
 //! - the soak, short (150 s): bounded RSS, no late growth, `--max-files` holds.
@@ -14,6 +16,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
+use netdiag_tests::lab::clock::ClockWatch;
 use netdiag_tests::lab::intermittent::{self, Lookup};
 use netdiag_tests::lab::soak;
 use netdiag_tests::lab::{self, Lab, Role};
@@ -382,6 +385,31 @@ fn check_episode(ep: &Value, traffic_until: u64) -> Result<String> {
     Ok(client)
 }
 
+/// Every delayed lookup beside the episode that starts nearest to it, for a failure
+/// message: which lookups went without an episode, and whether theirs came late.
+fn lookups_and_episodes(delayed: &[&Lookup], clients: &[(u64, String)]) -> String {
+    let mut text = format!(
+        "{} delayed lookups (start ns, took, nearest episode's start - lookup's start):",
+        delayed.len()
+    );
+    for l in delayed {
+        let nearest = clients
+            .iter()
+            .map(|(first, _)| *first as i128 - l.start_ns as i128)
+            .min_by_key(|d| d.abs());
+        let nearest = nearest.map_or_else(
+            || "none".to_owned(),
+            |d| format!("{:+.3} s", d as f64 / 1e9),
+        );
+        text.push_str(&format!(
+            "\n  {} {:.3} s {nearest}",
+            l.start_ns,
+            l.elapsed.as_secs_f64()
+        ));
+    }
+    text
+}
+
 fn intermittent_name() -> &'static str {
     netdiag_tests::lab::scenario::DNS_NAME
 }
@@ -394,12 +422,21 @@ fn intermittent_name() -> &'static str {
 const FAULT_FOR: Duration = Duration::from_secs(140);
 const WATCH_FOR: Duration = Duration::from_secs(180);
 
-#[test]
-fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_them() {
-    let test = "watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_them";
-    if !netdiag_tests::require_root(test).expect("root check") {
-        return;
-    }
+/// One 3-minute watch of the intermittent fault, and what the assertions look at. The lab
+/// and Prometheus stay up until it is dropped (fields drop in this order).
+struct ThreeMinutes {
+    prom: Prometheus,
+    out_dir: PathBuf,
+    stats: intermittent::Stats,
+    drops: u64,
+    traffic_until: u64,
+    status: ExitStatus,
+    stderr: String,
+    episodes: Vec<Value>,
+    lab: Lab,
+}
+
+fn watch_three_minutes(test: &str) -> ThreeMinutes {
     let lab = Lab::up("watchlab-3m").expect("lab up");
     let out_dir = lab.scratch().join("episodes");
     let port = free_port().expect("a free port");
@@ -443,6 +480,61 @@ fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_th
     let stderr = watch.stderr();
     eprintln!("{test}: watch stderr:\n{stderr}");
     let episodes = watch.episodes();
+    ThreeMinutes {
+        prom,
+        out_dir,
+        stats,
+        drops,
+        traffic_until,
+        status,
+        stderr,
+        episodes,
+        lab,
+    }
+}
+
+/// How many times the 3-minute watch runs when the wall clock steps during it.
+const ATTEMPTS: u32 = 2;
+
+#[test]
+fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_them() {
+    let test = "watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_them";
+    if !netdiag_tests::require_root(test).expect("root check") {
+        return;
+    }
+    // Capture timestamps and the episodes' clock are the wall clock; the lookups' waits are
+    // monotonic. A wall-clock step during the watch (this VM snapshotted and restored: CI
+    // of 2026-12-03 06:21, +26.3 s) moves every later packet that far from the earlier
+    // ones, and the watch's 30-s recorder drops the evidence of the lost replies in flight:
+    // such a run proves nothing about the watch, so it runs again (lab/clock.rs).
+    let mut attempt = 1;
+    let run = loop {
+        let clock = ClockWatch::start();
+        let run = watch_three_minutes(test);
+        let Some(moved) = clock.stepped() else {
+            break run;
+        };
+        assert!(
+            attempt < ATTEMPTS,
+            "{test}: the wall clock stepped ({moved:+.1} s against the monotonic clock) in each of {attempt} runs"
+        );
+        eprintln!(
+            "{test}: the wall clock stepped {moved:+.1} s against the monotonic clock during the watch (a VM snapshot and restore, or an NTP step): running it again"
+        );
+        drop(run);
+        attempt += 1;
+    };
+    let ThreeMinutes {
+        prom,
+        out_dir,
+        stats,
+        drops,
+        traffic_until,
+        status,
+        stderr,
+        episodes,
+        lab,
+    } = run;
 
     // The lab did what it says: every drop is a lookup's wait, the HTTP side was healthy.
     assert_eq!(stats.unfinished, 0, "{test}: lookups left unfinished");
@@ -503,9 +595,10 @@ fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_th
         m.sort_by_key(|i| clients[*i].0);
         assert!(
             !m.is_empty(),
-            "{test}: the lookup started at {} (took {:?}) has no episode",
+            "{test}: the lookup started at {} (took {:?}) has no episode; {}",
             l.start_ns,
-            l.elapsed
+            l.elapsed,
+            lookups_and_episodes(&delayed, &clients)
         );
         used[m[0]] = true;
     }

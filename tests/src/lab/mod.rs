@@ -22,6 +22,7 @@
 //! [`teardown_active`] removes every lab of this process, for Ctrl-C handlers.
 
 pub mod capture;
+pub mod clock;
 pub mod conntrack_max;
 pub mod counters;
 pub mod inject;

@@ -18,6 +18,7 @@
 //! Everything lives in namespaces the lab creates and is removed on drop.
 
 use super::capture::Tcpdump;
+use super::clock::ClockWatch;
 use super::counters::Snapshot;
 use super::{display, in_netns, netns_exec, run, sock};
 use anyhow::{Context, Result, bail};
@@ -534,9 +535,14 @@ pub struct Recorded {
     pub outcome: String,
 }
 
+/// How often [`record`] records a scenario whose capture a wall-clock step falsified.
+const RECORD_ATTEMPTS: u32 = 3;
+
 /// Runs every overlay scenario in a fresh lab `tag`, capturing node B's `uplink0` and pod
 /// A's `eth0` with tcpdump into `dir/<scenario>-underlay.pcap` and `dir/<scenario>-pod.pcap`,
-/// plus pod A's resolv.conf and pod B's counters around the accept-queue overflow.
+/// plus pod A's resolv.conf and pod B's counters around the accept-queue overflow. A
+/// scenario during which the wall clock stepped is recorded again (three recordings at
+/// most), since its capture timestamps no longer tell how long it took.
 pub fn record(tag: &str, dir: &Path) -> Result<Vec<Recorded>> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let lab = OverlayLab::up(tag)?;
@@ -544,14 +550,34 @@ pub fn record(tag: &str, dir: &Path) -> Result<Vec<Recorded>> {
     for s in OverlayScenario::ALL {
         let underlay = dir.join(format!("{}-underlay.pcap", s.name()));
         let pod = dir.join(format!("{}-pod.pcap", s.name()));
-        let ucap = Tcpdump::start(&lab.netns(Part::NodeB), "uplink0", &underlay, 5000)?;
-        let pcap = Tcpdump::start(&lab.netns(Part::PodA), "eth0", &pod, 5000)?;
-        let before = Snapshot::take(&lab.netns(Part::PodB))?;
-        let outcome = s.run(&lab)?;
-        let after = Snapshot::take(&lab.netns(Part::PodB))?;
-        std::thread::sleep(Duration::from_millis(300));
-        ucap.stop()?;
-        pcap.stop()?;
+        // A capture that spans a step of the wall clock (a VM snapshot and restore) times
+        // its packets with time that never passed: record it again (clock.rs).
+        let mut attempt = 1;
+        let (before, outcome, after) = loop {
+            let clock = ClockWatch::start();
+            let ucap = Tcpdump::start(&lab.netns(Part::NodeB), "uplink0", &underlay, 5000)?;
+            let pcap = Tcpdump::start(&lab.netns(Part::PodA), "eth0", &pod, 5000)?;
+            let before = Snapshot::take(&lab.netns(Part::PodB))?;
+            let outcome = s.run(&lab)?;
+            let after = Snapshot::take(&lab.netns(Part::PodB))?;
+            std::thread::sleep(Duration::from_millis(300));
+            ucap.stop()?;
+            pcap.stop()?;
+            let Some(moved) = clock.stepped() else {
+                break (before, outcome, after);
+            };
+            if attempt == RECORD_ATTEMPTS {
+                bail!(
+                    "the wall clock stepped ({moved:+.1} s against the monotonic clock) in each of {attempt} recordings of {}",
+                    s.name()
+                );
+            }
+            eprintln!(
+                "lab: the wall clock stepped {moved:+.1} s against the monotonic clock while {} was recorded (a VM snapshot and restore, or an NTP step): recording it again",
+                s.name()
+            );
+            attempt += 1;
+        };
         if s == OverlayScenario::AcceptOverflow {
             before.write_to(&dir.join("counters/pod_b/before"))?;
             after.write_to(&dir.join("counters/pod_b/after"))?;
