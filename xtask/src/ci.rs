@@ -81,6 +81,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// of after them, which keeps `cargo xtask ci` within its budget on a 2-core machine.
 const BESIDE: &[&str] = &["watch_lab"];
 
+/// Test binaries with labs that hold the machine-wide lab lock exclusively (they lower
+/// the global `nf_conntrack_max`): they wait while any other lab runs, so they run last,
+/// after [`BESIDE`]'s minutes of shared labs are over, not blocked behind them.
+const LAST: &[&str] = &["lab_more_failures", "live_more_failures"];
+
 /// One test executable cargo built.
 struct TestExe {
     name: String,
@@ -91,7 +96,7 @@ struct TestExe {
 
 /// What `cargo test --workspace --no-fail-fast` does, with [`BESIDE`] run in parallel:
 /// every test target is built first (cargo reports each executable), the waiting ones
-/// start, the rest run one after the other in cargo's order, then the doc tests. Every
+/// start, the rest run one after the other in [`run_order`], then the doc tests. Every
 /// failure is collected; the result fails if any binary failed.
 fn run_tests() -> Result<()> {
     let mut cmd = sh::cargo();
@@ -135,9 +140,10 @@ fn run_tests() -> Result<()> {
     if exes.is_empty() {
         bail!("cargo built no test executable");
     }
-    let (beside, rest): (Vec<_>, Vec<_>) = exes
+    let (beside, mut rest): (Vec<_>, Vec<_>) = exes
         .into_iter()
         .partition(|t| BESIDE.contains(&t.name.as_str()));
+    rest.sort_by(|a, b| run_order(&a.name, &b.name));
     let mut running = Vec::new();
     for t in &beside {
         eprintln!("xtask: running {} beside the others", t.name);
@@ -175,6 +181,15 @@ fn run_tests() -> Result<()> {
         bail!("test binaries failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The order the test binaries run in: by name, [`LAST`] at the end (in its own order).
+/// Cargo reports the executables in an order that changes from build to build, and which
+/// binaries run beside [`BESIDE`] is then a matter of chance; sorted, every run overlaps
+/// the same ones.
+fn run_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let last = |n: &str| LAST.iter().position(|l| *l == n);
+    last(a).cmp(&last(b)).then_with(|| a.cmp(b))
 }
 
 /// fmt and clippy on fuzz/, its own workspace (cargo-fuzz's layout) that the workspace
@@ -376,4 +391,35 @@ fn our_netns() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_run_by_name_with_the_exclusive_labs_last() {
+        let mut names = vec![
+            "live_more_failures",
+            "watch_lab",
+            "lab_more_failures",
+            "xtask",
+            "analyze_cli",
+            "overlay_lab",
+            "lab_scenarios",
+        ];
+        names.sort_by(|a, b| run_order(a, b));
+        assert_eq!(
+            names,
+            [
+                "analyze_cli",
+                "lab_scenarios",
+                "overlay_lab",
+                "watch_lab",
+                "xtask",
+                "lab_more_failures",
+                "live_more_failures",
+            ]
+        );
+    }
 }
