@@ -330,6 +330,51 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// The wall clock and the monotonic clock read together, once a tick. Capture times and
+/// the recorder's window are the wall clock; when it is stepped (an NTP step, a VM resumed
+/// from a snapshot, which sets the wall clock forward by the pause) the packets after the
+/// step are that far from those before it, and the window drops the evidence in flight.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    wall: SystemTime,
+    mono: Instant,
+}
+
+/// A move of the wall clock against the monotonic one larger than this, between two
+/// ticks, is reported: NTP's slewing (500 ppm at most) moves it 1 ms in a 2-s tick.
+const CLOCK_STEP: Duration = Duration::from_secs(1);
+
+impl Clocks {
+    fn now() -> Clocks {
+        Clocks {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// The warning for a step of the wall clock between `self` and `later`, if there was
+    /// one.
+    fn step_warning(&self, later: &Clocks) -> Option<String> {
+        let mono = later
+            .mono
+            .saturating_duration_since(self.mono)
+            .as_secs_f64();
+        let wall = match later.wall.duration_since(self.wall) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        let moved = wall - mono;
+        (moved.abs() > CLOCK_STEP.as_secs_f64()).then(|| {
+            format!(
+                "the system clock jumped {moved:+.1} s against the monotonic clock within {mono:.1} s \
+                 (an NTP step, or this machine resumed from a pause or snapshot): capture times \
+                 on either side are that far apart, and evidence spanning the jump (a reply \
+                 still awaited) may go unreported"
+            )
+        })
+    }
+}
+
 pub(crate) fn run(
     d: &Diagnosis,
     spec: &TargetSpec,
@@ -459,6 +504,7 @@ pub(crate) fn run(
     let mut ended = Ended::Stopped;
     let mut episodes = 0u64;
     let mut next_tick = Instant::now() + opts.tick;
+    let mut clocks = Clocks::now();
     let mut latest_counters: Vec<(NetnsRole, Vec<(String, u64)>)> = Vec::new();
     let mut following: Option<Follow> = None;
     let mut current = identity(&target);
@@ -591,6 +637,11 @@ pub(crate) fn run(
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + opts.tick;
+            let clocks_now = Clocks::now();
+            if let Some(w) = clocks.step_warning(&clocks_now) {
+                events(WatchEvent::Warning(w));
+            }
+            clocks = clocks_now;
             latest_counters.clear();
             for (role, reader) in [
                 (NetnsRole::Pod, pod_reader.as_ref()),
@@ -1230,6 +1281,29 @@ fn write_episode(w: &Watch, e: &mut Episode, path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wall_clock_step_between_two_ticks_is_a_warning_and_slewing_is_not() {
+        let t0 = Clocks::now();
+        // 2 s of monotonic time, 28.3 s of wall time: a VM paused 26.3 s, its wall clock
+        // set forward on resume (CI of 2026-12-03 06:21).
+        let resumed = Clocks {
+            wall: t0.wall + Duration::from_millis(28_300),
+            mono: t0.mono + Duration::from_secs(2),
+        };
+        let w = t0.step_warning(&resumed).expect("a warning");
+        assert!(w.contains("jumped +26.3 s"), "{w}");
+        let back = Clocks {
+            wall: t0.wall - Duration::from_secs(3),
+            mono: t0.mono + Duration::from_secs(2),
+        };
+        assert!(t0.step_warning(&back).is_some_and(|w| w.contains("-5.0 s")));
+        let slewed = Clocks {
+            wall: t0.wall + Duration::from_micros(2_001_000),
+            mono: t0.mono + Duration::from_secs(2),
+        };
+        assert_eq!(t0.step_warning(&slewed), None);
+    }
 
     /// A scratch directory, removed when dropped.
     fn scratch() -> tempfile::TempDir {
