@@ -22,6 +22,7 @@ use super::clock::ClockWatch;
 use super::counters::Snapshot;
 use super::{display, in_netns, netns_exec, run, sock};
 use anyhow::{Context, Result, bail};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -572,7 +573,10 @@ pub fn record(tag: &str, dir: &Path) -> Result<Vec<Recorded>> {
                     s.name()
                 );
             }
-            eprintln!(
+            // Straight to stderr, not eprintln!: a passing test's eprintln! output is
+            // captured, and a CI log should show every recording made again.
+            let _ = writeln!(
+                std::io::stderr(),
                 "lab: the wall clock stepped {moved:+.1} s against the monotonic clock while {} was recorded (a VM snapshot and restore, or an NTP step): recording it again",
                 s.name()
             );
