@@ -72,7 +72,8 @@ const MAX_SKIP_KINDS: usize = (1 << 16) + 64;
 impl Analyzer {
     /// How full every input-driven table is now (for memory tests and `--stats`).
     pub fn tables(&self) -> Tables {
-        let (txns, sockets, clients, lookups) = self.dns.fill();
+        let dns = self.dns_stage.last_snapshot();
+        let (txns, sockets, clients, lookups) = dns.fill;
         let [closing, refused, dormant, resumed] = self
             .conn_events
             .fill()
@@ -92,13 +93,20 @@ impl Analyzer {
                 self.tcp.unanswered_syns.len(),
                 MAX_UNANSWERED_SYN_SERVERS,
             ),
-            skip_kinds: TableFill::new(self.skipped.len(), MAX_SKIP_KINDS),
+            // The DNS side counts its unparseable messages apart until `finish`.
+            skip_kinds: TableFill::new(
+                self.skipped.len()
+                    + usize::from(
+                        dns.malformed > 0 && !self.skipped.contains_key(&SkipKind::DnsMalformed),
+                    ),
+                MAX_SKIP_KINDS,
+            ),
             closing_destinations: closing,
             refused_destinations: refused,
             dormant_connections: dormant,
             resumed_connections: resumed,
             dns_tcp_streams: {
-                let (len, cap) = self.dns_tcp.fill();
+                let (len, cap) = dns.dns_tcp_fill;
                 TableFill::new(len, cap)
             },
         }
@@ -165,6 +173,11 @@ impl Config {
             + crate::resolver::ResolverHints::bytes_bound()
             + crate::dnstcp::DnsTcp::bytes_bound()
             + crate::overlay::Overlay::bytes_bound()
+            + if self.dns_thread {
+                crate::dnsstage::thread_bytes_bound()
+            } else {
+                0
+            }
             + unanswered
             + skipped
     }

@@ -135,6 +135,7 @@ mod counters;
 mod destinations;
 mod detect;
 mod dns;
+mod dnsstage;
 mod dnstcp;
 mod error;
 mod flow;
@@ -188,6 +189,13 @@ pub struct Config {
     pub max_destinations: usize,
     /// Most evidence packets listed per finding. Default 64.
     pub max_evidence_packets: usize,
+    /// Run the DNS side of the analysis (the DNS tracker, DNS-over-TCP reassembly, the
+    /// UDP request/response tracker) on a thread of its own, fed in batches: the report
+    /// is the same, the packet path does less. While packets come in,
+    /// [`Analyzer::progress`] and [`Analyzer::tables`] then give the DNS counts as of the
+    /// last batch the thread finished. Default off; `analyze` of capture files turns it
+    /// on. If the thread cannot start, the DNS side runs in line.
+    pub dns_thread: bool,
 }
 
 impl Default for Config {
@@ -199,6 +207,7 @@ impl Default for Config {
             max_dns_clients: 4_096,
             max_destinations: 65_536,
             max_evidence_packets: 64,
+            dns_thread: false,
         }
     }
 }
@@ -207,6 +216,12 @@ impl Config {
     /// Sets [`Config::max_flows`].
     pub fn with_max_flows(mut self, n: usize) -> Self {
         self.max_flows = n;
+        self
+    }
+
+    /// Sets [`Config::dns_thread`].
+    pub fn with_dns_thread(mut self, on: bool) -> Self {
+        self.dns_thread = on;
         self
     }
 
@@ -350,8 +365,9 @@ pub struct Analyzer {
     /// Out-of-line TCP state of closed connections, for reuse.
     #[allow(clippy::vec_box)] // allocations to reuse, not values
     tcp_spare: Vec<Box<tcp::TcpCold>>,
-    dns: dns::DnsTracker,
-    dns_tcp: dnstcp::DnsTcp,
+    /// The DNS tracker, DNS-over-TCP reassembly, the UDP services and the resolver
+    /// hints: in line or on a thread of their own ([`Config::dns_thread`]).
+    dns_stage: dnsstage::Stage,
     overlay: overlay::Overlay,
     dests: Destinations,
     locality: Locality,
@@ -360,8 +376,6 @@ pub struct Analyzer {
     counters: CounterBook,
     resolv: Option<ResolvConf>,
     resolver: Option<Resolver>,
-    resolver_hints: resolver::ResolverHints,
-    udp_services: detect::udp_receive_buffer_overflow::UdpServices,
     pmtu: detect::path_mtu_blackhole::PmtuTracker,
     capture: CaptureStats,
     tcp: TcpStats,
@@ -440,8 +454,13 @@ impl Analyzer {
             conns: Conns::default(),
             closed: Vec::new(),
             tcp_spare: Vec::new(),
-            dns: dns::DnsTracker::new(config.max_dns_transactions, config.max_dns_clients),
-            dns_tcp: dnstcp::DnsTcp::default(),
+            dns_stage: dnsstage::Stage::start(
+                Box::new(dnsstage::DnsStage::new(
+                    config.max_dns_transactions,
+                    config.max_dns_clients,
+                )),
+                config.dns_thread,
+            ),
             overlay: overlay::Overlay::default(),
             dests: Destinations::new(config.max_destinations),
             locality: Locality::new(bounds::MAX_ADDRESSES),
@@ -450,8 +469,6 @@ impl Analyzer {
             counters: CounterBook::default(),
             resolv: None,
             resolver: None,
-            resolver_hints: resolver::ResolverHints::default(),
-            udp_services: Default::default(),
             pmtu: Default::default(),
             capture: CaptureStats {
                 flow_cap: config.max_flows as u64,
@@ -511,7 +528,7 @@ impl Analyzer {
     /// Gives the pod's resolv.conf (text).
     pub fn set_resolv_conf(&mut self, text: &str) {
         let rc = ResolvConf::parse(text);
-        self.dns.set_resolv_conf(&rc);
+        self.dns_stage.set_resolv_conf(&rc);
         self.resolv = Some(rc);
     }
 
@@ -528,7 +545,7 @@ impl Analyzer {
     /// pod's are used; the latest call wins.
     pub fn observe_udp_sockets(&mut self, role: NetnsRole, sockets: &[UdpSocketQueue]) {
         if role == NetnsRole::Pod {
-            self.udp_services.set_sockets(sockets);
+            self.dns_stage.set_udp_sockets(sockets);
         }
     }
 
@@ -553,8 +570,8 @@ impl Analyzer {
             out_of_window_segments: self.invalid.count,
             final_acks_dropped: self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
             syn_retransmissions: self.tcp.syn_retransmissions,
-            dns_queries: self.dns.stats.queries_sent,
-            dns_retries: self.dns.retry_events,
+            dns_queries: self.dns_stage.last_snapshot().queries_sent,
+            dns_retries: self.dns_stage.last_snapshot().retry_events,
         }
     }
 
@@ -708,42 +725,12 @@ impl Analyzer {
                 if flow.udp_seen() & bit == 0 && self.locality.observe(self.source, src, ttl) {
                     flow.mark_udp_seen(bit);
                 }
-                let mut dns_id = None;
-                if d.src_port == 53 || d.dst_port == 53 {
-                    match netdiag_wire::dns::Message::parse(d.payload) {
-                        Ok(msg) => {
-                            self.capture.dns_messages += 1;
-                            dns_id = Some((msg.id(), msg.is_response()));
-                            if !msg.is_response() {
-                                if let Some(q) = msg.question() {
-                                    self.resolver_hints.on_query(
-                                        self.source,
-                                        (src, d.src_port),
-                                        (dst, d.dst_port),
-                                        msg.id(),
-                                        q.qtype,
-                                        timestamp_ns,
-                                    );
-                                }
-                            }
-                            self.dns.on_message(
-                                self.source,
-                                (src, d.src_port),
-                                (dst, d.dst_port),
-                                &msg,
-                                pkt,
-                                timestamp_ns,
-                                false,
-                            );
-                        }
-                        Err(_) => self.skip(SkipKind::DnsMalformed),
-                    }
-                }
-                self.udp_services.on_datagram(
+                self.dns_stage.on_udp(
                     self.source,
                     (src, d.src_port),
                     (dst, d.dst_port),
-                    dns_id,
+                    d.src_port == 53 || d.dst_port == 53,
+                    d.payload,
                     pkt,
                     timestamp_ns,
                 );
@@ -791,20 +778,8 @@ impl Analyzer {
             fin_or_rst: seg.flags.fin() || seg.flags.rst(),
             payload: seg.payload,
         };
-        let source = self.source;
         let (from, to) = ((src, seg.src_port), (dst, seg.dst_port));
-        self.dns_tcp.on_segment(source, from, to, &s, ns, |bytes| {
-            match netdiag_wire::dns::Message::parse(bytes) {
-                Ok(msg) => {
-                    self.capture.dns_messages += 1;
-                    self.dns.on_message(source, from, to, &msg, pkt, ns, true);
-                }
-                Err(_) => *self.skipped.entry(SkipKind::DnsMalformed).or_insert(0) += 1,
-            }
-        });
-        if s.fin_or_rst {
-            self.dns.on_tcp_close(source, from, to, ns);
-        }
+        self.dns_stage.on_tcp53(self.source, from, to, &s, pkt, ns);
     }
 
     /// A TCP segment of flow `key` (filed under `hash`) from its side `side`, whose
@@ -965,10 +940,10 @@ impl Analyzer {
     /// Names the outer (node) addresses of tunnelled flows in the findings: each flow gets
     /// `(inside VXLAN a → b, VNI n)`, and a DNS finding, whose evidence is by name,
     /// gets the pod flows of its lookups.
-    fn annotate_overlay(&self, findings: &mut [Finding]) {
+    fn annotate_overlay(&self, expanded: &[dns::ExpandedLookup], findings: &mut [Finding]) {
         for f in findings.iter_mut() {
             if f.kind == Kind::DnsNdotsAmplification && f.flows.is_empty() {
-                for l in &self.dns.expanded {
+                for l in expanded {
                     if let Some((c, s)) = l.flow {
                         let text = detect::flow_text(c, s, if l.tcp { "tcp" } else { "udp" });
                         if !f.flows.contains(&text) {
@@ -1000,10 +975,16 @@ impl Analyzer {
             close_flow(&mut self.conns, &mut self.closed, k, v);
             self.close_out();
         }
-        let dns_stats = self.dns.finish();
+        // Every piece of DNS work done, wherever it ran.
+        let mut stage = self.dns_stage.take_joined();
+        self.capture.dns_messages = stage.messages;
+        if stage.malformed > 0 {
+            *self.skipped.entry(SkipKind::DnsMalformed).or_insert(0) += stage.malformed;
+        }
+        let dns_stats = stage.dns.finish();
         if self.resolver.is_none() {
-            let gaps: Vec<u64> = self.dns.retries.iter().map(|r| r.gap_ns).collect();
-            self.resolver = self.resolver_hints.infer(&gaps, self.resolv.as_ref());
+            let gaps: Vec<u64> = stage.dns.retries.iter().map(|r| r.gap_ns).collect();
+            self.resolver = stage.resolver_hints.infer(&gaps, self.resolv.as_ref());
         }
         let ctx = detect::Ctx {
             counters: &self.counters,
@@ -1017,14 +998,18 @@ impl Analyzer {
             self.invalid.finish(&ctx),
             detect::accept_queue_overflow::finish(&self.dests, &ctx),
             detect::snat_port_exhaustion::finish(&self.dests, &ctx),
-            detect::dns_ndots_amplification::finish(&self.dns.expanded, &dns_stats, &ctx),
-            detect::dns_lost_reply_timeout::finish(&self.dns.retries, self.dns.retry_events, &ctx)
-                .or_else(|| detect::dns_lost_reply_timeout::finish_tcp(&self.dns, &ctx)),
+            detect::dns_ndots_amplification::finish(&stage.dns.expanded, &dns_stats, &ctx),
+            detect::dns_lost_reply_timeout::finish(
+                &stage.dns.retries,
+                stage.dns.retry_events,
+                &ctx,
+            )
+            .or_else(|| detect::dns_lost_reply_timeout::finish_tcp(&stage.dns, &ctx)),
             detect::conntrack_table_full::finish(&self.dests, &ctx),
             detect::ephemeral_port_exhaustion::finish(&self.conn_events, &ctx),
             detect::connection_refused::finish(&self.conn_events, &self.dests, &ctx),
             detect::nat_idle_timeout::finish(&self.conn_events, &ctx),
-            detect::udp_receive_buffer_overflow::finish(&self.udp_services, &ctx),
+            detect::udp_receive_buffer_overflow::finish(&stage.udp_services, &ctx),
             detect::path_mtu_blackhole::finish(&self.pmtu, &ctx),
         ]
         .into_iter()
@@ -1035,7 +1020,7 @@ impl Analyzer {
             f.evidence.packets.sort_by_key(|p| p.packet);
         }
         if self.overlay.any() {
-            self.annotate_overlay(&mut findings);
+            self.annotate_overlay(&stage.dns.expanded, &mut findings);
         }
 
         let mut tcp = self.tcp.clone();
@@ -1091,26 +1076,26 @@ impl Analyzer {
                 Skipped { what, why, count }
             })
             .collect();
-        if self.dns.not_tracked > 0 {
+        if stage.dns.not_tracked > 0 {
             skipped_out.push(Skipped {
                 what: "DNS queries".to_string(),
                 why: "the DNS transaction table was full".to_string(),
-                count: self.dns.not_tracked,
+                count: stage.dns.not_tracked,
             });
         }
         for (count, what, why) in [
             (
-                self.dns_tcp.over_cap,
+                stage.dns_tcp.over_cap,
                 "DNS-over-TCP messages",
                 "longer than the reassembly cap (16 KiB) and split across segments",
             ),
             (
-                self.dns_tcp.not_tracked,
+                stage.dns_tcp.not_tracked,
                 "DNS-over-TCP segments",
                 "the TCP DNS stream table was full",
             ),
             (
-                self.dns_tcp.gaps,
+                stage.dns_tcp.gaps,
                 "DNS-over-TCP sequence gaps",
                 "the capture missed a segment; the message in progress was lost",
             ),

@@ -500,8 +500,11 @@ impl Watch {
     }
 
     fn analyzer(&self) -> Analyzer {
-        let mut a = Analyzer::new(self.config.analyzer.clone());
-        a.dns.record_answer_latencies(true);
+        // In line: the counts of every tick are read from the DNS tracker as it goes.
+        let mut a = Analyzer::new(self.config.analyzer.clone().with_dns_thread(false));
+        if let Some(s) = a.dns_stage.here_mut() {
+            s.dns.record_answer_latencies(true);
+        }
         for s in &self.setup.sources {
             a.add_source(s.clone());
         }
@@ -573,9 +576,9 @@ impl Watch {
         out.activity = Activity {
             packets: self.recorder.next_seq - self.polled_seq,
             dns_latencies_ns: a
-                .dns
-                .answer_latencies()
-                .get(begin.latencies..)
+                .dns_stage
+                .here()
+                .and_then(|s| s.dns.answer_latencies().get(begin.latencies..))
                 .unwrap_or_default()
                 .to_vec(),
             ..end.since(&begin)
@@ -781,13 +784,15 @@ struct Running {
 
 impl Running {
     fn of(a: &Analyzer) -> Running {
+        // The watch's analyzers run the DNS side in line (`Engine::analyzer`).
+        let dns = a.dns_stage.here().map(|s| &s.dns);
         Running {
-            dns_queries: a.dns.stats.queries_sent,
-            dns_responses: a.dns.stats.responses,
-            dns_nxdomain: a.dns.stats.nxdomain,
+            dns_queries: dns.map_or(0, |d| d.stats.queries_sent),
+            dns_responses: dns.map_or(0, |d| d.stats.responses),
+            dns_nxdomain: dns.map_or(0, |d| d.stats.nxdomain),
             syn_retransmissions: a.tcp.syn_retransmissions,
             resets: a.rst_origin,
-            latencies: a.dns.answer_latencies().len(),
+            latencies: dns.map_or(0, |d| d.answer_latencies().len()),
         }
     }
 
