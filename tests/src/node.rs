@@ -66,6 +66,20 @@ impl NodeConfig {
         }
     }
 
+    /// A second test node, for a test that kills and restarts its containerd: on a node of
+    /// its own, the tests sharing [`NodeConfig::test`] go on meanwhile instead of waiting
+    /// for the restart (or failing through it). Its directory is not a prefix of the other
+    /// nodes' (see [`down`]), nor is its bridge, network or subnet theirs.
+    pub fn test_restart() -> NodeConfig {
+        NodeConfig {
+            dir: PathBuf::from("/run/ndr-node-restart"),
+            network: "ndr-restart-net".into(),
+            bridge: "ndr2".into(),
+            subnet: "10.90.0.0/16".into(),
+            gateway: "10.90.0.1".into(),
+        }
+    }
+
     /// The containerd socket (CRI and native API on one socket).
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
@@ -645,39 +659,74 @@ fn info_pid(info: &HashMap<String, String>) -> Option<u32> {
 /// `atexit` handler registered here). A lock serialises tests that need the node alone.
 pub fn shared_test_node() -> Result<&'static Mutex<Node>> {
     static NODE: OnceLock<std::result::Result<Mutex<Node>, String>> = OnceLock::new();
-    let r = NODE.get_or_init(|| {
+    process_node(&NODE, NodeConfig::test())
+}
+
+/// Like [`shared_test_node`], on [`NodeConfig::test_restart`]: for the one test of a binary
+/// that kills containerd, so that the others, on [`shared_test_node`], run beside it.
+pub fn restart_test_node() -> Result<&'static Mutex<Node>> {
+    static NODE: OnceLock<std::result::Result<Mutex<Node>, String>> = OnceLock::new();
+    process_node(&NODE, NodeConfig::test_restart())
+}
+
+/// The nodes this process brought up, torn down by the `atexit` handler.
+static BROUGHT_UP: Mutex<Vec<NodeConfig>> = Mutex::new(Vec::new());
+
+/// Brings `config`'s node up once per process (in `cell`) and registers its teardown at
+/// process exit.
+fn process_node(
+    cell: &'static OnceLock<std::result::Result<Mutex<Node>, String>>,
+    config: NodeConfig,
+) -> Result<&'static Mutex<Node>> {
+    let r = cell.get_or_init(|| {
         extern "C" fn teardown() {
-            if let Err(e) = down(&NodeConfig::test()) {
-                eprintln!("ndr node teardown failed: {e:#}");
+            let configs =
+                std::mem::take(&mut *BROUGHT_UP.lock().unwrap_or_else(|p| p.into_inner()));
+            for config in configs {
+                if let Err(e) = down(&config) {
+                    eprintln!(
+                        "ndr node teardown of {} failed: {e:#}",
+                        config.dir.display()
+                    );
+                }
             }
         }
+        static REGISTERED: OnceLock<i32> = OnceLock::new();
         // SAFETY: `teardown` is a plain extern "C" fn with no preconditions; registering it
         // once is sound. It runs at exit, after the test threads are done.
-        let rc = unsafe { libc::atexit(teardown) };
+        let rc = *REGISTERED.get_or_init(|| unsafe { libc::atexit(teardown) });
         if rc != 0 {
             return Err("atexit failed: the node would not be torn down".into());
         }
         // Test binaries share the one test node's paths, bridge and subnet: a second binary
         // waits for the first to exit (the lock is released when the process ends, after the
         // teardown above ran) instead of tearing its node down from under it.
-        lock_test_node().map_err(|e| format!("{e:#}"))?;
+        lock_test_node(&config).map_err(|e| format!("{e:#}"))?;
+        BROUGHT_UP
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(config.clone());
         // The node's pods send through the host's conntrack: never beside a lab that
         // lowers the global nf_conntrack_max. Held (shared) until the process exits.
         let labs = crate::lab::conntrack_max::lock_labs(false).map_err(|e| format!("{e:#}"))?;
         std::mem::forget(labs);
-        up(&NodeConfig::test())
-            .map(Mutex::new)
-            .map_err(|e| format!("{e:#}"))
+        up(&config).map(Mutex::new).map_err(|e| format!("{e:#}"))
     });
-    r.as_ref()
-        .map_err(|e| anyhow!("bringing the test node up failed: {e}"))
+    r.as_ref().map_err(|e| {
+        anyhow!(
+            "bringing the test node {} up failed: {e}",
+            config.dir.display()
+        )
+    })
 }
 
-/// Takes the machine-wide lock on the test node for the rest of this process (flock on
-/// `/run/ndr-node-test.lock`), waiting at most 10 minutes for another test binary.
-fn lock_test_node() -> Result<()> {
+/// Takes the machine-wide lock on a test node for the rest of this process (flock on
+/// `<dir>.lock`, `/run/ndr-node-test.lock` for [`NodeConfig::test`]), waiting at most 10
+/// minutes for another test binary.
+fn lock_test_node(config: &NodeConfig) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let path = "/run/ndr-node-test.lock";
+    let path = format!("{}.lock", config.dir.display());
+    let path = path.as_str();
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1,7 +1,8 @@
 //! Root tests of the `kubectl-netdiag` CLI against pods of a real containerd (Debian 1.6,
 //! CRI plugin, CNI bridge) brought up by `netdiag_tests::node`: pods by name end to end.
 //! One node per test binary, shared by all tests through a lock and torn down at process
-//! exit even when tests fail.
+//! exit even when tests fail; the test that kills containerd has a second node of its own,
+//! so that it runs beside the others instead of holding the shared one for its ~35 s.
 //!
 //! Not root: skipped with a message, or a failure under `CI=true`.
 // Test helpers fail the test the way tests do: by panicking with a message.
@@ -29,6 +30,16 @@ fn node(test: &str) -> Option<MutexGuard<'static, Node>> {
     Some(m.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
+/// The node of the test that kills containerd: one of its own, so that the other tests
+/// run on the shared node meanwhile.
+fn restart_node(test: &str) -> Option<MutexGuard<'static, Node>> {
+    if !netdiag_tests::require_root(test).expect("root check") {
+        return None;
+    }
+    let m = node::restart_test_node().expect("restart test node up");
+    Some(m.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 fn endpoint() -> String {
     NodeConfig::test().endpoint()
 }
@@ -39,9 +50,14 @@ fn bin() -> PathBuf {
 
 /// `kubectl-netdiag ARGS` against the test node, stdin closed.
 fn cli(args: &[&str]) -> Output {
+    cli_at(&endpoint(), args)
+}
+
+/// `kubectl-netdiag ARGS` against the runtime at `endpoint`, stdin closed.
+fn cli_at(endpoint: &str, args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
-        .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+        .env("CONTAINER_RUNTIME_ENDPOINT", endpoint)
         .stdin(Stdio::null())
         .output()
         .expect("run kubectl-netdiag")
@@ -138,16 +154,34 @@ fn cli_diagnose_by_name_finds_accept_queue_overflow_and_nothing_on_a_healthy_pod
     )];
     pods.run(&client).expect("run pod");
 
-    let out = cli(&[
-        "diagnose",
-        "ndr-cli/queue",
-        "--runtime-endpoint",
-        &endpoint(),
-        "--duration",
-        "4s",
-        "--output",
-        "json",
-    ]);
+    // The two pods are diagnosed at the same time: each run captures in its own pod's
+    // namespace, and neither waits for the other's duration.
+    let (out, healthy) = std::thread::scope(|s| {
+        // The healthy pod, by `-n` and bare name this time.
+        let healthy = s.spawn(|| {
+            cli(&[
+                "diagnose",
+                "-n",
+                NS,
+                "web",
+                "--duration",
+                "3s",
+                "--output",
+                "json",
+            ])
+        });
+        let out = cli(&[
+            "diagnose",
+            "ndr-cli/queue",
+            "--runtime-endpoint",
+            &endpoint(),
+            "--duration",
+            "4s",
+            "--output",
+            "json",
+        ]);
+        (out, healthy.join().expect("diagnose of the healthy pod"))
+    });
     let f = findings(&out);
     assert_eq!(out.status.code(), Some(1), "{f:?}\n{}", text(&out.stderr));
     assert!(
@@ -161,17 +195,8 @@ fn cli_diagnose_by_name_finds_accept_queue_overflow_and_nothing_on_a_healthy_pod
         text(&out.stderr)
     );
 
-    // The healthy pod, by `-n` and bare name this time: real traffic, no findings, exit 0.
-    let out = cli(&[
-        "diagnose",
-        "-n",
-        NS,
-        "web",
-        "--duration",
-        "3s",
-        "--output",
-        "json",
-    ]);
+    // The healthy pod: real traffic, no findings, exit 0.
+    let out = healthy;
     let f = findings(&out);
     assert_eq!(out.status.code(), Some(0), "{f:?}\n{}", text(&out.stderr));
     assert!(f.is_empty(), "{f:?}");
@@ -543,8 +568,8 @@ fn cli_errors_are_actionable_and_exit_2() {
     assert!(err.contains("kubectl describe pod"), "{err}");
 }
 
-/// A CLI run in the background, its stdout and stderr in files; killed if still running
-/// when dropped.
+/// A CLI run in the background against the runtime at `endpoint`, its stdout and stderr
+/// in files; killed if still running when dropped.
 struct Background {
     child: std::process::Child,
     stdout: PathBuf,
@@ -552,12 +577,12 @@ struct Background {
 }
 
 impl Background {
-    fn spawn(args: &[&str], dir: &std::path::Path, name: &str) -> Background {
+    fn spawn(endpoint: &str, args: &[&str], dir: &std::path::Path, name: &str) -> Background {
         let stdout = dir.join(format!("{name}.out"));
         let stderr = dir.join(format!("{name}.err"));
         let child = Command::new(bin())
             .args(args)
-            .env("CONTAINER_RUNTIME_ENDPOINT", endpoint())
+            .env("CONTAINER_RUNTIME_ENDPOINT", endpoint)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -662,10 +687,12 @@ fn epoch_now() -> f64 {
 /// socket (nothing accepts on it), then the missing one.
 #[test]
 fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
-    let Some(mut node) = node("cli_capture_and_diagnose_by_name_outlive_a_containerd_restart")
+    let Some(mut node) =
+        restart_node("cli_capture_and_diagnose_by_name_outlive_a_containerd_restart")
     else {
         return;
     };
+    let endpoint = node.config.endpoint();
     let dir = std::env::temp_dir().join(format!("rely-cri-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -708,6 +735,7 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     // for one more check after the restart.
     const RUN: &str = "34s";
     let mut capture = Background::spawn(
+        &endpoint,
         &[
             "capture",
             &pod,
@@ -723,6 +751,7 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
         "capture",
     );
     let mut diagnose = Background::spawn(
+        &endpoint,
         &["diagnose", &pod, "--duration", RUN, "--output", "json"],
         &dir,
         "diagnose",
@@ -730,6 +759,7 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_port().expect("free port")).into();
     let metrics_arg = metrics.to_string();
     let mut watch = Background::spawn(
+        &endpoint,
         &[
             "watch",
             &pod,
@@ -761,10 +791,10 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
     node.kill_containerd().expect("kill containerd");
     let socket = node.config.socket();
     // Whatever fails while containerd is down, it is started again before the test ends:
-    // the other tests of this binary share the node.
+    // the pods are removed through it (Cleanup).
     let mut counted_in_outage = (0.0, 0.0);
     let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runs_started_without_the_runtime(&socket, &pod);
+        runs_started_without_the_runtime(&endpoint, &socket, &pod);
         // watch's sandbox check finds no runtime: one warning, and it goes on.
         watch.wait_for_stderr("cannot check the pod's sandbox");
         counted_in_outage.0 = packets();
@@ -871,9 +901,9 @@ fn cli_capture_and_diagnose_by_name_outlive_a_containerd_restart() {
 /// While the runtime is down, a run that starts (and needs it to find the pod) fails at
 /// once with exit 2, naming the socket and what to do: first the stale socket containerd
 /// left (nothing accepts on it), then none at all.
-fn runs_started_without_the_runtime(socket: &std::path::Path, pod: &str) {
+fn runs_started_without_the_runtime(endpoint: &str, socket: &std::path::Path, pod: &str) {
     assert!(socket.exists(), "containerd removed its socket on SIGKILL");
-    let stale = cli(&["diagnose", pod, "--duration", "1s"]);
+    let stale = cli_at(endpoint, &["diagnose", pod, "--duration", "1s"]);
     let err = text(&stale.stderr);
     assert_eq!(stale.status.code(), Some(2), "stale socket: {err}");
     assert!(
@@ -886,7 +916,7 @@ fn runs_started_without_the_runtime(socket: &std::path::Path, pod: &str) {
     );
     // The socket gone too.
     std::fs::remove_file(socket).expect("remove the stale socket");
-    let gone = cli(&["capture", pod, "-c", "1", "-w", "/dev/null"]);
+    let gone = cli_at(endpoint, &["capture", pod, "-c", "1", "-w", "/dev/null"]);
     let err = text(&gone.stderr);
     assert_eq!(gone.status.code(), Some(2), "missing socket: {err}");
     assert!(
