@@ -1605,8 +1605,13 @@ fn live_watch_stalled_stdout_goes_on_and_ends_on_signal() {
         Ok(())
     })
     .expect("send");
-    std::thread::sleep(Duration::from_secs(3));
-    let after = metric("netdiag_capture_packets_total");
+    // Counted while the episode line waits: polled, not after a fixed pause.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = metric("netdiag_capture_packets_total");
+    while after < before + 50.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = metric("netdiag_capture_packets_total");
+    }
     assert!(
         after >= before + 50.0,
         "{test}: the watch stopped counting while stdout stalled: {before} then {after}; \
@@ -1636,21 +1641,24 @@ fn live_watch_stalled_stdout_goes_on_and_ends_on_signal() {
 }
 
 /// `--heartbeat D` prints the status line on stderr that often even when stderr is not a
-/// terminal (a DaemonSet's log); without it, a non-terminal stderr gets none.
+/// terminal (a DaemonSet's log); without it, a non-terminal stderr gets none. The two
+/// watches run at the same time, each with its own stderr.
 #[test]
 fn live_watch_heartbeat_lines_when_asked_and_none_in_a_log_by_default() {
     let test = "live_watch_heartbeat_lines_when_asked_and_none_in_a_log_by_default";
     let Some(lab) = lab_for(test, "wbeat") else {
         return;
     };
-    let beats = |extra: &[&str]| -> (usize, String) {
+    let watch = |extra: &[&str]| -> Proc {
         let mut cmd = Command::new(bin());
         cmd.args(["watch", "--netns"])
             .arg(lab.netns_path(Role::Pod))
             .args(["--no-node-counters", "--for", "5s", "--tick", "1s"])
             .args(extra)
             .stdout(Stdio::piped());
-        let w = Proc::spawn(cmd, "watch (heartbeat)");
+        Proc::spawn(cmd, &format!("watch (heartbeat) {extra:?}"))
+    };
+    let beats = |w: Proc| -> (usize, String) {
         let (status, _, stderr) = w.finish(Duration::from_secs(30));
         assert_eq!(status.code(), Some(0), "{test}: {stderr}");
         let n = stderr
@@ -1665,12 +1673,14 @@ fn live_watch_heartbeat_lines_when_asked_and_none_in_a_log_by_default() {
             .count();
         (n, stderr)
     };
-    let (n, stderr) = beats(&["--heartbeat", "1s"]);
+    let with = watch(&["--heartbeat", "1s"]);
+    let without = watch(&[]);
+    let (n, stderr) = beats(with);
     assert!(
         (3..=6).contains(&n),
         "{test}: {n} heartbeat lines in 5 s:\n{stderr}"
     );
-    let (n, stderr) = beats(&[]);
+    let (n, stderr) = beats(without);
     assert_eq!(n, 0, "{test}: heartbeat in a log by default:\n{stderr}");
     drop(lab);
 }
