@@ -86,6 +86,22 @@ const BESIDE: &[&str] = &["watch_lab"];
 /// after [`BESIDE`]'s minutes of shared labs are over, not blocked behind them.
 const LAST: &[&str] = &["lab_more_failures", "live_more_failures"];
 
+/// Test binaries whose tests each build a lab of their own (their own namespaces, nothing
+/// global changed) and then mostly wait on the clock of the run they test: `diagnose
+/// --duration`, `watch --for`, glibc's 5 s resolver retry. live_cli's 31 tests take 143 s
+/// one at a time and ~9 s of CPU in all: they run this many at a time instead of libtest's
+/// default of one per core (70 s → 38 s on 2 cores).
+const WAITING: &[(&str, usize)] = &[("live_cli", 4)];
+
+/// The arguments a test binary runs with: `--test-threads` for [`WAITING`], else none.
+fn test_args(name: &str) -> Vec<String> {
+    WAITING
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, threads)| vec![format!("--test-threads={threads}")])
+        .unwrap_or_default()
+}
+
 /// One test executable cargo built.
 struct TestExe {
     name: String,
@@ -155,8 +171,16 @@ fn run_tests() -> Result<()> {
     }
     let mut failed = Vec::new();
     for t in &rest {
-        eprintln!("xtask: test {} ({})", t.name, t.exe.display());
+        let args = test_args(&t.name);
+        eprintln!(
+            "xtask: test {} ({}{}{})",
+            t.name,
+            t.exe.display(),
+            if args.is_empty() { "" } else { " " },
+            args.join(" ")
+        );
         let ok = std::process::Command::new(&t.exe)
+            .args(&args)
             .current_dir(&t.dir)
             .status()
             .with_context(|| format!("starting {}", t.exe.display()))?
@@ -396,6 +420,18 @@ fn our_netns() -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_binaries_run_more_tests_at_a_time_and_the_others_libtests_default() {
+        assert_eq!(test_args("live_cli"), ["--test-threads=4"]);
+        assert!(test_args("pcapio_roundtrip").is_empty());
+        assert!(test_args("live_cli_more").is_empty());
+        // BESIDE binaries are started apart from this list; LAST ones hold the lab lock
+        // exclusively, so more threads would only wait.
+        for (name, _) in WAITING {
+            assert!(!BESIDE.contains(name) && !LAST.contains(name), "{name}");
+        }
+    }
 
     #[test]
     fn binaries_run_by_name_with_the_exclusive_labs_last() {
