@@ -819,9 +819,11 @@ fn import_image(config: &NodeConfig, tar: &Path) -> Result<()> {
 /// store now and then answers an import with "content digest sha256:…: not found" for a
 /// blob the same import has just written (a known race with its garbage collector,
 /// containerd/containerd#3937, nerdctl#3513; seen here on a freshly started node). An
-/// import is idempotent, so that one answer is retried, twice at most, and said.
+/// import is idempotent, so that one answer is retried, and said. The waits double (0.5,
+/// 1, 2, 4, 4 s): three attempts half a second apart all failed once on a node started a
+/// second before (session 12's CI, cri_agent), the collector still at work.
 fn ctr_import(config: &NodeConfig, tar: &Path, index_name: Option<&str>) -> Result<()> {
-    const ATTEMPTS: u32 = 3;
+    const ATTEMPTS: u32 = 6;
     for attempt in 1..=ATTEMPTS {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
@@ -844,7 +846,7 @@ fn ctr_import(config: &NodeConfig, tar: &Path, index_name: Option<&str>) -> Resu
             tar.display(),
             err.trim()
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(500 << (attempt - 1).min(3)));
     }
     Ok(())
 }
