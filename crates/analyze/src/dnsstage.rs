@@ -355,6 +355,17 @@ impl Stage {
         }
     }
 
+    /// (queries sent, timeout retries) for [`crate::Analyzer::progress`]: now in line, as
+    /// of the last batch taken back from the thread. Two counters, not a [`Snapshot`],
+    /// whose table fills walk the DNS clients.
+    pub(crate) fn query_counts(&self) -> (u64, u64) {
+        match self {
+            Stage::Here(s) => (s.dns.stats.queries_sent, s.dns.retry_events),
+            Stage::Thread(w) => (w.snapshot.queries_sent, w.snapshot.retry_events),
+            Stage::Gone => (0, 0),
+        }
+    }
+
     /// What the DNS side counted: now in line, as of the last batch taken back from the
     /// thread.
     pub(crate) fn last_snapshot(&self) -> Snapshot {

@@ -570,8 +570,8 @@ impl Analyzer {
             out_of_window_segments: self.invalid.count,
             final_acks_dropped: self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
             syn_retransmissions: self.tcp.syn_retransmissions,
-            dns_queries: self.dns_stage.last_snapshot().queries_sent,
-            dns_retries: self.dns_stage.last_snapshot().retry_events,
+            dns_queries: self.dns_stage.query_counts().0,
+            dns_retries: self.dns_stage.query_counts().1,
         }
     }
 

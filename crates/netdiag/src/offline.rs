@@ -112,6 +112,7 @@ pub(crate) fn feed_inputs(
                 truncated,
                 stop,
                 events,
+                CHUNK_BYTES,
             )?;
             sources.push(path.clone());
         }
@@ -200,20 +201,9 @@ enum Ahead {
 /// (the kernel's copy into our buffer) and the record walk run beside the analysis,
 /// which sees the same packets in the same order as [`feed_reader`] would give it.
 /// Standard input stays on [`feed_reader`]: a read from an idle pipe can block for
-/// ever, and a stopped analysis must not wait for it.
+/// ever, and a stopped analysis must not wait for it. Chunks of `chunk_bytes`
+/// ([`CHUNK_BYTES`]; the tests use one batch a chunk).
 fn feed_file(
-    analyzer: &mut Analyzer,
-    reader: Reader<std::io::BufReader<std::fs::File>>,
-    name: &str,
-    truncated: Truncated,
-    stop: &StopHandle,
-    events: &mut dyn FnMut(Event),
-) -> Result<(), Error> {
-    feed_file_in_chunks(analyzer, reader, name, truncated, stop, events, CHUNK_BYTES)
-}
-
-/// [`feed_file`] with chunks of `chunk_bytes` (at least one batch each).
-fn feed_file_in_chunks(
     analyzer: &mut Analyzer,
     reader: Reader<std::io::BufReader<std::fs::File>>,
     name: &str,
@@ -442,7 +432,7 @@ mod tests {
         let mut a = Analyzer::new(Config::default());
         let mut warnings = Vec::new();
         let r = Reader::open(path).expect("open");
-        let res = feed_file_in_chunks(
+        let res = feed_file(
             &mut a,
             r,
             "x",
