@@ -13,6 +13,8 @@
 //!   goal 2 as measured.
 //! - `ab OLD NEW …`: two builds of ours side by side on the same capture (see
 //!   [`crate::benchab`]).
+//! - `smoke`: every command above once, small and quick, as `cargo xtask ci` runs them
+//!   (see [`smoke`]).
 
 use crate::sh;
 use anyhow::{Context, Result, bail};
@@ -39,6 +41,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             scale_ratio(started)
         }
         Some("live") => crate::benchlive::run(&args[1..]),
+        Some("smoke") => smoke(),
         Some("ab") => crate::benchab::run(&args[1..]),
         Some("compare") => {
             let number = |i: usize, what: &str, default: usize| -> Result<usize> {
@@ -53,9 +56,51 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             )
         }
         _ => bail!(
-            "usage: cargo xtask bench wire|analyze [FILTER] | compare [PACKETS] [ROUNDS] | live [SECONDS] [ROUNDS] | ab OLD NEW [--runs N] [--packets P --flows F | --file PCAP] [--allow-different]"
+            "usage: cargo xtask bench wire|analyze [FILTER] | compare [PACKETS] [ROUNDS] | live [SECONDS] [ROUNDS] | ab OLD NEW [--runs N] [--packets P --flows F | --file PCAP] [--allow-different] | smoke"
         ),
     }
+}
+
+/// Packets of the capture [`smoke`] analyzes.
+const SMOKE_PACKETS: usize = 20_000;
+
+/// `cargo xtask bench smoke`: every bench command once, small, so that none of them rots
+/// unnoticed between the long runs whose figures go in the notes (CI runs this):
+/// - the criterion benches in test mode (each function once), whose setups assert that
+///   every contender gives the same digest and every buffer holds every packet;
+/// - `compare` on a generated capture of [`SMOKE_PACKETS`] packets, one round;
+/// - `ab` of the release binary against itself, two runs a side on the same capture:
+///   the reports must be byte-identical, i.e. the analysis is deterministic (the DNS
+///   thread and the read-ahead thread included);
+/// - `live` for one second, one round (root).
+///
+/// No figure is checked against a goal: runs this short measure nothing.
+pub(crate) fn smoke() -> Result<()> {
+    for bench in ["wire", "analyze"] {
+        sh::run(sh::cargo().current_dir(sh::workspace_root()).args([
+            "bench",
+            "--locked",
+            "-p",
+            "netdiag-benches",
+            "--bench",
+            bench,
+            "--",
+            "--test",
+        ]))?;
+    }
+    compare(SMOKE_PACKETS, 1)?;
+    let bin = sh::target_dir().join("release").join(CLI_PACKAGE);
+    let bin = bin.to_str().context("non-UTF-8 path")?.to_owned();
+    let packets = SMOKE_PACKETS.to_string();
+    crate::benchab::run(&[
+        bin.clone(),
+        bin,
+        "--packets".into(),
+        packets,
+        "--runs".into(),
+        "2".into(),
+    ])?;
+    crate::benchlive::run(&["1".into(), "1".into()])
 }
 
 fn criterion(bench: &str, filter: Option<&String>) -> Result<()> {
@@ -297,6 +342,28 @@ pub(crate) fn page_cache(path: &Path) -> Result<()> {
         .with_context(|| format!("reading {}", path.display()))
 }
 
+/// What `/usr/bin/time` resolves (it gives seconds in hundredths): a shorter time is no
+/// measurement to divide by.
+const TIME_RESOLUTION_S: f64 = 0.01;
+
+/// `a / b` as "1.23x", or "n/a" when either is below [`TIME_RESOLUTION_S`].
+fn time_ratio(a: f64, b: f64) -> String {
+    if a < TIME_RESOLUTION_S || b < TIME_RESOLUTION_S {
+        "n/a".to_owned()
+    } else {
+        format!("{:.2}x", a / b)
+    }
+}
+
+/// `n` per second of `s` seconds, or "n/a" when `s` is below [`TIME_RESOLUTION_S`].
+fn per_second(n: f64, s: f64) -> String {
+    if s < TIME_RESOLUTION_S {
+        "n/a".to_owned()
+    } else {
+        format!("{:.0}", n / s)
+    }
+}
+
 fn compare(packets: usize, rounds: usize) -> Result<()> {
     // tcpdump, tshark, time, and libpcap/protoc for the CLI's build.
     crate::deps::install()?;
@@ -335,8 +402,13 @@ fn compare(packets: usize, rounds: usize) -> Result<()> {
     let ours = &runs[0];
     println!();
     println!(
-        "whole process, {packets} packets ({DEFAULT_FLOWS} flows), {}; medians of {rounds} rounds (tshark: one run)",
-        pcap.display()
+        "whole process, {packets} packets ({DEFAULT_FLOWS} flows), {}; {} (tshark: one run)",
+        pcap.display(),
+        if rounds == 1 {
+            "one round".to_owned()
+        } else {
+            format!("medians of {rounds} rounds")
+        }
     );
     println!(
         "{:<26} {:>9} {:>9} {:>13} {:>13} {:>10} {:>12} {:>12}",
@@ -351,15 +423,15 @@ fn compare(packets: usize, rounds: usize) -> Result<()> {
     );
     for m in &runs {
         println!(
-            "{:<26} {:>9.2} {:>9.2} {:>13.0} {:>13.0} {:>10.1} {:>11.2}x {:>11.2}x",
+            "{:<26} {:>9.2} {:>9.2} {:>13} {:>13} {:>10.1} {:>12} {:>12}",
             m.tool,
             m.wall_s,
             m.cpu_s,
-            n / m.wall_s.max(1e-9),
-            n / m.cpu_s.max(1e-9),
+            per_second(n, m.wall_s),
+            per_second(n, m.cpu_s),
             m.max_rss_kib as f64 / 1024.0,
-            m.wall_s / ours.wall_s.max(1e-9),
-            m.cpu_s / ours.cpu_s.max(1e-9),
+            time_ratio(m.wall_s, ours.wall_s),
+            time_ratio(m.cpu_s, ours.cpu_s),
         );
     }
     println!("(ratios > 1: the tool takes longer than kubectl-netdiag analyze)");
@@ -367,18 +439,18 @@ fn compare(packets: usize, rounds: usize) -> Result<()> {
     println!();
     println!("issue 10, goal 2 (this run):");
     println!(
-        "  ours / tcpdump read floor: {:.2}x wall, {:.2}x CPU (goal: at most 2x)",
-        ours.wall_s / floor.wall_s.max(1e-9),
-        ours.cpu_s / floor.cpu_s.max(1e-9)
+        "  ours / tcpdump read floor: {} wall, {} CPU (goal: at most 2x)",
+        time_ratio(ours.wall_s, floor.wall_s),
+        time_ratio(ours.cpu_s, floor.cpu_s)
     );
     println!(
         "  peak RSS {:.1} MiB (goal: at most 64 MiB)",
         ours.max_rss_kib as f64 / 1024.0
     );
     println!(
-        "  tshark / ours: {:.1}x wall, {:.1}x CPU (goal: well over 20x)",
-        tshark.wall_s / ours.wall_s.max(1e-9),
-        tshark.cpu_s / ours.cpu_s.max(1e-9)
+        "  tshark / ours: {} wall, {} CPU (goal: well over 20x)",
+        time_ratio(tshark.wall_s, ours.wall_s),
+        time_ratio(tshark.cpu_s, ours.cpu_s)
     );
     Ok(())
 }
@@ -396,6 +468,22 @@ pub(crate) fn median(runs: &[Measure]) -> Measure {
         wall_s: median_of(runs.iter().map(|m| m.wall_s).collect()),
         cpu_s: median_of(runs.iter().map(|m| m.cpu_s).collect()),
         max_rss_kib: runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod compare_table_tests {
+    use super::{per_second, time_ratio};
+
+    /// A time below `/usr/bin/time`'s hundredth of a second gives no rate or ratio (a
+    /// 20 000-packet tcpdump run reads "0.00 s" of CPU).
+    #[test]
+    fn times_below_the_clock_resolution_give_no_ratio() {
+        assert_eq!(time_ratio(0.03, 0.01), "3.00x");
+        assert_eq!(time_ratio(0.03, 0.0), "n/a");
+        assert_eq!(time_ratio(0.0, 0.03), "n/a");
+        assert_eq!(per_second(20_000.0, 0.02), "1000000");
+        assert_eq!(per_second(20_000.0, 0.004), "n/a");
     }
 }
 

@@ -1,5 +1,5 @@
 //! `cargo xtask ci`: what CI runs, in the order that fails fastest: fmt, clippy (the
-//! workspace, then fuzz/), doc, package, build, test, a fuzz smoke run.
+//! workspace, then fuzz/), doc, package, build, test, a bench smoke run, a fuzz smoke run.
 
 use crate::{deps, sh};
 use anyhow::{Context, Result, bail};
@@ -73,6 +73,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             left.join(" ")
         );
     }
+    // Every bench command once, small: they must keep working between the long runs.
+    crate::bench::smoke()?;
     crate::fuzz::smoke(&fuzz_built?)
 }
 

@@ -83,6 +83,7 @@ const HELP: &str = "usage: cargo xtask <command>
   bench ab OLD NEW [--runs N] [--packets P --flows F | --file PCAP] [--allow-different]
                   two builds (git revisions or binaries) alternated on one capture: medians, NEW/OLD, same report?
   bench live [S] [ROUNDS]  live capture under a trafgen flood: tcpdump vs capture vs diagnose vs watch (root)
+  bench smoke     each bench command once, small (criterion in test mode, compare, ab of one binary, live 1 s), as ci runs them (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
   soak [--minutes N]  `watch` (release build) under sustained lab traffic for N >= 3 minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)
   image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
