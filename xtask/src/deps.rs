@@ -42,14 +42,22 @@ pub(crate) const PACKAGES: &[(&str, &str)] = &[
 
 /// Installs whatever is missing, `apt-get update` first, non-interactively.
 pub(crate) fn install() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    if ensure(PACKAGES)? == 0 {
+        eprintln!("xtask: Debian packages: all present");
+    }
+    Ok(())
+}
+
+/// Installs whichever of `packages` (name, the file that proves it installed) is missing,
+/// `apt-get update` first, non-interactively (root). Returns how many it installed.
+pub(crate) fn ensure(packages: &[(&str, &str)]) -> Result<usize> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, probe)| !std::path::Path::new(probe).exists())
         .map(|(p, _)| *p)
         .collect();
     if missing.is_empty() {
-        eprintln!("xtask: Debian packages: all present");
-        return Ok(());
+        return Ok(0);
     }
     if !sh::is_root() {
         bail!(
@@ -70,5 +78,5 @@ pub(crate) fn install() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    Ok(())
+    Ok(missing.len())
 }

@@ -142,6 +142,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// kubectl in line with this machine's.
 fn rootfs(root: &Path) -> Result<()> {
     if !root.join("etc/debian_version").exists() {
+        // Not in `deps::PACKAGES`: only this command needs it, and the fresh machine not.
+        crate::deps::ensure(&[("debootstrap", "/usr/sbin/debootstrap")])?;
         let mirror = host_mirror().unwrap_or_else(|| "http://deb.debian.org/debian".to_owned());
         eprintln!(
             "xtask: debootstrap bookworm into {} from {mirror}",
