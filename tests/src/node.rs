@@ -301,19 +301,47 @@ impl Drop for Pods<'_> {
 }
 
 /// Brings the node up, after tearing down whatever a previous run left (`down` first).
+///
+/// When containerd keeps refusing the image import (see [`ctr_import`]), the node is
+/// brought up once more from nothing: twice in CI (session 12's cri_agent, session 13's
+/// cri_node under `cargo xtask fresh`) one containerd answered all six attempts over 11 s
+/// with "content digest …: not found" for the index.json blob the same import had just
+/// written, so waiting longer on that instance is not the cure.
 pub fn up(config: &NodeConfig) -> Result<Node> {
-    down(config)?;
-    std::fs::create_dir_all(config.dir.join("cni-conf"))
-        .with_context(|| format!("creating {}", config.dir.display()))?;
-    std::fs::write(
-        config.dir.join("cni-conf/10-ndr.conflist"),
-        config.cni_conflist(),
-    )?;
-    let image = config.dir.join("image.tar");
-    build_image_tar(&image)?;
-    start_containerd(config, true)?;
-    import_image(config, &image)?;
-    connect(config)
+    const ROUNDS: u32 = 2;
+    for round in 1..=ROUNDS {
+        down(config)?;
+        std::fs::create_dir_all(config.dir.join("cni-conf"))
+            .with_context(|| format!("creating {}", config.dir.display()))?;
+        std::fs::write(
+            config.dir.join("cni-conf/10-ndr.conflist"),
+            config.cni_conflist(),
+        )?;
+        let image = config.dir.join("image.tar");
+        build_image_tar(&image)?;
+        start_containerd(config, true)?;
+        match import_image(config, &image) {
+            Ok(()) => return connect(config),
+            Err(e) => {
+                let log = containerd_log_tail(config, 30);
+                if round == ROUNDS {
+                    return Err(e.context(format!("containerd log tail, newest first:\n{log}")));
+                }
+                eprintln!(
+                    "node {}: {e:#}; bringing it up again from nothing (containerd log tail, newest first):\n{log}",
+                    config.dir.display()
+                );
+            }
+        }
+    }
+    bail!("node {} did not come up", config.dir.display())
+}
+
+/// The last `lines` lines of the node's containerd log, newest first.
+fn containerd_log_tail(config: &NodeConfig, lines: usize) -> String {
+    let log = std::fs::read_to_string(config.dir.join("containerd.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    tail.join("\n")
 }
 
 /// Connects to a node already up (e.g. started by `cargo xtask lab node up`).
@@ -793,13 +821,10 @@ fn start_containerd(config: &NodeConfig, cri_enabled: bool) -> Result<()> {
             break;
         }
         if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
-            let log =
-                std::fs::read_to_string(config.dir.join("containerd.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
             bail!(
                 "containerd did not come up on {} (log tail, newest first):\n{}",
                 config.socket().display(),
-                tail.join("\n")
+                containerd_log_tail(config, 20)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
