@@ -302,7 +302,7 @@ impl Drop for Pods<'_> {
 
 /// Brings the node up, after tearing down whatever a previous run left (`down` first).
 ///
-/// When containerd keeps refusing the image import (see [`ctr_import`]), the node is
+/// When containerd keeps refusing the image import (`ctr images import`, retried), the node is
 /// brought up once more from nothing: twice in CI (session 12's cri_agent, session 13's
 /// cri_node under `cargo xtask fresh`) one containerd answered all six attempts over 11 s
 /// with "content digest …: not found" for the index.json blob the same import had just
