@@ -302,39 +302,68 @@ impl Drop for Pods<'_> {
 
 /// Brings the node up, after tearing down whatever a previous run left (`down` first).
 ///
-/// When containerd keeps refusing the image import (`ctr images import`, retried), the node is
-/// brought up once more from nothing: twice in CI (session 12's cri_agent, session 13's
-/// cri_node under `cargo xtask fresh`) one containerd answered all six attempts over 11 s
-/// with "content digest …: not found" for the index.json blob the same import had just
-/// written, so waiting longer on that instance is not the cure.
+/// When containerd keeps refusing the image import ([`ImportRefused`]), the node is brought
+/// up once more from nothing: twice in CI (session 12's cri_agent, session 13's cri_node
+/// under `cargo xtask fresh`) one containerd answered all six attempts over 11 s with
+/// "content digest …: not found" for the index.json blob the same import had just
+/// written, so waiting longer on that instance is not the cure. Any other failure is
+/// returned at once.
 pub fn up(config: &NodeConfig) -> Result<Node> {
-    const ROUNDS: u32 = 2;
-    for round in 1..=ROUNDS {
-        down(config)?;
-        std::fs::create_dir_all(config.dir.join("cni-conf"))
-            .with_context(|| format!("creating {}", config.dir.display()))?;
-        std::fs::write(
-            config.dir.join("cni-conf/10-ndr.conflist"),
-            config.cni_conflist(),
-        )?;
-        let image = config.dir.join("image.tar");
-        build_image_tar(&image)?;
-        start_containerd(config, true)?;
-        match import_image(config, &image) {
-            Ok(()) => return connect(config),
-            Err(e) => {
-                let log = containerd_log_tail(config, 30);
-                if round == ROUNDS {
-                    return Err(e.context(format!("containerd log tail, newest first:\n{log}")));
-                }
-                eprintln!(
-                    "node {}: {e:#}; bringing it up again from nothing (containerd log tail, newest first):\n{log}",
-                    config.dir.display()
-                );
-            }
+    if let Err(e) = start_with_image(config) {
+        let log = containerd_log_tail(config, 30);
+        if e.downcast_ref::<ImportRefused>().is_none() {
+            return Err(e);
         }
+        eprintln!(
+            "node {}: {e:#}; bringing it up again from nothing (containerd log tail, newest first):\n{log}",
+            config.dir.display()
+        );
+        start_with_image(config).map_err(|e| {
+            let log = containerd_log_tail(config, 30);
+            e.context(format!("containerd log tail, newest first:\n{log}"))
+        })?;
     }
-    bail!("node {} did not come up", config.dir.display())
+    connect(config)
+}
+
+/// `down`, then a fresh node directory, containerd started and the image imported.
+fn start_with_image(config: &NodeConfig) -> Result<()> {
+    down(config)?;
+    std::fs::create_dir_all(config.dir.join("cni-conf"))
+        .with_context(|| format!("creating {}", config.dir.display()))?;
+    std::fs::write(
+        config.dir.join("cni-conf/10-ndr.conflist"),
+        config.cni_conflist(),
+    )?;
+    let image = config.dir.join("image.tar");
+    build_image_tar(&image)?;
+    start_containerd(config, true)?;
+    import_image(config, &image)
+}
+
+/// containerd answered every attempt of an image import with "content digest …: not
+/// found" (see [`up`]): the stderr of the last attempt.
+#[derive(Debug)]
+pub struct ImportRefused(
+    /// What ctr said the last time.
+    pub String,
+);
+
+impl std::fmt::Display for ImportRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ctr images import was refused every time: {}",
+            self.0.trim()
+        )
+    }
+}
+
+impl std::error::Error for ImportRefused {}
+
+/// Whether `ctr images import`'s stderr is containerd's "content digest …: not found".
+fn is_refusal(stderr: &str) -> bool {
+    stderr.contains("content digest") && stderr.contains("not found")
 }
 
 /// The last `lines` lines of the node's containerd log, newest first.
@@ -842,11 +871,11 @@ fn import_image(config: &NodeConfig, tar: &Path) -> Result<()> {
 
 /// `ctr -n k8s.io images import [--index-name NAME] TAR` on the node. containerd's content
 /// store now and then answers an import with "content digest sha256:…: not found" for a
-/// blob the same import has just written (a known race with its garbage collector,
-/// containerd/containerd#3937, nerdctl#3513; seen here on a freshly started node). An
-/// import is idempotent, so that one answer is retried, and said. The waits double (0.5,
-/// 1, 2, 4, 4 s): three attempts half a second apart all failed once on a node started a
-/// second before (session 12's CI, cri_agent), the collector still at work.
+/// blob the same import has just written (reported upstream as a race with its garbage
+/// collector, containerd/containerd#3937, nerdctl#3513; seen here on a freshly started
+/// node). An import is idempotent, so that one answer is retried, and said, with waits
+/// that double (0.5, 1, 2, 4, 4 s). When every attempt gets it, the error is
+/// [`ImportRefused`], which [`up`] answers with a new containerd.
 fn ctr_import(config: &NodeConfig, tar: &Path, index_name: Option<&str>) -> Result<()> {
     const ATTEMPTS: u32 = 6;
     for attempt in 1..=ATTEMPTS {
@@ -862,9 +891,11 @@ fn ctr_import(config: &NodeConfig, tar: &Path, index_name: Option<&str>) -> Resu
             return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        let race = err.contains("content digest") && err.contains("not found");
-        if !race || attempt == ATTEMPTS {
+        if !is_refusal(&err) {
             bail!("ctr images import {} failed: {err}", tar.display());
+        }
+        if attempt == ATTEMPTS {
+            return Err(ImportRefused(err.into_owned()).into());
         }
         eprintln!(
             "ctr images import {}: {} (attempt {attempt} of {ATTEMPTS}; retrying)",
@@ -1369,4 +1400,24 @@ pub fn hold_listener_in_netns(pid: u32, port: u16, backlog: i32) -> Result<std::
     .join()
     .map_err(|_| anyhow!("listener thread panicked"))??;
     Ok(std::net::TcpListener::from(fd))
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::is_refusal;
+
+    /// The two answers containerd gave in session 13's fresh CI are refusals (retried,
+    /// then a new node); another import error is not (returned at once).
+    #[test]
+    fn only_content_digest_not_found_counts_as_a_refusal() {
+        let d = "sha256:029d8a3ad1e364f5fac4ed9d2ffad678cc44ce2e8b1c751b64664b13472ea04e";
+        assert!(is_refusal(&format!("ctr: content digest {d}: not found\n")));
+        assert!(is_refusal(&format!(
+            "ctr: failed to resolve rootfs: content digest {d}: not found\n"
+        )));
+        assert!(!is_refusal(
+            "ctr: failed to open tar: no such file or directory\n"
+        ));
+        assert!(!is_refusal("ctr: image \"localhost/pause:1\": not found\n"));
+    }
 }

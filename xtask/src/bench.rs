@@ -32,12 +32,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("wire") => {
             let started = std::time::SystemTime::now();
-            criterion("wire", args.get(1))?;
+            criterion("wire", &filter(args))?;
             wire_ratios(started)
         }
         Some("analyze") => {
             let started = std::time::SystemTime::now();
-            criterion("analyze", args.get(1))?;
+            criterion("analyze", &filter(args))?;
             scale_ratio(started)
         }
         Some("live") => crate::benchlive::run(&args[1..]),
@@ -77,16 +77,7 @@ const SMOKE_PACKETS: usize = 20_000;
 /// No figure is checked against a goal: runs this short measure nothing.
 pub(crate) fn smoke() -> Result<()> {
     for bench in ["wire", "analyze"] {
-        sh::run(sh::cargo().current_dir(sh::workspace_root()).args([
-            "bench",
-            "--locked",
-            "-p",
-            "netdiag-benches",
-            "--bench",
-            bench,
-            "--",
-            "--test",
-        ]))?;
+        criterion(bench, &["--test"])?;
     }
     compare(SMOKE_PACKETS, 1)?;
     let bin = sh::target_dir().join("release").join(CLI_PACKAGE);
@@ -103,11 +94,25 @@ pub(crate) fn smoke() -> Result<()> {
     crate::benchlive::run(&["1".into(), "1".into()])
 }
 
-fn criterion(bench: &str, filter: Option<&String>) -> Result<()> {
+/// The criterion filter `bench wire|analyze [FILTER]` was given, as criterion's arguments.
+fn filter(args: &[String]) -> Vec<&str> {
+    args.get(1).map(String::as_str).into_iter().collect()
+}
+
+/// `cargo bench -p netdiag-benches --bench BENCH [-- ARGS]` (ARGS are criterion's: a
+/// filter, `--test`).
+fn criterion(bench: &str, args: &[&str]) -> Result<()> {
     let mut cmd = sh::cargo();
-    cmd.args(["bench", "-p", "netdiag-benches", "--bench", bench]);
-    if let Some(f) = filter {
-        cmd.args(["--", f.as_str()]);
+    cmd.current_dir(sh::workspace_root()).args([
+        "bench",
+        "--locked",
+        "-p",
+        "netdiag-benches",
+        "--bench",
+        bench,
+    ]);
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
     }
     sh::run(&mut cmd)
 }

@@ -564,14 +564,15 @@ impl Analyzer {
     /// name. None of them is a finding yet: a finding exists only in [`Analyzer::finish`]'s
     /// report, once every detector has weighed all the evidence and the counters.
     pub fn progress(&self) -> Progress {
+        let (dns_queries, dns_retries) = self.dns_stage.query_counts();
         Progress {
             packets: self.capture.packets,
             flows: self.flows.len() as u64,
             out_of_window_segments: self.invalid.count,
             final_acks_dropped: self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
             syn_retransmissions: self.tcp.syn_retransmissions,
-            dns_queries: self.dns_stage.query_counts().0,
-            dns_retries: self.dns_stage.query_counts().1,
+            dns_queries,
+            dns_retries,
         }
     }
 
