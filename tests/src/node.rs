@@ -310,10 +310,10 @@ impl Drop for Pods<'_> {
 /// returned at once.
 pub fn up(config: &NodeConfig) -> Result<Node> {
     if let Err(e) = start_with_image(config) {
-        let log = containerd_log_tail(config, 30);
         if e.downcast_ref::<ImportRefused>().is_none() {
             return Err(e);
         }
+        let log = containerd_log_tail(config, 30);
         eprintln!(
             "node {}: {e:#}; bringing it up again from nothing (containerd log tail, newest first):\n{log}",
             config.dir.display()

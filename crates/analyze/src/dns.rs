@@ -18,18 +18,15 @@ use netdiag_wire::dns::{Message, QTYPE_A, QTYPE_AAAA, Rcode};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-/// A query sent within this gap of the previous query on its socket is that query's
-/// sibling: the A/AAAA pair of one lookup, sent back to back or the second as soon as the
-/// first's answer is in (the lab's glibc recordings: 3.2 ms after the A).
-const PAIR_GAP_NS: u64 = 20_000_000;
-/// The A and AAAA queries of one name from the same socket within this gap are a pair
-/// even when not back to back: the second leaves when the scheduler runs the resolver
-/// again (in the lab recordings the A's answer already arrives in between, 0.3-3 ms
-/// later), and on a loaded machine that took more than [`PAIR_GAP_NS`] (watch_lab in
-/// CI, 2026-12-03: an episode's evidence lost its A query and answer). Well below the
+/// A query is the sibling of the previous query on its socket when the two are the A
+/// and the AAAA of one name and it left within this gap. Resolvers send the pair back to
+/// back, or the second as soon as the first's answer is in (the lab's glibc recordings:
+/// 3.2 ms after the A), but when depends on the resolver being scheduled again: on a
+/// loaded machine it took more than 20 ms, the limit this gap once had, and a lost-reply
+/// finding lost its A query and answer (watch_lab in CI, 2026-12-03). Well below the
 /// shortest resolver re-send (musl's 2.5 s, less [`TIMEOUT_TOLERANCE_NS`]), so a pair
 /// never spans a re-send.
-const PAIR_SAME_NAME_GAP_NS: u64 = 1_000_000_000;
+const PAIR_GAP_NS: u64 = 1_000_000_000;
 /// A retry this close (± ns) to a resolver timeout is a timeout retry.
 const TIMEOUT_TOLERANCE_NS: u64 = 600_000_000;
 /// A logical lookup with no activity for this long is closed.
@@ -853,16 +850,10 @@ impl DnsTracker {
             }
         }
         if let Some((sid, sns)) = last {
-            let gap = ns.saturating_sub(sns);
-            if sid != key.id && gap <= PAIR_SAME_NAME_GAP_NS {
-                let s = self.txns.get_mut(&TxKey { id: sid, ..key });
-                let together = gap <= PAIR_GAP_NS
-                    || s.as_ref().is_some_and(|s| {
-                        s.name_hash == name_hash && is_address_pair(s.qtype, q.qtype)
-                    });
-                if together {
-                    sibling = Some(sid);
-                    if let Some(s) = s {
+            if sid != key.id && ns.saturating_sub(sns) <= PAIR_GAP_NS {
+                if let Some(s) = self.txns.get_mut(&TxKey { id: sid, ..key }) {
+                    if s.name_hash == name_hash && is_address_pair(s.qtype, q.qtype) {
+                        sibling = Some(sid);
                         if s.sibling.is_none() {
                             s.sibling = Some(key.id);
                         }
@@ -1565,37 +1556,20 @@ mod tests {
             (IpAddr::from([10, 244, 1, 10]), 40001),
         );
         let mut t = DnsTracker::new(4096, 16);
-        let (name, answered) = ("api.example.test", Some((0, 1)));
-        feed(&mut t, one, server, &message(1, name, None), 1, 0);
-        feed(
-            &mut t,
-            server,
-            one,
-            &message(1, name, answered),
-            2,
-            3_000_000,
-        );
-        feed(&mut t, one, server, &aaaa(2, name, None), 3, 300_000_000);
-        feed(&mut t, one, server, &aaaa(2, name, None), 4, 5_300_000_000);
-        let other = "www.example.test";
-        feed(
-            &mut t,
-            two,
-            server,
-            &message(3, other, None),
-            5,
-            10_000_000_000,
-        );
-        feed(
-            &mut t,
-            server,
-            two,
-            &message(3, other, answered),
-            6,
-            10_003_000_000,
-        );
-        feed(&mut t, two, server, &aaaa(4, name, None), 7, 10_300_000_000);
-        feed(&mut t, two, server, &aaaa(4, name, None), 8, 15_300_000_000);
+        let name = "api.example.test";
+        // On `socket` from `t0`, packets `pkt..pkt + 4`: the A query for `a_name` (ID
+        // `id`), its answer 3 ms later, the AAAA query for `name` 300 ms after the A
+        // (ID `id + 1`), never answered, and its re-send 5 s later.
+        let lookup = |t: &mut DnsTracker, socket, a_name: &str, id: u16, pkt: u64, t0: u64| {
+            feed(t, socket, server, &message(id, a_name, None), pkt, t0);
+            let answer = message(id, a_name, Some((0, 1)));
+            feed(t, server, socket, &answer, pkt + 1, t0 + 3_000_000);
+            let q = aaaa(id + 1, name, None);
+            feed(t, socket, server, &q, pkt + 2, t0 + 300_000_000);
+            feed(t, socket, server, &q, pkt + 3, t0 + 5_300_000_000);
+        };
+        lookup(&mut t, one, name, 1, 1, 0);
+        lookup(&mut t, two, "www.example.test", 3, 5, 10_000_000_000);
         let pr = |number| PacketRef { source: 0, number };
         let siblings: Vec<_> = t.retries.iter().map(|r| (r.retry, r.sibling)).collect();
         assert_eq!(
