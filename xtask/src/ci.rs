@@ -33,6 +33,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // `cargo package --workspace` (cargo 1.89+) verifies interdependent unpublished
     // crates through a local overlay registry; the members with `publish = false` are
     // excluded. ~10 s warm for the libraries, ~45 s for kubectl-netdiag's first verify.
+    // Cold, each verify reuses what the earlier ones built (k8s-cri, containerd-client,
+    // regex, pcap are compiled once) only while every crate alone asks the same features
+    // and profile of a shared dependency: nix and libc in Cargo.toml, the build-dependencies
+    // of netdiag-cri and netdiag-capture, the profile in .cargo/config.toml.
     // --allow-dirty: uncommitted work in a developer's checkout is not what this checks.
     forget_packaged_workspace_crates()?;
     sh::run(sh::cargo().args([
