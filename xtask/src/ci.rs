@@ -185,12 +185,14 @@ fn run_tests() -> Result<()> {
             if args.is_empty() { "" } else { " " },
             args.join(" ")
         );
+        let started = std::time::Instant::now();
         let ok = std::process::Command::new(&t.exe)
             .args(&args)
             .current_dir(&t.dir)
             .status()
             .with_context(|| format!("starting {}", t.exe.display()))?
             .success();
+        eprintln!("xtask: ({} s) test {}", started.elapsed().as_secs(), t.name);
         if !ok {
             failed.push(t.name.clone());
         }

@@ -1,4 +1,5 @@
-//! Running commands with their command line echoed, failing loudly.
+//! Running commands with their command line echoed (and, past 10 s, how long they
+//! took), failing loudly.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -7,9 +8,15 @@ use std::process::Command;
 /// Runs `cmd`, echoing it first; fails naming the command when it exits non-zero.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", display(cmd));
+    let started = std::time::Instant::now();
     let status = cmd
         .status()
         .with_context(|| format!("could not start {}", display(cmd)))?;
+    // Where a long run's minutes go (a fresh `cargo xtask ci`), without a profiler.
+    let took = started.elapsed().as_secs();
+    if took >= 10 {
+        eprintln!("xtask: ({took} s) {}", display(cmd));
+    }
     if !status.success() {
         bail!("{} failed: {status}", display(cmd));
     }
