@@ -80,7 +80,7 @@ pub(crate) fn smoke() -> Result<()> {
         criterion(bench, &["--test"])?;
     }
     compare(SMOKE_PACKETS, 1)?;
-    let bin = sh::target_dir().join("release").join(CLI_PACKAGE);
+    let bin = crate::pgo::release_binary()?;
     let bin = bin.to_str().context("non-UTF-8 path")?.to_owned();
     let packets = SMOKE_PACKETS.to_string();
     crate::benchab::run(&[
@@ -372,16 +372,10 @@ fn per_second(n: f64, s: f64) -> String {
 fn compare(packets: usize, rounds: usize) -> Result<()> {
     // tcpdump, tshark, time, and libpcap/protoc for the CLI's build.
     crate::deps::install()?;
-    let root = sh::workspace_root();
-    sh::run(
-        sh::cargo()
-            .current_dir(&root)
-            .args(["build", "--release", "-p", CLI_PACKAGE]),
-    )?;
+    let ours_bin = crate::pgo::release_binary()?;
     let pcap = generated_capture(packets, DEFAULT_FLOWS)?;
     page_cache(&pcap)?;
     let p = pcap.to_str().context("non-UTF-8 path")?;
-    let ours_bin = sh::target_dir().join("release").join(CLI_PACKAGE);
     let ours_bin = ours_bin.to_str().context("non-UTF-8 path")?;
     let ours_cmd = [ours_bin, "analyze", "--output", "json", p];
     let tcpdump_cmd = ["tcpdump", "-n", "-r", p, "-w", "/dev/null"];

@@ -47,45 +47,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some(s) => s.parse().with_context(|| format!("ROUNDS {s:?}"))?,
         None => 1,
     };
-    if !crate::sh::is_root() {
-        bail!("bench live needs root (network namespaces, packet sockets)");
-    }
-    for (tool, path) in [
-        (
-            "trafgen (Debian netsniff-ng; cargo xtask deps)",
-            "/usr/sbin/trafgen",
-        ),
-        ("tcpdump", "/usr/bin/tcpdump"),
-        ("/usr/bin/time (Debian time)", "/usr/bin/time"),
-        ("unshare, nsenter (util-linux)", "/usr/bin/nsenter"),
-    ] {
-        if !Path::new(path).exists() {
-            bail!("{tool} not found at {path}");
-        }
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    crate::sh::run(crate::sh::cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "kubectl-netdiag",
-    ]))?;
-    let ours = root.join("target/release/kubectl-netdiag");
-    let work = root.join("target/bench-live");
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let conf = work.join("udp60.trafgen");
-    // 14 Ethernet + 20 IPv4 + 8 UDP + 18 payload = 60 bytes, checksums filled in by trafgen.
-    std::fs::write(
-        &conf,
-        format!(
-            "{{ eth(da={MAC_B}, sa={MAC_A}), ipv4(saddr={ADDR_A}, daddr={ADDR_B}, ttl=64), \
-             udp(sp=40000, dp=9), fill(0x5a, 18) }}\n"
-        ),
-    )
-    .with_context(|| format!("writing {}", conf.display()))?;
+    check_tools()?;
+    let ours = crate::pgo::release_binary()?;
+    let conf = flood_conf()?;
 
     let topo = Topology::up(seconds)?;
     let mut all: Vec<Vec<Run>> = Vec::new();
@@ -119,6 +83,57 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     drop(topo);
     Ok(())
+}
+
+/// The PGO build's training (`xtask/src/pgo.rs`): `bin`'s capture, diagnose and watch,
+/// one after the other, each under a one-second flood.
+pub(crate) fn train(bin: &Path) -> Result<()> {
+    check_tools()?;
+    let conf = flood_conf()?;
+    let topo = Topology::up(1)?;
+    for which in 1..CAPTURERS {
+        topo.measure(which, bin, &conf, 1)?;
+    }
+    Ok(())
+}
+
+/// The tools the flood and the measures need, each where Debian installs it.
+fn check_tools() -> Result<()> {
+    if !crate::sh::is_root() {
+        bail!("bench live needs root (network namespaces, packet sockets)");
+    }
+    for (tool, path) in [
+        (
+            "trafgen (Debian netsniff-ng; cargo xtask deps)",
+            "/usr/sbin/trafgen",
+        ),
+        ("tcpdump", "/usr/bin/tcpdump"),
+        ("/usr/bin/time (Debian time)", "/usr/bin/time"),
+        ("unshare, nsenter (util-linux)", "/usr/bin/nsenter"),
+    ] {
+        if !Path::new(path).exists() {
+            bail!("{tool} not found at {path}");
+        }
+    }
+    Ok(())
+}
+
+/// trafgen's configuration of the flood: 60-byte UDP frames from A to B, written under
+/// `target/bench-live/`.
+fn flood_conf() -> Result<PathBuf> {
+    let work = crate::sh::target_dir().join("bench-live");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let conf = work.join("udp60.trafgen");
+    // 14 Ethernet + 20 IPv4 + 8 UDP + 18 payload = 60 bytes, checksums filled in by trafgen.
+    std::fs::write(
+        &conf,
+        format!(
+            "{{ eth(da={MAC_B}, sa={MAC_A}), ipv4(saddr={ADDR_A}, daddr={ADDR_B}, ttl=64), \
+             udp(sp=40000, dp=9), fill(0x5a, 18) }}\n"
+        ),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
+    Ok(conf)
 }
 
 /// tcpdump, capture, diagnose, watch.

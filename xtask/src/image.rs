@@ -45,7 +45,7 @@ const DIRS: &[(&str, u32)] = &[
 ];
 
 const USAGE: &str = "usage: cargo xtask image [--binary PATH] [--out PATH]
-  Builds kubectl-netdiag (release) and writes its OCI image archive to
+  Builds kubectl-netdiag (release, profile-guided: xtask/src/pgo.rs; root) and writes its OCI image archive to
   target/image/kubectl-netdiag.oci.tar (import: ctr -n k8s.io images import FILE;
   push: skopeo copy oci-archive:FILE docker://REGISTRY/NAME:TAG).
   --binary PATH  package this binary instead of building the release one
@@ -70,7 +70,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     let binary = match binary {
         Some(b) => b,
-        None => build_release()?,
+        None => crate::pgo::release_binary()?,
     };
     let out = out.unwrap_or_else(default_out);
     let image = write_archive(&binary, &out)?;
@@ -90,7 +90,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// in `deploy/` validate against the Kubernetes OpenAPI schema.
 pub(crate) fn ci() -> Result<()> {
     ensure_debian_packages()?;
-    let binary = build_release()?;
+    let binary = crate::pgo::release_binary()?;
     let first = write_archive(&binary, &default_out())?;
     let again_path = default_out().with_file_name("kubectl-netdiag.again.oci.tar");
     let again = write_archive(&binary, &again_path)?;
@@ -140,15 +140,15 @@ pub(crate) fn validate_manifests() -> Result<()> {
         let pip = ["-m", "pip", "install", "--quiet", "kubernetes-validate"];
         // Debian's own python3 is "externally managed" (PEP 668): pip refuses without the
         // flag; a pyenv or venv python takes the plain command.
-        if run_cmd(Command::new("python3").args(pip)).is_err() {
-            run_cmd(
+        if crate::sh::run(Command::new("python3").args(pip)).is_err() {
+            crate::sh::run(
                 Command::new("python3")
                     .args(pip)
                     .arg("--break-system-packages"),
             )?;
         }
     }
-    let deploy = workspace_root().join("deploy");
+    let deploy = crate::sh::workspace_root().join("deploy");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&deploy)
         .with_context(|| format!("reading {}", deploy.display()))?
         .map(|e| e.map(|e| e.path()))
@@ -158,7 +158,7 @@ pub(crate) fn validate_manifests() -> Result<()> {
     if files.is_empty() {
         bail!("no manifests in {}", deploy.display());
     }
-    run_cmd(
+    crate::sh::run(
         Command::new("python3")
             .args(["-m", "kubernetes_validate", "--strict"])
             .args(&files),
@@ -187,12 +187,12 @@ fn ensure_debian_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    run_cmd(
+    crate::sh::run(
         Command::new("apt-get")
             .args(["update", "-qq"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    run_cmd(
+    crate::sh::run(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing)
@@ -202,41 +202,7 @@ fn ensure_debian_packages() -> Result<()> {
 
 /// The archive `cargo xtask image` writes by default.
 fn default_out() -> PathBuf {
-    target_dir().join("image/kubectl-netdiag.oci.tar")
-}
-
-fn workspace_root() -> PathBuf {
-    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().unwrap_or(xtask).to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// `cargo build --release -p kubectl-netdiag`; returns the binary.
-fn build_release() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_cmd(
-        Command::new(cargo)
-            .args(["build", "--release", "--locked", "-p", "kubectl-netdiag"])
-            .current_dir(workspace_root()),
-    )?;
-    Ok(target_dir().join("release/kubectl-netdiag"))
-}
-
-fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let line = format!("{cmd:?}");
-    eprintln!("xtask: $ {line}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start {line}"))?;
-    if !status.success() {
-        bail!("{line} failed: {status}");
-    }
-    Ok(())
+    crate::sh::target_dir().join("image/kubectl-netdiag.oci.tar")
 }
 
 /// A written image archive.
@@ -369,7 +335,7 @@ fn binary_version(binary: &Path) -> Result<String> {
 fn stripped(binary: &Path) -> Result<Vec<u8>> {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = target_dir().join(format!("image/.strip.{}.{n}", std::process::id()));
+    let tmp = crate::sh::target_dir().join(format!("image/.strip.{}.{n}", std::process::id()));
     if let Some(dir) = tmp.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -546,7 +512,7 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(gz.finish()?)
 }
 
-fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     let digest = sha2::Sha256::digest(data);
     let mut s = String::with_capacity(71);
     s.push_str("sha256:");
@@ -634,7 +600,7 @@ mod tests {
     /// and no shell.
     #[test]
     fn packaging_is_reproducible_and_complete() {
-        let dir = target_dir().join(format!("image/test-{}", std::process::id()));
+        let dir = crate::sh::target_dir().join(format!("image/test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let bin = Path::new("/usr/bin/getent");
         let (a, b) = (dir.join("a.tar"), dir.join("b.tar"));

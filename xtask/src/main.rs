@@ -19,6 +19,7 @@ mod fresh;
 mod fuzz;
 mod image;
 mod lab;
+mod pgo;
 mod sh;
 
 use anyhow::{Result, bail};
@@ -86,6 +87,6 @@ const HELP: &str = "usage: cargo xtask <command>
   bench smoke     each bench command once, small (criterion in test mode, compare, ab of one binary, live 1 s), as ci runs them (root)
   demo [--keep]   the main job: pods on a real containerd node, diagnosed by name (root)
   soak [--minutes N]  `watch` (release build) under sustained lab traffic for N >= 3 minutes (10): RSS <= 64 MiB, no late growth, --max-files (root)
-  image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag, reproducible, no engine
+  image [--binary PATH] [--out PATH]  OCI image archive of kubectl-netdiag (PGO build, root), reproducible, no engine
   fuzz [T] [--time S] [--runs N]  libFuzzer targets of fuzz/, seeded from the corpus; fails on a crash
   fresh [--root DIR] [demo] [ci]  the README's commands on a debootstrapped Debian 12, packages purged (root)";
