@@ -34,7 +34,8 @@ const TRAIN_PACKETS: usize = 300_000;
 const TRAIN_FLOWS: usize = 7_000;
 
 /// Builds kubectl-netdiag with PGO (training it first when its profile is not current)
-/// and returns the binary, a copy at `target/pgo/kubectl-netdiag`.
+/// and returns the binary, a copy at `target/pgo/use-DIGEST/kubectl-netdiag` (DIGEST: the
+/// profile's). Profiles and binaries of earlier sources are removed.
 pub(crate) fn release_binary() -> Result<PathBuf> {
     // libpcap-dev and protoc for the build; tcpdump is not needed, trafgen is.
     crate::deps::install()?;
@@ -74,10 +75,12 @@ pub(crate) fn release_binary() -> Result<PathBuf> {
             .with_context(|| format!("renaming {}", partial.display()))?;
     }
     let used = digest(&profile)?;
+    let use_dir = format!("use-{}", &used[..16]);
+    prune(&dir, &[&profile, &dir.join(&use_dir)])?;
     let optimised = build(
         &dir,
         host,
-        &format!("use-{}", &used[..16]),
+        &use_dir,
         &[
             format!("-Cprofile-use={}", profile.display()),
             // Code the training did not reach has no profile: that is expected, not news.
@@ -85,6 +88,27 @@ pub(crate) fn release_binary() -> Result<PathBuf> {
         ],
     )?;
     Ok(optimised)
+}
+
+/// Removes the profiles (`*.profdata`) and optimised binaries (`use-*/`) in `dir` other
+/// than `keep`: each is tens of MiB, and only the current sources' are ever used again.
+fn prune(dir: &Path, keep: &[&Path]) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let stale = (name.ends_with(".profdata") || name.starts_with("use-"))
+            && !keep.contains(&path.as_path());
+        if !stale {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// `cargo build --release --target HOST -p kubectl-netdiag` with `flags` as the rustflags
