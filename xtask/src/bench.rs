@@ -69,9 +69,9 @@ const SMOKE_PACKETS: usize = 20_000;
 /// - the criterion benches in test mode (each function once), whose setups assert that
 ///   every contender gives the same digest and every buffer holds every packet;
 /// - `compare` on a generated capture of [`SMOKE_PACKETS`] packets, one round;
-/// - `ab` of the release binary against itself, two runs a side on the same capture:
-///   the reports must be byte-identical, i.e. the analysis is deterministic (the DNS
-///   thread and the read-ahead thread included);
+/// - `ab` of the release binary that ships (the PGO build) against itself, two runs a
+///   side on the same capture: the reports must be byte-identical, i.e. the analysis is
+///   deterministic (the DNS thread and the read-ahead thread included);
 /// - `live` for one second, one round (root).
 ///
 /// No figure is checked against a goal: runs this short measure nothing.
