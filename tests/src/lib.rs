@@ -80,28 +80,28 @@ pub fn netdiag_bin() -> anyhow::Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-/// Path of the release `kubectl-netdiag` of this target dir (`target/release/`), for
-/// figures that are about the binary that ships (the soak's memory bound). `cargo xtask ci`
-/// builds it (the image step) before the tests. Missing: an error under `CI=true`, `None`
-/// with a message elsewhere.
+/// Path of the `kubectl-netdiag` that ships, the PGO release build xtask leaves at
+/// `target/pgo/kubectl-netdiag` (xtask/src/pgo.rs), for figures that are about that
+/// binary (the soak's memory bound). `cargo xtask ci` builds it (the image step) before
+/// the tests. Missing: an error under `CI=true`, `None` with a message elsewhere.
 pub fn netdiag_release_bin() -> anyhow::Result<Option<std::path::PathBuf>> {
     let debug = netdiag_bin()?;
     let bin = debug
         .parent()
         .and_then(std::path::Path::parent)
-        .map(|t| t.join("release").join("kubectl-netdiag"))
+        .map(|t| t.join("pgo").join("kubectl-netdiag"))
         .ok_or_else(|| anyhow::anyhow!("{} has no target dir", debug.display()))?;
     if bin.is_file() {
         return Ok(Some(bin));
     }
     if is_ci() {
         anyhow::bail!(
-            "{} not found and CI=true forbids skipping: `cargo build --release -p kubectl-netdiag` (`cargo xtask ci` does)",
+            "{} not found and CI=true forbids skipping: build it with `cargo xtask image` (`cargo xtask ci` does)",
             bin.display()
         );
     }
     eprintln!(
-        "{} not found: run `cargo build --release -p kubectl-netdiag`",
+        "{} not found: build it with `cargo xtask image`",
         bin.display()
     );
     Ok(None)

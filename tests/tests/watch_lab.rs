@@ -796,7 +796,7 @@ fn watch_soak_short_bounded_memory_and_max_files() {
         growth_allowance_kib: 4096,
         ..soak::SoakConfig::minutes(1)
     };
-    // The bound is about the binary that ships: the release build (CI builds it first).
+    // The bound is about the binary that ships: the PGO release build (CI builds it first).
     let Some(release) = netdiag_tests::netdiag_release_bin().expect("release binary") else {
         return;
     };

@@ -30,11 +30,9 @@ pub(crate) fn run(group: &str, args: &[String]) -> Result<()> {
     let mut cmd = Command::new(&bin);
     cmd.arg(group).args(args);
     if group == "soak" {
-        // The soak's memory bound is about the binary that ships: the release build
+        // The soak's memory bound is about the binary that ships: the PGO release build
         // (a debug build maps ~16 MiB more of its own code and debug sections).
-        sh::run(sh::cargo().args(["build", "--locked", "--release", "-p", "kubectl-netdiag"]))?;
-        cmd.arg("--bin")
-            .arg(sh::target_dir().join("release").join("kubectl-netdiag"));
+        cmd.arg("--bin").arg(crate::pgo::release_binary()?);
     }
     // Ctrl-C reaches the driver too (same process group): it tears its namespaces or the
     // node down and exits 130. We wait for that instead of dying first.

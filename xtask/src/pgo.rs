@@ -34,8 +34,9 @@ const TRAIN_PACKETS: usize = 300_000;
 const TRAIN_FLOWS: usize = 7_000;
 
 /// Builds kubectl-netdiag with PGO (training it first when its profile is not current)
-/// and returns the binary, a copy at `target/pgo/use-DIGEST/kubectl-netdiag` (DIGEST: the
-/// profile's). Profiles and binaries of earlier sources are removed.
+/// and returns the binary: [`SHIPPED`] under the target dir, where the tests that are
+/// about the binary that ships (the soak's memory bound) find it. Profiles and binaries of
+/// earlier sources are removed.
 pub(crate) fn release_binary() -> Result<PathBuf> {
     // libpcap-dev and protoc for the build; tcpdump is not needed, trafgen is.
     crate::deps::install()?;
@@ -87,7 +88,22 @@ pub(crate) fn release_binary() -> Result<PathBuf> {
             "-Cllvm-args=-pgo-warn-missing-function=false".to_owned(),
         ],
     )?;
-    Ok(optimised)
+    let shipped = sh::target_dir().join(SHIPPED);
+    copy_binary(&optimised, &shipped)?;
+    Ok(shipped)
+}
+
+/// Where [`release_binary`] leaves the binary, under the target dir (tests/src/lib.rs
+/// `netdiag_release_bin` looks there).
+pub(crate) const SHIPPED: &str = "pgo/kubectl-netdiag";
+
+/// Copies a binary to `to` through a temporary name: a copy over a running binary would
+/// fail with ETXTBSY, and an interrupted copy leaves no half binary at `to`.
+fn copy_binary(from: &Path, to: &Path) -> Result<()> {
+    let partial = to.with_extension("partial");
+    std::fs::copy(from, &partial)
+        .with_context(|| format!("copying {} to {}", from.display(), partial.display()))?;
+    std::fs::rename(&partial, to).with_context(|| format!("renaming {}", partial.display()))
 }
 
 /// Removes the profiles (`*.profdata`) and optimised binaries (`use-*/`) in `dir` other
@@ -142,11 +158,7 @@ fn build(dir: &Path, host: &str, name: &str, flags: &[String]) -> Result<PathBuf
     )?;
     let built = sh::target_dir().join(host).join("release").join(PACKAGE);
     let copy = out.join(PACKAGE);
-    // Through a temporary name: a copy over a running binary would fail with ETXTBSY.
-    let partial = out.join(format!("{PACKAGE}.partial"));
-    std::fs::copy(&built, &partial)
-        .with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
-    std::fs::rename(&partial, &copy).with_context(|| format!("renaming {}", partial.display()))?;
+    copy_binary(&built, &copy)?;
     Ok(copy)
 }
 

@@ -11,7 +11,7 @@ const HELP: &str =
   UDP over many source ports, DNS for ever-new names, and AAAA replies lost at random) for
   N minutes (default 10, at least 3); samples VmRSS every 10 s; asserts RSS <= 64 MiB, no growth over
   the last half, --max-files 3 never exceeded; prints the figures. xtask passes
-  --bin target/release/kubectl-netdiag (the bound is about the release binary; the
+  --bin target/pgo/kubectl-netdiag (the bound is about the binary that ships; the
   default, the kubectl-netdiag next to netdiag-lab, is a debug build).";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
