@@ -577,7 +577,8 @@ fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_th
         "{test}: episode numbers"
     );
     // Episodes ↔ lost replies: each delayed lookup's first packets (its socket's A/AAAA
-    // pair) open an episode within a second of its start, and no episode is left over or
+    // pair) open an episode within a second of its start (later by as much as the lookup
+    // itself took longer than its timeouts: `late_ns`), and no episode is left over or
     // shared.
     let mut delayed: Vec<&Lookup> = stats
         .lookups
@@ -591,7 +592,9 @@ fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_th
             .iter()
             .enumerate()
             .filter(|(i, (first, _))| {
-                !used[*i] && *first >= l.start_ns && *first < l.start_ns + 1_000_000_000
+                !used[*i]
+                    && *first >= l.start_ns
+                    && *first < l.start_ns + 1_000_000_000 + l.late_ns()
             })
             .map(|(i, _)| i)
             .collect();
@@ -613,7 +616,7 @@ fn watch_reports_every_lost_reply_once_with_its_packets_and_prometheus_counts_th
         let mut allowed = l.lost_replies() - 1;
         for (i, (first, _)) in clients.iter().enumerate() {
             let from = l.start_ns + timeout_ns - 500_000_000;
-            let to = l.start_ns + (l.lost_replies() - 1) * timeout_ns + 1_000_000_000;
+            let to = l.start_ns + l.late_ns() + (l.lost_replies() - 1) * timeout_ns + 1_000_000_000;
             if allowed > 0 && !used[i] && (from..to).contains(first) {
                 used[i] = true;
                 allowed -= 1;

@@ -81,6 +81,15 @@ impl Lookup {
         let ms = self.elapsed.as_millis() as u64;
         ((ms + 500) / (DNS_TIMEOUT_S * 1000)).min(MAX_LOST_PER_LOOKUP)
     }
+
+    /// How much longer it took than its lost replies' timeouts explain, in ns: at most
+    /// how long after `start_ns` its first queries left. A client the loaded machine did
+    /// not schedule for a while sends them late (fresh CI: three lookups whose queries
+    /// left 1.7–2.1 s after they started took 6.7–7.1 s for one lost reply).
+    pub fn late_ns(&self) -> u64 {
+        (self.elapsed.as_nanos() as u64)
+            .saturating_sub(self.lost_replies() * DNS_TIMEOUT_S * 1_000_000_000)
+    }
 }
 
 /// What the workload has done so far.
@@ -359,4 +368,30 @@ fn http_connection(
     let _ = s.read_to_end(&mut rest);
     lock(stats).http_connections += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(ms: u64) -> Lookup {
+        Lookup {
+            start_ns: 0,
+            elapsed: Duration::from_millis(ms),
+            resolved: true,
+        }
+    }
+
+    #[test]
+    fn lateness_is_what_the_lost_replies_do_not_explain() {
+        // The fresh-CI lookups: one lost reply, queries sent 2.06 s late.
+        assert_eq!(lookup(7_061).lost_replies(), 1);
+        assert_eq!(lookup(7_061).late_ns(), 2_061_000_000);
+        // On time: a lost reply's 5 s and the answer's milliseconds.
+        assert_eq!(lookup(5_014).late_ns(), 14_000_000);
+        // Two lost replies, a little early by the 0.5 s rounding: not late at all.
+        assert_eq!(lookup(9_700).lost_replies(), 2);
+        assert_eq!(lookup(9_700).late_ns(), 0);
+        assert_eq!(lookup(30).late_ns(), 30_000_000);
+    }
 }
