@@ -391,13 +391,7 @@ fn forget_packaged_workspace_crates() -> Result<()> {
                 if !ours {
                     continue;
                 }
-                let path = e.path();
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                removed.with_context(|| format!("removing the stale copy {}", path.display()))?;
+                sh::remove_path(&e.path())?;
             }
         }
     }

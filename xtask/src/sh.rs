@@ -84,3 +84,13 @@ pub(crate) fn target_dir() -> PathBuf {
         None => workspace_root().join("target"),
     }
 }
+
+/// Removes `path`, a directory with its contents or a file.
+pub(crate) fn remove_path(path: &Path) -> Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    removed.with_context(|| format!("removing {}", path.display()))
+}
