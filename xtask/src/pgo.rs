@@ -38,10 +38,11 @@ const TRAIN_FLOWS: usize = 7_000;
 /// about the binary that ships (the soak's memory bound) find it. Profiles and binaries of
 /// earlier sources are removed.
 ///
-/// Once per xtask run: `cargo xtask ci` asks for it three times (image, bench smoke, live
-/// smoke), and each later call, which should have found everything fresh, rebuilt the
-/// workspace's crates of both builds and trained again (at 5af50ea on a new machine:
-/// four profiles in one run, ~7 minutes a call; why cargo found them dirty is open).
+/// Once per xtask run: `cargo xtask ci` asks for it four times (the image, then the
+/// compare, ab and live smokes), and each of the three later calls, which should have
+/// found everything fresh, rebuilt the workspace's crates of both builds and trained
+/// again (at 5af50ea on a new machine: four profiles in one run, ~7 minutes a call; why
+/// cargo found them dirty is open).
 pub(crate) fn release_binary() -> Result<PathBuf> {
     static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
     let mut built = BUILT
