@@ -122,6 +122,20 @@ pub(crate) fn map_bytes<K, V>(n: usize) -> usize {
     table + table / 2
 }
 
+/// `value` in a box taken from `spare` (allocations of state that was dropped, kept for
+/// reuse), or in a new one when there is none: state that lives out of line allocates
+/// nothing once as many boxes were in use at once.
+#[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
+pub(crate) fn reuse_box<T>(spare: &mut Vec<Box<T>>, value: T) -> Box<T> {
+    match spare.pop() {
+        Some(mut b) => {
+            *b = value;
+            b
+        }
+        None => Box::new(value),
+    }
+}
+
 /// Heap bytes of a `Vec<T>` grown by pushing up to `n` elements (capacity doubles; the
 /// old buffer is alive while it moves).
 pub(crate) fn vec_bytes<T>(n: usize) -> usize {

@@ -264,13 +264,8 @@ impl TcpConn {
     /// The out-of-line state, from `spare` when one is there.
     #[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
     fn cold(&mut self, spare: &mut Vec<Box<TcpCold>>) -> &mut TcpCold {
-        self.cold.get_or_insert_with(|| match spare.pop() {
-            Some(mut b) => {
-                *b = TcpCold::default();
-                b
-            }
-            None => Box::default(),
-        })
+        self.cold
+            .get_or_insert_with(|| crate::bounds::reuse_box(spare, TcpCold::default()))
     }
 
     /// Packet numbers of the first `SYN_SLOTS` SYNs (0 where none was seen).

@@ -306,13 +306,7 @@ impl Dir {
                         resized: false,
                         sends_after_icmp: 0,
                     };
-                    self.suspect = Some(match spare.pop() {
-                        Some(mut b) => {
-                            *b = suspect;
-                            b
-                        }
-                        None => Box::new(suspect),
-                    });
+                    self.suspect = Some(crate::bounds::reuse_box(spare, suspect));
                 }
             }
             return;
