@@ -74,7 +74,7 @@ impl Analyzer {
     pub fn tables(&self) -> Tables {
         let dns = self.dns_stage.last_snapshot();
         let (txns, sockets, clients, lookups) = dns.fill;
-        let [closing, refused, dormant, resumed] = self
+        let [refused, dormant, resumed] = self
             .conn_events
             .fill()
             .map(|(len, cap)| TableFill::new(len, cap));
@@ -87,8 +87,8 @@ impl Analyzer {
             dns_sockets: TableFill::new(sockets, txn_cap),
             dns_clients: TableFill::new(clients, client_cap),
             dns_lookups: TableFill::new(lookups, client_cap * dns::LOOKUPS_PER_CLIENT),
-            destinations: TableFill::new(self.dests.map.len(), c.max_destinations.max(1)),
-            addresses: TableFill::new(self.locality.len(), MAX_ADDRESSES),
+            destinations: TableFill::new(dns.destinations, c.max_destinations.max(1)),
+            addresses: TableFill::new(dns.addresses, MAX_ADDRESSES),
             unanswered_syn_servers: TableFill::new(
                 self.tcp.unanswered_syns.len(),
                 MAX_UNANSWERED_SYN_SERVERS,
@@ -101,7 +101,10 @@ impl Analyzer {
                     ),
                 MAX_SKIP_KINDS,
             ),
-            closing_destinations: closing,
+            closing_destinations: TableFill::new(
+                dns.closing,
+                crate::conn_events::Closes::fill_cap(),
+            ),
             refused_destinations: refused,
             dormant_connections: dormant,
             resumed_connections: resumed,
@@ -182,6 +185,7 @@ impl Config {
             + addresses
             + crate::detect::conntrack_invalid::ConntrackInvalid::bytes_bound()
             + crate::conn_events::ConnEvents::bytes_bound()
+            + crate::conn_events::Closes::bytes_bound()
             + crate::detect::udp_receive_buffer_overflow::UdpServices::bytes_bound()
             + crate::detect::path_mtu_blackhole::PmtuTracker::bytes_bound()
             + crate::resolver::ResolverHints::bytes_bound()

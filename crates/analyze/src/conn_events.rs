@@ -139,13 +139,79 @@ pub(crate) struct Before {
 /// All of it.
 #[derive(Default)]
 pub(crate) struct ConnEvents {
-    pub(crate) closes: FxMap<(u16, Endpoint), CloseStats>,
     pub(crate) refused: FxMap<(u16, Endpoint), RefusedStats>,
     pub(crate) idle: Vec<IdleEvent>,
     pub(crate) idle_count: u64,
     dormant: FxMap<FlowKey, u64>,
     pending: FxMap<FlowKey, Pending>,
     pub(crate) not_tracked: u64,
+}
+
+/// A connection's first FIN, sent by its client ([`ConnEvents::client_fin`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientFin {
+    pub(crate) source: u16,
+    pub(crate) client: Endpoint,
+    pub(crate) server: Endpoint,
+    /// Data segments the client sent on the connection.
+    pub(crate) data_segments: u32,
+}
+
+/// Connections closed by their client first, per destination, bounded like the maps of
+/// [`ConnEvents`]. Only the detectors read it, in `finish`: it is kept on the DNS
+/// stage's side (`crate::dnsstage`), off the packet path.
+#[derive(Default)]
+pub(crate) struct Closes {
+    pub(crate) map: FxMap<(u16, Endpoint), CloseStats>,
+    /// Closes to destinations beyond the cap.
+    pub(crate) not_tracked: u64,
+}
+
+impl Closes {
+    /// The client's first FIN (packet `pkt` at `ns`).
+    pub(crate) fn on_client_fin(&mut self, fin: &ClientFin, pkt: u64, ns: u64) {
+        let (client, server) = (fin.client, fin.server);
+        let Some(c) = bounded(&mut self.map, (fin.source, server), &mut self.not_tracked) else {
+            return;
+        };
+        c.closes += 1;
+        c.data_segments += u64::from(fin.data_segments);
+        c.add(ns);
+        if c.packets.len() < PKTS_PER_DEST {
+            c.packets.push((
+                PacketRef {
+                    source: fin.source,
+                    number: pkt,
+                },
+                "FIN from the client first: its port goes to TIME_WAIT",
+            ));
+        }
+        if c.flows.len() < FLOWS_PER_DEST {
+            c.flows.push((client, server));
+        }
+        if c.client_ips.len() < 8 && !c.client_ips.contains(&client.0) {
+            c.client_ips.push(client.0);
+        }
+    }
+
+    /// Most destinations held.
+    pub(crate) fn fill_cap() -> usize {
+        MAX_DESTS
+    }
+
+    /// Most heap bytes, every list at its cap.
+    pub(crate) fn bytes_bound() -> usize {
+        use crate::bounds::map_bytes;
+        map_bytes::<(u16, Endpoint), CloseStats>(MAX_DESTS) + MAX_DESTS * dest_lists_bytes()
+    }
+}
+
+/// Heap bytes of one destination's evidence lists at their caps.
+fn dest_lists_bytes() -> usize {
+    use crate::bounds::vec_bytes;
+    vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_DEST)
+        + vec_bytes::<(Endpoint, Endpoint)>(FLOWS_PER_DEST)
+        + vec_bytes::<IpAddr>(8)
 }
 
 fn seq_ge(a: u32, b: u32) -> bool {
@@ -187,6 +253,27 @@ impl ConnEvents {
         }
     }
 
+    /// The client's first FIN, if `seg` from `side` is one (`before`: the connection
+    /// before it): its port waits in TIME_WAIT. For [`Closes`], which is kept apart from
+    /// the rest because nothing reads it while packets come in.
+    #[inline]
+    pub(crate) fn client_fin(
+        key: &FlowKey,
+        side: Side,
+        seg: &TcpSegment<'_>,
+        conn: &TcpConn,
+        before: Before,
+    ) -> Option<ClientFin> {
+        (seg.flags.fin() && !before.fin[0] && !before.fin[1] && conn.client == Some(side)).then(
+            || ClientFin {
+                source: key.source,
+                client: key.endpoint(side),
+                server: key.endpoint(side.other()),
+                data_segments: conn.client_data,
+            },
+        )
+    }
+
     /// After `seg` from `side` updated `conn` (`created`: the flow is new in the table).
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -207,32 +294,6 @@ impl ConnEvents {
             source: key.source,
             number,
         };
-        // Who closed first: its port waits in TIME_WAIT.
-        if f.fin() && !before.fin[0] && !before.fin[1] && conn.client == Some(side) {
-            let client = key.endpoint(side);
-            let server = key.endpoint(side.other());
-            if let Some(c) = bounded(
-                &mut self.closes,
-                (key.source, server),
-                &mut self.not_tracked,
-            ) {
-                c.closes += 1;
-                c.data_segments += u64::from(conn.client_data);
-                c.add(ns);
-                if c.packets.len() < PKTS_PER_DEST {
-                    c.packets.push((
-                        pref(pkt),
-                        "FIN from the client first: its port goes to TIME_WAIT",
-                    ));
-                }
-                if c.flows.len() < FLOWS_PER_DEST {
-                    c.flows.push((client, server));
-                }
-                if c.client_ips.len() < 8 && !c.client_ips.contains(&client.0) {
-                    c.client_ips.push(client.0);
-                }
-            }
-        }
         // A connection attempt answered by RST.
         if let (Some((RstOrigin::Server, SegKind::Syn)), Some(client)) = (out.rst, conn.client) {
             if !conn.established && conn.synack_count == 0 {
@@ -355,11 +416,10 @@ impl ConnEvents {
 }
 
 impl ConnEvents {
-    /// ((held, cap) of: client-closed destinations, refused destinations, dormant
-    /// connections, resumed connections awaiting an answer).
-    pub(crate) fn fill(&self) -> [(usize, usize); 4] {
+    /// ((held, cap) of: refused destinations, dormant connections, resumed connections
+    /// awaiting an answer).
+    pub(crate) fn fill(&self) -> [(usize, usize); 3] {
         [
-            (self.closes.len(), MAX_DESTS),
             (self.refused.len(), MAX_DESTS),
             (self.dormant.len(), MAX_DORMANT),
             (self.pending.len(), MAX_PENDING),
@@ -369,12 +429,8 @@ impl ConnEvents {
     /// Most heap bytes the events take, every list at its cap.
     pub(crate) fn bytes_bound() -> usize {
         use crate::bounds::{map_bytes, vec_bytes};
-        let lists = vec_bytes::<(PacketRef, &'static str)>(PKTS_PER_DEST)
-            + vec_bytes::<(Endpoint, Endpoint)>(FLOWS_PER_DEST)
-            + vec_bytes::<IpAddr>(8);
-        map_bytes::<(u16, Endpoint), CloseStats>(MAX_DESTS)
-            + map_bytes::<(u16, Endpoint), RefusedStats>(MAX_DESTS)
-            + 2 * MAX_DESTS * lists
+        map_bytes::<(u16, Endpoint), RefusedStats>(MAX_DESTS)
+            + MAX_DESTS * dest_lists_bytes()
             + map_bytes::<FlowKey, u64>(MAX_DORMANT)
             + map_bytes::<FlowKey, Pending>(MAX_PENDING)
             + vec_bytes::<IdleEvent>(MAX_IDLE_EVENTS)

@@ -48,6 +48,8 @@ pub(crate) struct Destinations {
     cap: usize,
     pub(crate) map: FxMap<(u16, Endpoint), DestStats>,
     pub(crate) not_tracked: u64,
+    /// The sum of every destination's `final_ack_dropped`.
+    pub(crate) final_acks_dropped: u64,
 }
 
 impl Destinations {
@@ -56,6 +58,7 @@ impl Destinations {
             cap: cap.max(1),
             map: FxMap::default(),
             not_tracked: 0,
+            final_acks_dropped: 0,
         }
     }
 
@@ -90,6 +93,15 @@ impl Destinations {
                 d.first_answered_ns = Some(ns);
             }
         }
+    }
+
+    /// Whether [`Destinations::on_closed`] records anything of `conn`: a client's
+    /// attempt that went unanswered, lost its final ACK or was left half-open. Most
+    /// connections are none of these.
+    #[inline]
+    pub(crate) fn records(conn: &TcpConn) -> bool {
+        conn.client.is_some()
+            && (conn.unanswered_retransmitted_syn() || conn.final_ack_dropped() || conn.half_open())
     }
 
     /// A connection left the flow table (or the capture ended): record its outcome.
@@ -171,6 +183,9 @@ impl Destinations {
         }
         if d.client_ips.len() < 8 && !d.client_ips.contains(&client_ep.0) {
             d.client_ips.push(client_ep.0);
+        }
+        if dropped {
+            self.final_acks_dropped += 1;
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The DNS side of the analysis: the DNS tracker, DNS-over-TCP reassembly, the UDP
 //! request/response tracker and the resolver hints, fed with what the packet path saw on
-//! UDP and on TCP port 53.
+//! UDP and on TCP port 53. With them, the bookkeeping of the TCP path that no packet
+//! decision reads back: the address locality table (each flow side's first address and
+//! TTL class), the per-destination outcomes of connection attempts, and the
+//! destinations' client-first closes.
 //!
 //! None of the other trackers reads this state while packets come in (the detectors
 //! read it in [`crate::Analyzer::finish`]), so it can run on a thread of its own
@@ -9,13 +12,16 @@
 //! hands full batches to the thread, which does what the packet path would have done, in
 //! the same order. The report is the same either way.
 
+use crate::conn_events::{ClientFin, Closes};
+use crate::destinations::{Destinations, Locality};
 use crate::detect::udp_receive_buffer_overflow::UdpServices;
 use crate::detect::udp_receive_buffer_overflow::UdpSocketQueue;
 use crate::dns::DnsTracker;
 use crate::dnstcp::{self, DnsTcp};
-use crate::flow::Endpoint;
+use crate::flow::{Endpoint, FlowKey};
 use crate::resolv::ResolvConf;
 use crate::resolver::ResolverHints;
+use crate::tcp::{TcpCold, TcpConn};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
 /// The DNS side's state.
@@ -24,6 +30,13 @@ pub(crate) struct DnsStage {
     pub(crate) dns_tcp: DnsTcp,
     pub(crate) udp_services: UdpServices,
     pub(crate) resolver_hints: ResolverHints,
+    /// Which addresses sent with an initial TTL and which were routed (read only by the
+    /// detectors, in `finish`: as good here as on the packet path, and off it).
+    pub(crate) locality: Locality,
+    /// What became of connection attempts, per destination.
+    pub(crate) dests: Destinations,
+    /// Connections their client closed first, per destination.
+    pub(crate) closes: Closes,
     /// DNS messages parsed (`CaptureStats::dns_messages`).
     pub(crate) messages: u64,
     /// Port-53 payloads that are not DNS messages (`SkipKind::DnsMalformed`).
@@ -31,12 +44,15 @@ pub(crate) struct DnsStage {
 }
 
 impl DnsStage {
-    pub(crate) fn new(max_txns: usize, max_clients: usize) -> DnsStage {
+    pub(crate) fn new(max_txns: usize, max_clients: usize, max_destinations: usize) -> DnsStage {
         DnsStage {
             dns: DnsTracker::new(max_txns, max_clients),
             dns_tcp: DnsTcp::default(),
             udp_services: UdpServices::default(),
             resolver_hints: ResolverHints::default(),
+            locality: Locality::new(crate::bounds::MAX_ADDRESSES),
+            dests: Destinations::new(max_destinations),
+            closes: Closes::default(),
             messages: 0,
             malformed: 0,
         }
@@ -110,11 +126,24 @@ impl DnsStage {
             retry_events: self.dns.retry_events,
             fill: self.dns.fill(),
             dns_tcp_fill: self.dns_tcp.fill(),
+            addresses: self.locality.len(),
+            destinations: self.dests.map.len(),
+            final_acks_dropped: self.dests.final_acks_dropped,
+            closing: self.closes.map.len(),
             malformed: self.malformed,
         }
     }
 
-    fn apply(&mut self, bytes: &[u8], w: Work) {
+    /// Does `w`; its payload is in `bytes`, a closed connection in `conns`, whose
+    /// out-of-line state goes to `cold` for reuse.
+    #[allow(clippy::vec_box)] // the boxes are allocations to reuse, not values
+    fn apply(
+        &mut self,
+        bytes: &[u8],
+        conns: &mut [(FlowKey, TcpConn)],
+        cold: &mut Vec<Box<TcpCold>>,
+        w: Work,
+    ) {
         let payload = |(s, e): (u32, u32)| bytes.get(s as usize..e as usize).unwrap_or_default();
         match w {
             Work::Udp {
@@ -145,6 +174,17 @@ impl DnsStage {
                 };
                 self.on_tcp53(source, from, to, &seg, pkt, ns);
             }
+            Work::Locality { source, src, ttl } => {
+                self.locality.observe(source, src, ttl);
+            }
+            Work::Answered { source, server, ns } => self.dests.on_answered(source, server, ns),
+            Work::ClientFin { fin, pkt, ns } => self.closes.on_client_fin(&fin, pkt, ns),
+            Work::ConnClosed(i) => {
+                if let Some((key, conn)) = conns.get_mut(i as usize) {
+                    self.dests.on_closed(key, conn);
+                    cold.extend(conn.cold.take());
+                }
+            }
             Work::ResolvConf(rc) => self.dns.set_resolv_conf(&rc),
             Work::UdpSockets(s) => self.udp_services.set_sockets(&s),
         }
@@ -160,6 +200,14 @@ pub(crate) struct Snapshot {
     pub(crate) fill: (usize, usize, usize, usize),
     /// [`DnsTcp::fill`].
     pub(crate) dns_tcp_fill: (usize, usize),
+    /// Addresses in the locality table.
+    pub(crate) addresses: usize,
+    /// Destinations held ([`Destinations`]).
+    pub(crate) destinations: usize,
+    /// [`Destinations::final_acks_dropped`].
+    pub(crate) final_acks_dropped: u64,
+    /// Destinations held by [`Closes`].
+    pub(crate) closing: usize,
     pub(crate) malformed: u64,
 }
 
@@ -186,6 +234,26 @@ enum Work {
         pkt: u64,
         ns: u64,
     },
+    /// A flow side's address and TTL ([`Locality::observe`]).
+    Locality {
+        source: u16,
+        src: std::net::IpAddr,
+        ttl: u8,
+    },
+    /// The first SYN-ACK of an attempt to `server` ([`Destinations::on_answered`]).
+    Answered {
+        source: u16,
+        server: Endpoint,
+        ns: u64,
+    },
+    /// [`Closes::on_client_fin`].
+    ClientFin {
+        fin: ClientFin,
+        pkt: u64,
+        ns: u64,
+    },
+    /// The batch's closed connection at this index ([`Destinations::on_closed`]).
+    ConnClosed(u32),
     ResolvConf(Box<ResolvConf>),
     UdpSockets(Vec<UdpSocketQueue>),
 }
@@ -195,6 +263,11 @@ enum Work {
 struct Batch {
     bytes: Vec<u8>,
     work: Vec<Work>,
+    /// Closed connections for [`Work::ConnClosed`].
+    conns: Vec<(FlowKey, TcpConn)>,
+    /// Their out-of-line state, on its way back for reuse.
+    #[allow(clippy::vec_box)] // the boxes are allocations to reuse, not values
+    cold: Vec<Box<TcpCold>>,
     snapshot: Snapshot,
 }
 
@@ -207,7 +280,13 @@ const BATCHES_AHEAD: usize = 4;
 /// Most heap bytes the batches hold at once (filling, queued, being worked on, coming
 /// back), with a payload of at most 64 KiB in the last piece of each.
 pub(crate) fn thread_bytes_bound() -> usize {
-    (BATCHES_AHEAD + 3) * (2 * BATCH_BYTES + 65_536 + crate::bounds::vec_bytes::<Work>(BATCH_WORK))
+    use crate::bounds::vec_bytes;
+    (BATCHES_AHEAD + 3)
+        * (2 * BATCH_BYTES
+            + 65_536
+            + vec_bytes::<Work>(BATCH_WORK)
+            + vec_bytes::<(FlowKey, TcpConn)>(BATCH_WORK)
+            + vec_bytes::<Box<TcpCold>>(BATCH_WORK))
 }
 
 /// The DNS side on a thread of its own.
@@ -217,6 +296,9 @@ pub(crate) struct Worker {
     back: Receiver<Batch>,
     thread: std::thread::JoinHandle<Box<DnsStage>>,
     snapshot: Snapshot,
+    /// Out-of-line TCP state the thread handed back, for [`Stage::reclaim_cold`].
+    #[allow(clippy::vec_box)] // the boxes are allocations to reuse, not values
+    cold_back: Vec<Box<TcpCold>>,
 }
 
 /// Where the DNS side runs.
@@ -243,15 +325,18 @@ impl Stage {
             .name("netdiag-dns".into())
             .spawn(move || {
                 let Ok(mut stage) = take.recv() else {
-                    return Box::new(DnsStage::new(0, 0));
+                    return Box::new(DnsStage::new(0, 0, 0));
                 };
                 while let Ok(mut b) = from_packets.recv() {
                     let bytes = std::mem::take(&mut b.bytes);
+                    let mut conns = std::mem::take(&mut b.conns);
                     for w in b.work.drain(..) {
-                        stage.apply(&bytes, w);
+                        stage.apply(&bytes, &mut conns, &mut b.cold, w);
                     }
                     b.bytes = bytes;
                     b.bytes.clear();
+                    conns.clear();
+                    b.conns = conns;
                     b.snapshot = stage.snapshot();
                     // The analyzer may be gone (dropped unfinished): then so is this.
                     if to_packets.send(b).is_err() {
@@ -268,6 +353,7 @@ impl Stage {
                     back,
                     thread,
                     snapshot: Snapshot::default(),
+                    cold_back: Vec::new(),
                 })),
                 // The thread ended before taking it (it cannot: it waits for it first).
                 Err(e) => Stage::Here(e.0),
@@ -337,6 +423,74 @@ impl Stage {
         }
     }
 
+    /// A packet from `src` sent with `ttl` ([`Locality::observe`]), for the first packet
+    /// of each flow side and TTL class: nothing reads the table until `finish`, and more
+    /// packets of a side and class change nothing it reports. Whether the full table
+    /// took the address is not returned: a full table stays full (entries are never
+    /// removed), so asking again for the same address could only be refused again.
+    #[inline]
+    pub(crate) fn observe_locality(&mut self, source: u16, src: std::net::IpAddr, ttl: u8) {
+        match self {
+            Stage::Here(s) => {
+                s.locality.observe(source, src, ttl);
+            }
+            Stage::Thread(w) => w.push(Work::Locality { source, src, ttl }),
+            Stage::Gone => {}
+        }
+    }
+
+    /// The first SYN-ACK of an attempt to `server` ([`Destinations::on_answered`]).
+    #[inline]
+    pub(crate) fn on_answered(&mut self, source: u16, server: Endpoint, ns: u64) {
+        match self {
+            Stage::Here(s) => s.dests.on_answered(source, server, ns),
+            Stage::Thread(w) => w.push(Work::Answered { source, server, ns }),
+            Stage::Gone => {}
+        }
+    }
+
+    /// A client's first FIN ([`Closes::on_client_fin`]).
+    #[inline]
+    pub(crate) fn on_client_fin(&mut self, fin: ClientFin, pkt: u64, ns: u64) {
+        match self {
+            Stage::Here(s) => s.closes.on_client_fin(&fin, pkt, ns),
+            Stage::Thread(w) => w.push(Work::ClientFin { fin, pkt, ns }),
+            Stage::Gone => {}
+        }
+    }
+
+    /// A connection of `key` that left the flow table and that [`Destinations::records`]:
+    /// recorded ([`Destinations::on_closed`]). Its out-of-line state goes to `spare` for
+    /// reuse: now in line, or from the thread through [`Stage::reclaim_cold`].
+    #[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
+    pub(crate) fn on_conn_closed(
+        &mut self,
+        key: FlowKey,
+        mut conn: TcpConn,
+        spare: &mut Vec<Box<TcpCold>>,
+    ) {
+        match self {
+            Stage::Here(s) => {
+                s.dests.on_closed(&key, &conn);
+                spare.extend(conn.cold.take());
+            }
+            Stage::Thread(w) => {
+                let i = u32::try_from(w.batch.conns.len()).unwrap_or(u32::MAX);
+                w.batch.conns.push((key, conn));
+                w.push(Work::ConnClosed(i));
+            }
+            Stage::Gone => spare.extend(conn.cold.take()),
+        }
+    }
+
+    /// Moves the out-of-line TCP state the thread is done with into `spare`.
+    #[allow(clippy::vec_box)] // the spares are allocations to reuse, not values
+    pub(crate) fn reclaim_cold(&mut self, spare: &mut Vec<Box<TcpCold>>) {
+        if let Stage::Thread(w) = self {
+            spare.append(&mut w.cold_back);
+        }
+    }
+
     /// The pod's resolv.conf, from this point of the input on.
     pub(crate) fn set_resolv_conf(&mut self, rc: &ResolvConf) {
         match self {
@@ -355,14 +509,23 @@ impl Stage {
         }
     }
 
-    /// (queries sent, timeout retries) for [`crate::Analyzer::progress`]: now in line, as
-    /// of the last batch taken back from the thread. Two counters, not a [`Snapshot`],
-    /// whose table fills walk the DNS clients.
-    pub(crate) fn query_counts(&self) -> (u64, u64) {
+    /// (queries sent, timeout retries, final ACKs dropped) for
+    /// [`crate::Analyzer::progress`]: now in line, as of the last batch taken back from
+    /// the thread. Three counters, not a [`Snapshot`], whose table fills walk the DNS
+    /// clients.
+    pub(crate) fn progress_counts(&self) -> (u64, u64, u64) {
         match self {
-            Stage::Here(s) => (s.dns.stats.queries_sent, s.dns.retry_events),
-            Stage::Thread(w) => (w.snapshot.queries_sent, w.snapshot.retry_events),
-            Stage::Gone => (0, 0),
+            Stage::Here(s) => (
+                s.dns.stats.queries_sent,
+                s.dns.retry_events,
+                s.dests.final_acks_dropped,
+            ),
+            Stage::Thread(w) => (
+                w.snapshot.queries_sent,
+                w.snapshot.retry_events,
+                w.snapshot.final_acks_dropped,
+            ),
+            Stage::Gone => (0, 0, 0),
         }
     }
 
@@ -396,7 +559,7 @@ impl Stage {
                     Err(p) => std::panic::resume_unwind(p),
                 }
             }
-            Stage::Gone => Box::new(DnsStage::new(0, 0)),
+            Stage::Gone => Box::new(DnsStage::new(0, 0, 0)),
         }
     }
 
@@ -445,6 +608,8 @@ impl Worker {
         let next = self.recycle_one().unwrap_or_else(|| Batch {
             bytes: Vec::with_capacity(BATCH_BYTES + 1500),
             work: Vec::with_capacity(BATCH_WORK),
+            conns: Vec::new(),
+            cold: Vec::new(),
             snapshot: Snapshot::default(),
         });
         let full = std::mem::replace(&mut self.batch, next);
@@ -459,9 +624,59 @@ impl Worker {
                 self.snapshot = b.snapshot;
                 b.work.clear();
                 b.bytes.clear();
+                b.conns.clear();
+                self.cold_back.append(&mut b.cold);
                 Some(b)
             }
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn conn_with_cold() -> (FlowKey, TcpConn, usize) {
+        let ip = |d| IpAddr::V4(Ipv4Addr::new(10, 0, 0, d));
+        let (key, _) = FlowKey::new(0, 6, (ip(1), 40_000), (ip(2), 80));
+        let cold = Box::new(TcpCold::default());
+        let at = std::ptr::from_ref::<TcpCold>(&cold) as usize;
+        let mut conn = TcpConn::default();
+        conn.cold = Some(cold);
+        (key, conn, at)
+    }
+
+    /// A closed connection's out-of-line state comes back for reuse, the same
+    /// allocation, whether the stage runs in line or on its thread (where it returns
+    /// with a batch): once warm, closing connections allocates nothing.
+    #[test]
+    fn a_closed_connections_box_comes_back_from_either_side() {
+        for thread in [false, true] {
+            let mut stage = Stage::start(Box::new(DnsStage::new(16, 16, 16)), thread);
+            assert_eq!(matches!(stage, Stage::Thread(_)), thread);
+            let (key, conn, at) = conn_with_cold();
+            let mut spare = Vec::new();
+            stage.on_conn_closed(key, conn, &mut spare);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while spare.is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the box never came back (thread: {thread})"
+                );
+                // Fills batches: each hand-over takes a returned batch (and its boxes) in.
+                for _ in 0..BATCH_WORK {
+                    stage.observe_locality(0, IpAddr::V4(Ipv4Addr::LOCALHOST), 64);
+                }
+                stage.reclaim_cold(&mut spare);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let back: Vec<usize> = spare
+                .iter()
+                .map(|b| std::ptr::from_ref::<TcpCold>(b) as usize)
+                .collect();
+            assert_eq!(back, [at], "thread: {thread}");
         }
     }
 }

@@ -279,9 +279,9 @@ impl Default for Flow {
 }
 
 impl Flow {
-    /// The (side, TTL class) bits ([`Locality::class_bit`]) of a UDP flow that the
-    /// address locality table already counts: their later packets skip its lookup, as
-    /// a TCP connection's do (`TcpConn::locality_seen`).
+    /// The (side, TTL class) bits ([`Locality::class_bit`]) of a UDP flow already handed
+    /// to the address locality table: their later packets skip it, as a TCP
+    /// connection's do (`TcpConn::locality_seen`).
     #[inline]
     fn udp_seen(self) -> u8 {
         (!self.conn & 0xf) as u8
@@ -365,12 +365,11 @@ pub struct Analyzer {
     /// Out-of-line TCP state of closed connections, for reuse.
     #[allow(clippy::vec_box)] // allocations to reuse, not values
     tcp_spare: Vec<Box<tcp::TcpCold>>,
-    /// The DNS tracker, DNS-over-TCP reassembly, the UDP services and the resolver
-    /// hints: in line or on a thread of their own ([`Config::dns_thread`]).
+    /// The DNS tracker, DNS-over-TCP reassembly, the UDP services, the resolver hints,
+    /// and the TCP path's write-only bookkeeping (address locality, destinations,
+    /// client-first closes): in line or on a thread of their own ([`Config::dns_thread`]).
     dns_stage: dnsstage::Stage,
     overlay: overlay::Overlay,
-    dests: Destinations,
-    locality: Locality,
     invalid: ConntrackInvalid,
     conn_events: conn_events::ConnEvents,
     counters: CounterBook,
@@ -458,12 +457,11 @@ impl Analyzer {
                 Box::new(dnsstage::DnsStage::new(
                     config.max_dns_transactions,
                     config.max_dns_clients,
+                    config.max_destinations,
                 )),
                 config.dns_thread,
             ),
             overlay: overlay::Overlay::default(),
-            dests: Destinations::new(config.max_destinations),
-            locality: Locality::new(bounds::MAX_ADDRESSES),
             invalid: ConntrackInvalid::default(),
             conn_events: conn_events::ConnEvents::default(),
             counters: CounterBook::default(),
@@ -564,12 +562,12 @@ impl Analyzer {
     /// name. None of them is a finding yet: a finding exists only in [`Analyzer::finish`]'s
     /// report, once every detector has weighed all the evidence and the counters.
     pub fn progress(&self) -> Progress {
-        let (dns_queries, dns_retries) = self.dns_stage.query_counts();
+        let (dns_queries, dns_retries, final_acks_dropped) = self.dns_stage.progress_counts();
         Progress {
             packets: self.capture.packets,
             flows: self.flows.len() as u64,
             out_of_window_segments: self.invalid.count,
-            final_acks_dropped: self.dests.map.values().map(|d| d.final_ack_dropped).sum(),
+            final_acks_dropped,
             syn_retransmissions: self.tcp.syn_retransmissions,
             dns_queries,
             dns_retries,
@@ -720,10 +718,11 @@ impl Analyzer {
                 if created {
                     self.capture.flows += 1;
                 }
-                // As for TCP: one locality lookup per flow side and TTL class, not one
+                // As for TCP: one locality observation per flow side and TTL class, not one
                 // per datagram (only whether a count is zero is read).
                 let bit = Locality::class_bit(side.idx(), ttl);
-                if flow.udp_seen() & bit == 0 && self.locality.observe(self.source, src, ttl) {
+                if flow.udp_seen() & bit == 0 {
+                    self.dns_stage.observe_locality(self.source, src, ttl);
                     flow.mark_udp_seen(bit);
                 }
                 self.dns_stage.on_udp(
@@ -809,21 +808,25 @@ impl Analyzer {
             flow.conn = conns.alloc();
         }
         let Some(tcp) = conns.slots.get_mut(flow.conn as usize) else {
-            self.locality.observe(self.source, src, ttl);
+            self.dns_stage.observe_locality(self.source, src, ttl);
             return;
         };
         if tcp.is_new_attempt(side, seg) {
             closed.push((key, std::mem::take(tcp)));
         }
-        // Once the locality table counts this side's address in this TTL class, more
+        // Once the locality table has this side's address in this TTL class, more
         // packets of it change nothing it reports (only whether a count is zero is
-        // read): one lookup per connection side, not one per packet.
+        // read): one piece of work per connection side, not one per packet.
         let bit = Locality::class_bit(side.idx(), ttl);
-        if tcp.locality_seen & bit == 0 && self.locality.observe(self.source, src, ttl) {
+        if tcp.locality_seen & bit == 0 {
+            self.dns_stage.observe_locality(self.source, src, ttl);
             tcp.locality_seen |= bit;
         }
         let before = conn_events::ConnEvents::before(tcp);
         let out = tcp.on_segment(side, seg, pkt, ns, &mut self.tcp_spare);
+        if let Some(fin) = conn_events::ConnEvents::client_fin(&key, side, seg, tcp, before) {
+            self.dns_stage.on_client_fin(fin, pkt, ns);
+        }
         self.conn_events
             .after(key, side, seg, tcp, before, &out, pkt, ns, created);
         let client = tcp.client;
@@ -841,7 +844,7 @@ impl Analyzer {
         }
         if out.answered {
             if let Some(c) = client {
-                self.dests
+                self.dns_stage
                     .on_answered(self.source, key.endpoint(c.other()), ns);
             }
         }
@@ -916,6 +919,7 @@ impl Analyzer {
     }
 
     fn close_out_all(&mut self) {
+        self.dns_stage.reclaim_cold(&mut self.tcp_spare);
         for (key, mut conn) in self.closed.drain(..) {
             if key.protocol == 6 {
                 self.conn_events.on_closed(&key, &conn);
@@ -930,7 +934,11 @@ impl Analyzer {
                         }
                     }
                 }
-                self.dests.on_closed(&key, &conn);
+                if Destinations::records(&conn) {
+                    self.dns_stage
+                        .on_conn_closed(key, conn, &mut self.tcp_spare);
+                    continue;
+                }
             }
             if let Some(c) = conn.cold.take() {
                 self.tcp_spare.push(c);
@@ -991,14 +999,14 @@ impl Analyzer {
             counters: &self.counters,
             resolv: self.resolv.as_ref(),
             resolver: self.resolver.as_ref(),
-            locality: &self.locality,
+            locality: &stage.locality,
             overlay: &self.overlay,
             max_evidence: self.config.max_evidence_packets,
         };
         let mut findings: Vec<Finding> = [
             self.invalid.finish(&ctx),
-            detect::accept_queue_overflow::finish(&self.dests, &ctx),
-            detect::snat_port_exhaustion::finish(&self.dests, &ctx),
+            detect::accept_queue_overflow::finish(&stage.dests, &ctx),
+            detect::snat_port_exhaustion::finish(&stage.dests, &ctx),
             detect::dns_ndots_amplification::finish(&stage.dns.expanded, &dns_stats, &ctx),
             detect::dns_lost_reply_timeout::finish(
                 &stage.dns.retries,
@@ -1006,9 +1014,9 @@ impl Analyzer {
                 &ctx,
             )
             .or_else(|| detect::dns_lost_reply_timeout::finish_tcp(&stage.dns, &ctx)),
-            detect::conntrack_table_full::finish(&self.dests, &ctx),
-            detect::ephemeral_port_exhaustion::finish(&self.conn_events, &ctx),
-            detect::connection_refused::finish(&self.conn_events, &self.dests, &ctx),
+            detect::conntrack_table_full::finish(&stage.dests, &ctx),
+            detect::ephemeral_port_exhaustion::finish(&stage.closes, &ctx),
+            detect::connection_refused::finish(&self.conn_events, &stage.dests, &ctx),
             detect::nat_idle_timeout::finish(&self.conn_events, &ctx),
             detect::udp_receive_buffer_overflow::finish(&stage.udp_services, &ctx),
             detect::path_mtu_blackhole::finish(&self.pmtu, &ctx),
@@ -1109,11 +1117,11 @@ impl Analyzer {
                 });
             }
         }
-        if self.dests.not_tracked > 0 {
+        if stage.dests.not_tracked > 0 {
             skipped_out.push(Skipped {
                 what: "connection outcomes".to_string(),
                 why: "the destination table was full".to_string(),
-                count: self.dests.not_tracked,
+                count: stage.dests.not_tracked,
             });
         }
 

@@ -177,8 +177,8 @@ pub(crate) struct TcpConn {
     /// Packets seen in this flow.
     pub(crate) packets: u32,
     pub(crate) resets: u8,
-    /// Which (side, TTL class) pairs of this connection the address locality table
-    /// already counts (see `Locality::class_bit`): their later packets skip its lookup.
+    /// Which (side, TTL class) pairs of this connection were handed to the address
+    /// locality table (see `Locality::class_bit`): their later packets skip it.
     pub(crate) locality_seen: u8,
 }
 

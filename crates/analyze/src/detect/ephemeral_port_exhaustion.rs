@@ -15,7 +15,7 @@
 
 use super::{Ctx, EvidenceSink, endpoint_text, flow_text};
 use crate::NetnsRole;
-use crate::conn_events::{ConnEvents, TIME_WAIT_S};
+use crate::conn_events::{Closes, TIME_WAIT_S};
 use crate::counters::{SocketGroup, SocketSide};
 use crate::model::{Confidence, Evidence, Finding, Kind};
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ fn states_text(g: &SocketGroup) -> String {
 }
 
 /// The finding, if any.
-pub(crate) fn finish(ev: &ConnEvents, ctx: &Ctx<'_>) -> Option<Finding> {
+pub(crate) fn finish(closes: &Closes, ctx: &Ctx<'_>) -> Option<Finding> {
     let ((lo, hi), range_known) = port_range(ctx);
     let size = hi - lo + 1;
     // Per destination, the snapshot in which its sockets held the most ports.
@@ -72,11 +72,11 @@ pub(crate) fn finish(ev: &ConnEvents, ctx: &Ctx<'_>) -> Option<Finding> {
         .filter(|g| u64::from(g.local_ports) >= size)
         .collect();
     let sockets_known = ctx.counters.has_sockets(NetnsRole::Pod);
-    let mut close_keys: Vec<_> = ev.closes.keys().copied().collect();
+    let mut close_keys: Vec<_> = closes.map.keys().copied().collect();
     close_keys.sort();
     let churn: Vec<_> = close_keys
         .iter()
-        .filter_map(|k| ev.closes.get(k).map(|c| (*k, c)))
+        .filter_map(|k| closes.map.get(k).map(|c| (*k, c)))
         .filter(|(k, c)| {
             u64::from(c.peak_60s).saturating_mul(2) >= size
                 && c.client_ips
@@ -117,7 +117,7 @@ pub(crate) fn finish(ev: &ConnEvents, ctx: &Ctx<'_>) -> Option<Finding> {
         };
         for ((source, server), c) in close_keys
             .iter()
-            .filter_map(|k| ev.closes.get(k).map(|c| (*k, c)))
+            .filter_map(|k| closes.map.get(k).map(|c| (*k, c)))
         {
             let relevant = if confirmed {
                 exhausted.iter().any(|g| (g.addr, g.port) == server)
