@@ -162,10 +162,11 @@ pub struct Reader<R: Read> {
     format: Format,
     state: State,
     version: (u16, u16),
-    /// Read-ahead window: bytes `win[pos..end]` came from `inner` and are not consumed yet.
-    /// Records are read from `inner` in large blocks and handed out in place, so reading
-    /// a packet costs no copy and no system call on the common path.
-    win: Vec<u8>,
+    /// Read-ahead window: bytes `win[pos..end]` came from `inner` (or are the mapped
+    /// file's) and are not consumed yet. Records are read from `inner` in large blocks
+    /// and handed out in place, so reading a packet costs no copy and no system call on
+    /// the common path.
+    win: Window,
     pos: usize,
     end: usize,
     /// Where the body of the last [`Reader::read_body`] starts in `win`.
@@ -181,6 +182,50 @@ pub struct Reader<R: Read> {
     batch: Vec<Rec>,
     /// How many of [`Reader::batch`]'s slots the last batch filled.
     batch_len: usize,
+}
+
+/// The bytes records are handed out from.
+#[derive(Debug)]
+enum Window {
+    /// A buffer of ours that reads from the source fill.
+    Read(Vec<u8>),
+    /// The whole file, mapped ([`Reader::open`]): nothing is read or copied. `released`
+    /// bytes from its start are already consumed and given back (see
+    /// [`Reader::release_consumed`]).
+    Mapped { map: memmap2::Mmap, released: usize },
+}
+
+impl Window {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Window::Read(v) => v,
+            Window::Mapped { map, .. } => map,
+        }
+    }
+}
+
+/// Consumed bytes of a mapped file given back at a time: the pages of a file read in
+/// place count in the process's resident set until then.
+const RELEASE_EVERY: usize = 2 << 20;
+
+/// `file` mapped into memory, if it is a regular file with at least one byte and the
+/// kernel maps it.
+#[allow(unsafe_code)]
+fn map_file(file: &File) -> Option<memmap2::Mmap> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return None;
+    }
+    // SAFETY: the mapping is read-only and private, and this process never writes the
+    // file. Another process that truncates it while it is read ends this one with SIGBUS
+    // when a page past the new end is touched, as it would any reader of a mapped file
+    // (ripgrep takes the same risk for large files); appending to it (a capture still
+    // being written) changes nothing: only the length seen at `open` is read.
+    let map = unsafe { memmap2::MmapOptions::new().map(file) }.ok()?;
+    // Read ahead harder and drop behind: the records are read once, in order.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Some(map)
 }
 
 /// Where one record lies in the read-ahead window, and what [`Packet`] says of it.
@@ -242,7 +287,9 @@ impl<'a> Batch<'a> {
 const WINDOW: usize = 256 * 1024;
 
 impl Reader<BufReader<File>> {
-    /// Opens a capture file; errors name the path.
+    /// Opens a capture file; errors name the path. A regular file is read in place
+    /// (mapped into memory: no read and no copy per block), as it is when opened; any
+    /// other file (a FIFO, a device) or one that cannot be mapped is read in blocks.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -251,7 +298,16 @@ impl Reader<BufReader<File>> {
             offset: 0,
             source,
         })?;
-        Reader::with_name(BufReader::with_capacity(64 * 1024, file), name)
+        let win = match map_file(&file) {
+            Some(map) => Window::Mapped { map, released: 0 },
+            None => Window::Read(Vec::new()),
+        };
+        Reader::build(BufReader::with_capacity(64 * 1024, file), name, win)
+    }
+
+    /// Whether the file is read in place ([`Reader::open`]).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.win, Window::Mapped { .. })
     }
 }
 
@@ -418,16 +474,22 @@ impl<R: Read> Reader<R> {
 
     /// Like [`Reader::new`], with the name used in error messages (a path, `<stdin>`).
     pub fn with_name(r: R, name: impl Into<String>) -> Result<Self, Error> {
+        Reader::build(r, name.into(), Window::Read(Vec::new()))
+    }
+
+    /// A reader of `r`, or of the mapped file `win` (then `r` is never read).
+    fn build(r: R, name: String, win: Window) -> Result<Self, Error> {
+        let end = win.bytes().len();
         let mut reader = Reader {
             inner: r,
-            name: name.into(),
+            name,
             offset: 0,
             format: Format::Pcap,
             state: State::Pcap { big_endian: false },
             version: (0, 0),
-            win: Vec::new(),
+            win,
             pos: 0,
-            end: 0,
+            end,
             body_at: 0,
             interfaces: Vec::new(),
             sections: 0,
@@ -487,7 +549,10 @@ impl<R: Read> Reader<R> {
     /// Bytes currently reserved by the read-ahead buffer (it grows only with data
     /// actually read, never with a length field alone).
     pub fn buffer_capacity(&self) -> usize {
-        self.win.capacity()
+        match &self.win {
+            Window::Read(v) => v.capacity(),
+            Window::Mapped { .. } => 0,
+        }
     }
 
     /// Gives back the underlying reader.
@@ -529,17 +594,21 @@ impl<R: Read> Reader<R> {
     #[cold]
     #[inline(never)]
     fn refill(&mut self, need: usize) -> io::Result<()> {
-        if self.win.len() - self.pos < need && self.pos > 0 {
-            self.win.copy_within(self.pos..self.end, 0);
+        // A mapped file is all there already: what is missing is past its end.
+        let Window::Read(win) = &mut self.win else {
+            return Ok(());
+        };
+        if win.len() - self.pos < need && self.pos > 0 {
+            win.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
             self.pos = 0;
         }
         while self.end - self.pos < need {
-            if self.end == self.win.len() {
-                let grown = (self.win.len() * 2).clamp(WINDOW, usize::MAX);
-                self.win.resize(grown, 0);
+            if self.end == win.len() {
+                let grown = (win.len() * 2).clamp(WINDOW, usize::MAX);
+                win.resize(grown, 0);
             }
-            match self.inner.read(&mut self.win[self.end..]) {
+            match self.inner.read(&mut win[self.end..]) {
                 Ok(0) => break,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -555,7 +624,7 @@ impl<R: Read> Reader<R> {
         let at = self.offset;
         self.fill(out.len()).map_err(|e| self.read_err(at, e))?;
         let got = out.len().min(self.end - self.pos);
-        out[..got].copy_from_slice(&self.win[self.pos..self.pos + got]);
+        out[..got].copy_from_slice(&self.win.bytes()[self.pos..self.pos + got]);
         self.pos += got;
         self.offset += got as u64;
         Ok(got)
@@ -577,7 +646,7 @@ impl<R: Read> Reader<R> {
     /// The bytes of the last [`Reader::read_body`] (and what follows them in the window).
     #[inline]
     fn body(&self) -> &[u8] {
-        self.win.get(self.body_at..self.end).unwrap_or(&[])
+        self.win.bytes().get(self.body_at..self.end).unwrap_or(&[])
     }
 
     fn read_file_header(&mut self) -> Result<(), Error> {
@@ -756,7 +825,7 @@ impl<R: Read> Reader<R> {
         Ok(self
             .batch_recs()
             .first()
-            .map(|r| (r.packet(&self.win), &self.interfaces[..])))
+            .map(|r| (r.packet(self.win.bytes()), &self.interfaces[..])))
     }
 
     /// Up to `max` packets (at least one unless the capture has ended), as
@@ -767,9 +836,36 @@ impl<R: Read> Reader<R> {
     pub fn next_batch(&mut self, max: usize) -> Result<Batch<'_>, Error> {
         self.fill_batch(max)?;
         Ok(Batch {
-            win: &self.win,
+            win: self.win.bytes(),
             recs: self.batch_recs(),
         })
+    }
+
+    /// Gives the pages of a mapped file that are consumed back, [`RELEASE_EVERY`] bytes
+    /// at a time, so that the process's resident set does not grow by the file's size.
+    /// Called where no record of an earlier batch or packet is borrowed any more.
+    #[allow(unsafe_code)]
+    #[inline]
+    fn release_consumed(&mut self) {
+        let Window::Mapped { map, released } = &mut self.win else {
+            return;
+        };
+        if self.pos - *released < RELEASE_EVERY {
+            return;
+        }
+        let upto = self.pos - self.pos % RELEASE_EVERY;
+        // SAFETY: nothing borrows bytes before `pos` (this takes `&mut self`, which every
+        // packet and batch borrows), and the mapping is read-only and private: once
+        // dropped, a page that is touched again is mapped again from the page cache with
+        // the same bytes. The range starts at a multiple of RELEASE_EVERY, page-aligned.
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                *released,
+                upto - *released,
+            )
+        };
+        *released = upto;
     }
 
     /// The records of the last batch.
@@ -782,6 +878,7 @@ impl<R: Read> Reader<R> {
     /// error.
     fn fill_batch(&mut self, max: usize) -> Result<(), Error> {
         self.batch_len = 0;
+        self.release_consumed();
         let max = max.max(1);
         self.window_recs(max);
         if self.batch_len == 0 {
@@ -842,7 +939,7 @@ impl<R: Read> Reader<R> {
     #[inline(always)]
     fn pcap_window(&mut self, max: usize, big: bool, frac_ns: u64, link_type: u32) {
         let max_len = max_record_len(link_type);
-        let Some(window) = self.win.get(..self.end) else {
+        let Some(window) = self.win.bytes().get(..self.end) else {
             return;
         };
         let end = window.len();
@@ -1078,6 +1175,7 @@ impl<R: Read> Reader<R> {
         };
         let b = self
             .win
+            .bytes()
             .get(self.body_at..self.body_at + body)
             .unwrap_or(&[]);
         match block_type {
