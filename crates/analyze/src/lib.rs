@@ -190,11 +190,12 @@ pub struct Config {
     /// Most evidence packets listed per finding. Default 64.
     pub max_evidence_packets: usize,
     /// Run the DNS side of the analysis (the DNS tracker, DNS-over-TCP reassembly, the
-    /// UDP request/response tracker) on a thread of its own, fed in batches: the report
-    /// is the same, the packet path does less. While packets come in,
-    /// [`Analyzer::progress`] and [`Analyzer::tables`] then give the DNS counts as of the
-    /// last batch the thread finished. Default off; `analyze` of capture files turns it
-    /// on. If the thread cannot start, the DNS side runs in line.
+    /// UDP request/response tracker) and the TCP bookkeeping that no packet decision
+    /// reads back (address locality, per-destination attempts, client-first closes) on a
+    /// thread of its own, fed in batches: the report is the same, the packet path does
+    /// less. While packets come in, [`Analyzer::progress`] and [`Analyzer::tables`] then
+    /// give those counts as of the last batch the thread finished. Default off; `analyze`
+    /// of capture files turns it on. If the thread cannot start, it all runs in line.
     pub dns_thread: bool,
 }
 

@@ -612,8 +612,8 @@ impl Diagnosis {
         paths: &[PathBuf],
         events: &mut dyn FnMut(Event),
     ) -> Result<Diagnosed, Error> {
-        // Files are read ahead on a thread (`offline::feed_file`) and their DNS side runs
-        // on another: the packet path keeps one core to itself.
+        // Files are read in place (mapped; others ahead on a thread, `offline::feed_file`)
+        // and their DNS side runs on another thread: the packet path keeps a core to itself.
         let mut analyzer = analyze::Analyzer::try_new(self.config.clone().with_dns_thread(true))?;
         if let Some(text) = explicit_resolv_conf(&self.resolv_conf)? {
             analyzer.set_resolv_conf(&text);
