@@ -1,5 +1,6 @@
 //! A capture file opened with `Reader::open` is read in place (mapped): it must give
-//! exactly what the same file read in blocks gives (packets, then the same error), for
+//! exactly what the same file read in blocks gives (packets, then the same error;
+//! in batches and through `for_each_packet`), for
 //! every capture of testdata and the tcpdump corpus and for every cut of a small one,
 //! and it must give the pages it has read back, so that reading a large file does not
 //! grow the process by the file's size.
@@ -53,6 +54,29 @@ fn drain<R: std::io::Read>(mut r: Reader<R>) -> (Vec<Owned>, Option<String>) {
     }
 }
 
+/// Every packet of `r` handed over by `for_each_packet` (the way `analyze` reads), then
+/// the error that ended it, if any.
+fn drain_each<R: std::io::Read>(mut r: Reader<R>) -> (Vec<Owned>, Option<String>) {
+    let mut out = Vec::new();
+    loop {
+        let got = r.for_each_packet(64, |p| {
+            out.push((
+                p.interface,
+                p.link_type,
+                p.timestamp_ns,
+                p.data.to_vec(),
+                p.original_len,
+                p.comment.map(str::to_string),
+            ));
+        });
+        match got {
+            Ok(0) => return (out, None),
+            Ok(_) => {}
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
 /// `path` mapped and read in blocks: both give the same, or fail to open alike.
 fn same_both_ways(path: &Path) {
     let name = path.display().to_string();
@@ -63,7 +87,10 @@ fn same_both_ways(path: &Path) {
         (Ok(m), Ok(r)) => {
             let size = std::fs::metadata(path).expect("metadata").len();
             assert_eq!(m.is_mapped(), size > 0, "{name}");
-            assert_eq!(drain(m), drain(r), "{name}");
+            let want = drain(r);
+            assert_eq!(drain(m), want, "{name}");
+            let again = Reader::open(path).expect("opened before");
+            assert_eq!(drain_each(again), want, "{name}, for_each_packet");
         }
         (Err(m), Err(r)) => assert_eq!(m.to_string(), r.to_string(), "{name}"),
         (m, r) => panic!(

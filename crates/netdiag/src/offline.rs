@@ -139,14 +139,15 @@ fn feed_reader<R: Read>(
     let mut n = 0u64;
     loop {
         // A window's worth of packets at a time: one look at the reader's state a batch.
-        match reader.next_batch(BATCH) {
-            Ok(b) if b.is_empty() => break,
-            Ok(b) => {
-                for p in b.iter() {
-                    analyzer.feed(p.timestamp_ns, p.link_type, p.data);
-                }
+        // Each packet analysed as soon as its record is read: the next record's bytes
+        // arrive while this one is worked on (`Reader::for_each_packet`).
+        match reader.for_each_packet(BATCH, |p| {
+            analyzer.feed(p.timestamp_ns, p.link_type, p.data);
+        }) {
+            Ok(0) => break,
+            Ok(got) => {
                 let before = n;
-                n += b.len() as u64;
+                n += got as u64;
                 if n / STOP_CHECK_EVERY != before / STOP_CHECK_EVERY && stop.is_stopped() {
                     break;
                 }

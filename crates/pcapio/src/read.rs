@@ -195,6 +195,53 @@ enum Window {
     Mapped { map: memmap2::Mmap, released: usize },
 }
 
+/// Walks the classic pcap records that lie whole in `window` from `pos` on, at most
+/// `max`, stopping before one longer than its link type allows: `each` gets every
+/// record's place and fields. Returns the position after the last one and how many.
+/// Inlined with constant byte order and resolution where it is called.
+#[inline(always)]
+fn pcap_walk(
+    window: &[u8],
+    pos: usize,
+    max: usize,
+    big: bool,
+    frac_ns: u64,
+    link_type: u32,
+    mut each: impl FnMut(Rec),
+) -> (usize, usize) {
+    let max_len = max_record_len(link_type);
+    let end = window.len();
+    let Some(mut rest) = window.get(pos..) else {
+        return (pos, 0);
+    };
+    let mut n = 0;
+    while n < max {
+        let Some((h, after)) = rest.split_first_chunk::<16>() else {
+            break;
+        };
+        let h = PcapRecordHeader::parse(h, big);
+        if h.caplen > max_len {
+            break;
+        }
+        let len = h.caplen as usize;
+        let Some(next) = after.get(len..) else {
+            break;
+        };
+        let start = end - after.len();
+        rest = next;
+        each(Rec {
+            interface: 0,
+            link_type,
+            timestamp_ns: h.timestamp_ns(frac_ns),
+            data: (start, start + len),
+            original_len: h.original_len,
+            comment: None,
+        });
+        n += 1;
+    }
+    (end - rest.len(), n)
+}
+
 impl Window {
     #[inline(always)]
     fn bytes(&self) -> &[u8] {
@@ -938,17 +985,12 @@ impl<R: Read> Reader<R> {
     /// way. Positions stay in locals inside the loop and are stored back once.
     #[inline(always)]
     fn pcap_window(&mut self, max: usize, big: bool, frac_ns: u64, link_type: u32) {
-        let max_len = max_record_len(link_type);
         let Some(window) = self.win.bytes().get(..self.end) else {
             return;
         };
-        let end = window.len();
-        let Some(mut rest) = window.get(self.pos..) else {
-            return;
-        };
         let first = self.batch_len;
-        let mut len = first;
-        'fill: while len < max {
+        let (mut len, mut pos) = (first, self.pos);
+        while len < max {
             if len >= self.batch.len() {
                 // Out of slots: twice as many, as a push would grow.
                 let grown = len.saturating_mul(2).max(4).min(max);
@@ -958,36 +1000,71 @@ impl<R: Read> Reader<R> {
             let Some(slots) = self.batch.get_mut(len..room) else {
                 break;
             };
-            for slot in slots {
-                let Some((h, after)) = rest.split_first_chunk::<16>() else {
-                    break 'fill;
-                };
-                let h = PcapRecordHeader::parse(h, big);
-                if h.caplen > max_len {
-                    break 'fill;
+            let (want, mut i) = (slots.len(), 0);
+            let (next, got) = pcap_walk(window, pos, want, big, frac_ns, link_type, |r| {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = r;
                 }
-                let n = h.caplen as usize;
-                let Some(next) = after.get(n..) else {
-                    break 'fill;
-                };
-                let start = end - after.len();
-                rest = next;
-                *slot = Rec {
-                    interface: 0,
-                    link_type,
-                    timestamp_ns: h.timestamp_ns(frac_ns),
-                    data: (start, start + n),
-                    original_len: h.original_len,
-                    comment: None,
-                };
-                len += 1;
+                i += 1;
+            });
+            pos = next;
+            len += got;
+            if got < want {
+                break;
             }
         }
         self.batch_len = len;
-        let pos = end - rest.len();
         self.offset += (pos - self.pos) as u64;
         self.packets += (len - first) as u64;
         self.pos = pos;
+    }
+
+    /// Calls `f` with the next packets, up to `max` of them (at least one unless the
+    /// capture has ended), in the order and with the errors of
+    /// [`next_batch`](Self::next_batch); returns how many (0 at the end). Each packet is
+    /// handed over as soon as its record is read, so reading records and working on
+    /// packets interleave: the next record's bytes arrive in the cache while `f` works
+    /// on the one before (a batch walked first waits on memory once a record when the
+    /// file is read in place). No packet outlives its call to `f`.
+    pub fn for_each_packet(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Packet<'_>),
+    ) -> Result<usize, Error> {
+        self.release_consumed();
+        let max = max.max(1);
+        let mut n = 0;
+        if let (false, State::Pcap { big_endian }) = (self.done, self.state) {
+            let (link_type, frac_ns) = self.pcap_interface();
+            if let Some(window) = self.win.bytes().get(..self.end) {
+                let (pos, got) = match (big_endian, frac_ns) {
+                    (false, 1000) => {
+                        pcap_walk(window, self.pos, max, false, 1000, link_type, |r| {
+                            f(r.packet(window));
+                        })
+                    }
+                    (big, frac_ns) => {
+                        pcap_walk(window, self.pos, max, big, frac_ns, link_type, |r| {
+                            f(r.packet(window));
+                        })
+                    }
+                };
+                self.offset += (pos - self.pos) as u64;
+                self.packets += got as u64;
+                self.pos = pos;
+                n = got;
+            }
+        }
+        if n == 0 {
+            // Anything else (pcapng, a record that needs a read or is refused), one record
+            // as `next_batch` reads it.
+            self.fill_batch(1)?;
+            if let Some(r) = self.batch_recs().first() {
+                f(r.packet(self.win.bytes()));
+                n = 1;
+            }
+        }
+        Ok(n)
     }
 
     /// The next record, read from the source (through [`Reader::next_pcap`] or

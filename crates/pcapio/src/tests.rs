@@ -121,8 +121,36 @@ fn read_all_batched(
     }
 }
 
-/// Batches give what one packet at a time gives, whatever the batch size and however the
-/// source hands out its bytes; `false` when `bytes` is not a capture at all.
+/// Like [`read_all_batched`], through [`Reader::for_each_packet`].
+fn read_all_each(
+    bytes: &[u8],
+    max: usize,
+    chunk: usize,
+) -> Result<(Vec<Owned>, Option<String>), Error> {
+    let mut r = Reader::new(Dribble { bytes, chunk })?;
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        match r.for_each_packet(max, |p| out.push(owned(&p))) {
+            Ok(0) => {
+                assert_eq!(out.len(), before);
+                return Ok((out, None));
+            }
+            Ok(n) => {
+                assert!(n <= max.max(1));
+                assert_eq!(out.len() - before, n);
+            }
+            Err(e) => {
+                assert_eq!(out.len(), before, "an error comes with no packet");
+                return Ok((out, Some(e.to_string())));
+            }
+        }
+    }
+}
+
+/// Batches, and packets handed one at a time to `for_each_packet`, give what one packet
+/// at a time gives, whatever the batch size and however the source hands out its bytes;
+/// `false` when `bytes` is not a capture at all.
 ///
 /// A source giving one byte a read never leaves a whole record in the read-ahead window,
 /// so with `chunk` 1 every record goes through the general path (`next_pcap`,
@@ -138,6 +166,9 @@ fn batched_matches_sequential(bytes: &[u8]) -> bool {
             let (got, got_err) = read_all_batched(bytes, max, chunk).expect("header read before");
             assert_eq!(got, want, "max {max}, chunk {chunk}");
             assert_eq!(got_err, err, "max {max}, chunk {chunk}");
+            let (got, got_err) = read_all_each(bytes, max, chunk).expect("header read before");
+            assert_eq!(got, want, "each, max {max}, chunk {chunk}");
+            assert_eq!(got_err, err, "each, max {max}, chunk {chunk}");
         }
     }
     true
