@@ -5,7 +5,7 @@
 //! SYN-ACK while other attempts to the same destination did; which diagnosis applies
 //! depends on whether the listener is local (in the pod) or remote.
 
-use crate::flow::{DenseKey, DenseMap, Endpoint, FlowKey, FxHasher, FxMap};
+use crate::flow::{DenseKey, DenseMap, Endpoint, FlowKey, FxHasher, FxMap, Side};
 use crate::model::PacketRef;
 use crate::tcp::TcpConn;
 use std::collections::hash_map::Entry;
@@ -41,6 +41,14 @@ pub(crate) struct DestStats {
     pub(crate) flows: Vec<(Endpoint, Endpoint)>,
     pub(crate) gaps_ms: Vec<f64>,
     pub(crate) client_ips: Vec<IpAddr>,
+}
+
+/// What became of a closed connection's attempt ([`Destinations::on_closed`]).
+#[derive(Clone, Copy)]
+struct Outcome {
+    unanswered: bool,
+    dropped: bool,
+    half_open: bool,
 }
 
 /// Per-destination bookkeeping, bounded.
@@ -95,24 +103,39 @@ impl Destinations {
         }
     }
 
-    /// Whether [`Destinations::on_closed`] records anything of `conn`: a client's
-    /// attempt that went unanswered, lost its final ACK or was left half-open. Most
-    /// connections are none of these.
+    /// What [`Destinations::on_closed`] records of `conn`, if anything: its client's
+    /// side and whether the attempt went unanswered, lost its final ACK, or was left
+    /// half-open. Most connections are none of these.
+    #[inline]
+    fn outcome(conn: &TcpConn) -> Option<(Side, Outcome)> {
+        let client = conn.client?;
+        let o = Outcome {
+            unanswered: conn.unanswered_retransmitted_syn(),
+            dropped: conn.final_ack_dropped(),
+            half_open: conn.half_open(),
+        };
+        (o.unanswered || o.dropped || o.half_open).then_some((client, o))
+    }
+
+    /// Whether [`Destinations::on_closed`] records anything of `conn`.
     #[inline]
     pub(crate) fn records(conn: &TcpConn) -> bool {
-        conn.client.is_some()
-            && (conn.unanswered_retransmitted_syn() || conn.final_ack_dropped() || conn.half_open())
+        Destinations::outcome(conn).is_some()
     }
 
     /// A connection left the flow table (or the capture ended): record its outcome.
     pub(crate) fn on_closed(&mut self, key: &FlowKey, conn: &TcpConn) {
-        let Some(client) = conn.client else { return };
-        let unanswered = conn.unanswered_retransmitted_syn();
-        let dropped = conn.final_ack_dropped();
-        let half_open = conn.half_open();
-        if !unanswered && !dropped && !half_open {
+        let Some((
+            client,
+            Outcome {
+                unanswered,
+                dropped,
+                half_open,
+            },
+        )) = Destinations::outcome(conn)
+        else {
             return;
-        }
+        };
         let server = key.endpoint(client.other());
         let client_ep = key.endpoint(client);
         let source = key.source;
