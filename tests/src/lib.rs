@@ -162,3 +162,51 @@ pub mod sh {
         s
     }
 }
+
+/// A scratch directory for one test, `netdiag-test-NAME-PID` under the system's temp
+/// directory, emptied when made and removed when dropped (on success and on failure).
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Makes the directory for the test `name`.
+    pub fn new(name: &str) -> std::io::Result<TempDir> {
+        let d = std::env::temp_dir().join(format!("netdiag-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d)?;
+        Ok(TempDir(d))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Writes `bytes` to the file `name` in it; the file's path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes)?;
+        Ok(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A packet of a capture, owned so that it outlives its reader: interface, link type,
+/// timestamp (ns), bytes, original length, comment.
+pub type OwnedPacket = (u32, u32, u64, Vec<u8>, u32, Option<String>);
+
+/// `p`, owned ([`OwnedPacket`]).
+pub fn owned_packet(p: &netdiag_pcapio::Packet<'_>) -> OwnedPacket {
+    (
+        p.interface,
+        p.link_type,
+        p.timestamp_ns,
+        p.data.to_vec(),
+        p.original_len,
+        p.comment.map(str::to_string),
+    )
+}

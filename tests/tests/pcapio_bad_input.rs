@@ -7,31 +7,10 @@
 // Test helpers fail the test the way tests do: by panicking with a message.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use netdiag_pcapio::{Error, MAXIMUM_SNAPLEN, PcapWriter, Reader};
-
-/// A scratch directory removed on success and on failure.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let d =
-            std::env::temp_dir().join(format!("netdiag-pcapio-bad-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        TempDir(d)
-    }
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).expect("write scratch file");
-        p
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use netdiag_tests::TempDir;
 
 /// A valid three-packet capture: 24-byte header, records of 76, 76 and 68 bytes.
 fn capture() -> Vec<u8> {
@@ -77,11 +56,13 @@ fn assert_names(e: &Error, p: &Path, offset: u64) {
 
 #[test]
 fn not_a_capture() {
-    let t = TempDir::new("not_a_capture");
-    let p = t.file(
-        "elf.bin",
-        b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x01\0\0\0",
-    );
+    let t = TempDir::new("pcapio-bad-not-a-capture").expect("scratch dir");
+    let p = t
+        .file(
+            "elf.bin",
+            b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x01\0\0\0",
+        )
+        .expect("write scratch file");
     let e = open_err(&p);
     assert!(
         matches!(
@@ -99,8 +80,8 @@ fn not_a_capture() {
 
 #[test]
 fn empty_file() {
-    let t = TempDir::new("empty_file");
-    let p = t.file("empty.pcap", b"");
+    let t = TempDir::new("pcapio-bad-empty-file").expect("scratch dir");
+    let p = t.file("empty.pcap", b"").expect("write scratch file");
     let e = open_err(&p);
     assert!(matches!(e, Error::Empty { .. }), "{e:?}");
     assert_names(&e, &p, 0);
@@ -108,10 +89,12 @@ fn empty_file() {
 
 #[test]
 fn truncated_file_header() {
-    let t = TempDir::new("truncated_file_header");
+    let t = TempDir::new("pcapio-bad-truncated-file-header").expect("scratch dir");
     let full = capture();
     for cut in [1, 3, 4, 23] {
-        let p = t.file(&format!("head{cut}.pcap"), &full[..cut]);
+        let p = t
+            .file(&format!("head{cut}.pcap"), &full[..cut])
+            .expect("write scratch file");
         let e = open_err(&p);
         assert!(
             matches!(e, Error::TruncatedFileHeader { got, .. } if got == cut as u64),
@@ -120,10 +103,12 @@ fn truncated_file_header() {
         assert_names(&e, &p, 0);
     }
     // pcapng: a section header cut after its block length.
-    let p = t.file(
-        "shb.pcapng",
-        b"\x0a\x0d\x0d\x0a\x1c\0\0\0\x4d\x3c\x2b\x1a\x01\0",
-    );
+    let p = t
+        .file(
+            "shb.pcapng",
+            b"\x0a\x0d\x0d\x0a\x1c\0\0\0\x4d\x3c\x2b\x1a\x01\0",
+        )
+        .expect("write scratch file");
     let e = open_err(&p);
     assert!(matches!(e, Error::TruncatedFileHeader { .. }), "{e:?}");
     assert_names(&e, &p, 0);
@@ -131,12 +116,14 @@ fn truncated_file_header() {
 
 #[test]
 fn absurd_record_length_and_snaplen() {
-    let t = TempDir::new("absurd_lengths");
+    let t = TempDir::new("pcapio-bad-absurd-lengths").expect("scratch dir");
     let full = capture();
     // 4 GiB snaplen in the header: metadata only, the file reads normally.
     let mut big_snap = full.clone();
     big_snap[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-    let p = t.file("snaplen4g.pcap", &big_snap);
+    let p = t
+        .file("snaplen4g.pcap", &big_snap)
+        .expect("write scratch file");
     let mut r =
         Reader::open(&p).expect("a 4 GiB snaplen alone is valid, as for tcpdump and tshark");
     let mut n = 0;
@@ -150,7 +137,9 @@ fn absurd_record_length_and_snaplen() {
     let mut big_rec = big_snap;
     let second = 24 + 16 + 76;
     big_rec[second + 8..second + 12].copy_from_slice(&u32::MAX.to_le_bytes());
-    let p = t.file("record4g.pcap", &big_rec);
+    let p = t
+        .file("record4g.pcap", &big_rec)
+        .expect("write scratch file");
     let mut r = Reader::open(&p).expect("header is fine");
     assert!(r.next_packet().expect("first packet").is_some());
     let e = r.next_packet().expect_err("4 GiB record");
@@ -171,10 +160,12 @@ fn absurd_record_length_and_snaplen() {
 
 #[test]
 fn truncated_in_the_middle_of_a_record_yields_the_complete_packets() {
-    let t = TempDir::new("truncated_record");
+    let t = TempDir::new("pcapio-bad-truncated-record").expect("scratch dir");
     let full = capture();
     let third = 24 + 2 * (16 + 76);
-    let p = t.file("cut.pcap", &full[..third + 16 + 30]);
+    let p = t
+        .file("cut.pcap", &full[..third + 16 + 30])
+        .expect("write scratch file");
     let mut r = Reader::open(&p).expect("header");
     let mut got = Vec::new();
     let err = loop {
@@ -207,7 +198,9 @@ fn truncated_in_the_middle_of_a_record_yields_the_complete_packets() {
     );
 
     // Cut inside the record header: same, with the header variant.
-    let p = t.file("cut_header.pcap", &full[..third + 7]);
+    let p = t
+        .file("cut_header.pcap", &full[..third + 7])
+        .expect("write scratch file");
     let mut r = Reader::open(&p).expect("header");
     assert!(r.next_packet().expect("1").is_some());
     assert!(r.next_packet().expect("2").is_some());
@@ -228,8 +221,8 @@ fn truncated_in_the_middle_of_a_record_yields_the_complete_packets() {
 
 #[test]
 fn missing_file_names_the_path() {
-    let t = TempDir::new("missing");
-    let p = t.0.join("does-not-exist.pcap");
+    let t = TempDir::new("pcapio-bad-missing").expect("scratch dir");
+    let p = t.path().join("does-not-exist.pcap");
     let e = open_err(&p);
     assert!(matches!(e, Error::Open { .. }), "{e:?}");
     assert_names(&e, &p, 0);
@@ -254,10 +247,7 @@ impl std::io::Read for OneByteAtATime<'_> {
 
 /// What a reader gives: every packet (interface, link type, timestamp, bytes, original
 /// length, comment) and the message of the error that ended it.
-type Got = (
-    Vec<(u32, u32, u64, Vec<u8>, u32, Option<String>)>,
-    Option<String>,
-);
+type Got = (Vec<netdiag_tests::OwnedPacket>, Option<String>);
 
 /// Every packet through `next_batch(max)`.
 fn read_batched<R: std::io::Read>(mut r: Reader<R>, max: usize) -> Got {
@@ -265,16 +255,7 @@ fn read_batched<R: std::io::Read>(mut r: Reader<R>, max: usize) -> Got {
     loop {
         match r.next_batch(max) {
             Ok(b) if b.is_empty() => return (out, None),
-            Ok(b) => out.extend(b.iter().map(|p| {
-                (
-                    p.interface,
-                    p.link_type,
-                    p.timestamp_ns,
-                    p.data.to_vec(),
-                    p.original_len,
-                    p.comment.map(str::to_string),
-                )
-            })),
+            Ok(b) => out.extend(b.iter().map(|p| netdiag_tests::owned_packet(&p))),
             Err(e) => return (out, Some(e.to_string())),
         }
     }

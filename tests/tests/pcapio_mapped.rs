@@ -11,44 +11,15 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use netdiag_pcapio::{PcapWriter, Reader};
-
-/// A scratch directory removed on success and on failure.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let d = std::env::temp_dir().join(format!(
-            "netdiag-pcapio-mapped-{test}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-type Owned = (u32, u32, u64, Vec<u8>, u32, Option<String>);
+use netdiag_tests::{OwnedPacket, TempDir, owned_packet};
 
 /// Every packet of `r` in batches of 64, then the error that ended it, if any.
-fn drain<R: std::io::Read>(mut r: Reader<R>) -> (Vec<Owned>, Option<String>) {
+fn drain<R: std::io::Read>(mut r: Reader<R>) -> (Vec<OwnedPacket>, Option<String>) {
     let mut out = Vec::new();
     loop {
         match r.next_batch(64) {
             Ok(b) if b.is_empty() => return (out, None),
-            Ok(b) => out.extend(b.iter().map(|p| {
-                (
-                    p.interface,
-                    p.link_type,
-                    p.timestamp_ns,
-                    p.data.to_vec(),
-                    p.original_len,
-                    p.comment.map(str::to_string),
-                )
-            })),
+            Ok(b) => out.extend(b.iter().map(|p| owned_packet(&p))),
             Err(e) => return (out, Some(e.to_string())),
         }
     }
@@ -56,19 +27,10 @@ fn drain<R: std::io::Read>(mut r: Reader<R>) -> (Vec<Owned>, Option<String>) {
 
 /// Every packet of `r` handed over by `for_each_packet` (the way `analyze` reads), then
 /// the error that ended it, if any.
-fn drain_each<R: std::io::Read>(mut r: Reader<R>) -> (Vec<Owned>, Option<String>) {
+fn drain_each<R: std::io::Read>(mut r: Reader<R>) -> (Vec<OwnedPacket>, Option<String>) {
     let mut out = Vec::new();
     loop {
-        let got = r.for_each_packet(64, |p| {
-            out.push((
-                p.interface,
-                p.link_type,
-                p.timestamp_ns,
-                p.data.to_vec(),
-                p.original_len,
-                p.comment.map(str::to_string),
-            ));
-        });
+        let got = r.for_each_packet(64, |p| out.push(owned_packet(&p)));
         match got {
             Ok(0) => return (out, None),
             Ok(_) => {}
@@ -126,7 +88,7 @@ fn a_mapped_file_reads_as_the_file_read_in_blocks() {
 
     // Every cut of a small multi-packet capture: the last record cut in its header or its
     // body, and the file header itself cut, read in place as from a file.
-    let tmp = TempDir::new("cuts");
+    let tmp = TempDir::new("pcapio-mapped-cuts").expect("scratch dir");
     let mut bytes = Vec::new();
     let mut w = PcapWriter::new(&mut bytes, 1, 65_535, true).expect("writer");
     for i in 0..4u8 {
@@ -140,8 +102,9 @@ fn a_mapped_file_reads_as_the_file_read_in_blocks() {
     }
     drop(w);
     for cut in 0..=bytes.len() {
-        let p = tmp.0.join(format!("cut-{cut}.pcap"));
-        std::fs::write(&p, &bytes[..cut]).expect("write cut");
+        let p = tmp
+            .file(&format!("cut-{cut}.pcap"), &bytes[..cut])
+            .expect("write cut");
         same_both_ways(&p);
         std::fs::remove_file(&p).expect("remove cut");
     }
@@ -161,8 +124,8 @@ fn rss_file_kib() -> u64 {
 #[test]
 fn a_mapped_file_gives_its_pages_back_as_it_is_read() {
     const FILE_MIB: u64 = 64;
-    let tmp = TempDir::new("rss");
-    let path = tmp.0.join("big.pcap");
+    let tmp = TempDir::new("pcapio-mapped-rss").expect("scratch dir");
+    let path = tmp.path().join("big.pcap");
     let mut w = PcapWriter::new(
         std::io::BufWriter::new(std::fs::File::create(&path).expect("create")),
         1,

@@ -6,26 +6,9 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use netdiag_pcapio::{InterfaceDesc, PacketOut, PcapWriter, PcapngWriter};
-
-/// A scratch directory removed on success and on failure.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("netdiag-pcapio-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A minimal Ethernet/IPv4/UDP frame (42 bytes, checksums zero) from 10.0.0.1 to 10.0.0.2.
 fn frame(port: u16) -> Vec<u8> {
@@ -66,8 +49,8 @@ fn tshark_fields(path: &std::path::Path, fields: &[&str]) -> Vec<String> {
 
 #[test]
 fn pcapng_comments_and_interface_names_appear_in_tshark() {
-    let t = TempDir::new("tshark-fields");
-    let path = t.0.join("annotated.pcapng");
+    let t = netdiag_tests::TempDir::new("pcapio-tshark-fields").expect("scratch dir");
+    let path = t.path().join("annotated.pcapng");
     let mut w = PcapngWriter::new(std::fs::File::create(&path).expect("create")).expect("shb");
     let mut eth0 = InterfaceDesc::new(1, 262_144);
     eth0.name = Some("eth0".into());

@@ -208,8 +208,8 @@ enum Ahead {
 /// (the kernel's copy into our buffer) and the record walk run beside the analysis,
 /// which sees the same packets in the same order as [`feed_reader`] would give it.
 /// For a file that is not read in place ([`Reader::is_mapped`]: a regular file is, and
-/// then [`feed_reader`] walks it with no read and no copy, 12 % less wall time on
-/// `bench compare`'s capture than this thread). Standard input stays on
+/// then [`feed_reader`] walks it with no read and no copy, in less time than this thread
+/// takes: `cargo xtask bench compare`). Standard input stays on
 /// [`feed_reader`]: a read from an idle pipe can block for ever, and a stopped analysis
 /// must not wait for it. Chunks of `chunk_bytes` ([`CHUNK_BYTES`]; the tests use one
 /// batch a chunk).

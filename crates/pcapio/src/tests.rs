@@ -99,39 +99,29 @@ impl io::Read for Dribble<'_> {
     }
 }
 
-/// [`read_all`] through [`Reader::next_batch`] (batches of at most `max`), from a source
-/// that gives at most `chunk` bytes a read; the error as its message.
+/// [`read_all`] at most `max` packets a step, through [`Reader::next_batch`] or, when
+/// `each`, [`Reader::for_each_packet`], from a source that gives at most `chunk` bytes a
+/// read; the error as its message (after every packet before it, with none of its own).
 fn read_all_batched(
     bytes: &[u8],
     max: usize,
     chunk: usize,
-) -> Result<(Vec<Owned>, Option<String>), Error> {
-    let mut r = Reader::new(Dribble { bytes, chunk })?;
-    let mut out = Vec::new();
-    loop {
-        match r.next_batch(max) {
-            Ok(b) if b.is_empty() => return Ok((out, None)),
-            Ok(b) => {
-                assert!(b.len() <= max.max(1));
-                assert_eq!(b.iter().count(), b.len());
-                out.extend(b.iter().map(|p| owned(&p)));
-            }
-            Err(e) => return Ok((out, Some(e.to_string()))),
-        }
-    }
-}
-
-/// Like [`read_all_batched`], through [`Reader::for_each_packet`].
-fn read_all_each(
-    bytes: &[u8],
-    max: usize,
-    chunk: usize,
+    each: bool,
 ) -> Result<(Vec<Owned>, Option<String>), Error> {
     let mut r = Reader::new(Dribble { bytes, chunk })?;
     let mut out = Vec::new();
     loop {
         let before = out.len();
-        match r.for_each_packet(max, |p| out.push(owned(&p))) {
+        let step = if each {
+            r.for_each_packet(max, |p| out.push(owned(&p)))
+        } else {
+            r.next_batch(max).map(|b| {
+                assert_eq!(b.iter().count(), b.len());
+                out.extend(b.iter().map(|p| owned(&p)));
+                b.len()
+            })
+        };
+        match step {
             Ok(0) => {
                 assert_eq!(out.len(), before);
                 return Ok((out, None));
@@ -163,12 +153,12 @@ fn batched_matches_sequential(bytes: &[u8]) -> bool {
     let err = err.map(|e| e.to_string());
     for max in [0, 1, 2, 3, 64] {
         for chunk in [1, 7, 1 << 20] {
-            let (got, got_err) = read_all_batched(bytes, max, chunk).expect("header read before");
-            assert_eq!(got, want, "max {max}, chunk {chunk}");
-            assert_eq!(got_err, err, "max {max}, chunk {chunk}");
-            let (got, got_err) = read_all_each(bytes, max, chunk).expect("header read before");
-            assert_eq!(got, want, "each, max {max}, chunk {chunk}");
-            assert_eq!(got_err, err, "each, max {max}, chunk {chunk}");
+            for each in [false, true] {
+                let (got, got_err) =
+                    read_all_batched(bytes, max, chunk, each).expect("header read before");
+                assert_eq!(got, want, "each {each}, max {max}, chunk {chunk}");
+                assert_eq!(got_err, err, "each {each}, max {max}, chunk {chunk}");
+            }
         }
     }
     true
