@@ -18,6 +18,7 @@
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use etherparse::{
     LaxNetSlice, LaxSlicedPacket, NetHeaders, NetSlice, PacketHeaders, PayloadSlice, SlicedPacket,
@@ -530,10 +531,11 @@ pub fn write_pcap<W: Write>(w: W, packets: &[GenPacket]) -> Result<W, netdiag_pc
 /// A corpus laid out the way a pcap file holds it: one contiguous buffer with the file
 /// header, then each record's 16-byte header and captured bytes, as a reader of a
 /// page-cached file (or a TPACKET_V3 block) sees them. Walking it costs what the real
-/// input costs, where a `Vec<GenPacket>` chases one heap allocation per packet.
+/// input costs, where a `Vec<GenPacket>` chases one heap allocation per packet. It is
+/// walked by netdiag-pcapio's reader, reading in place as it reads a mapped file.
 #[derive(Clone, Debug)]
 pub struct PcapBuffer {
-    bytes: Vec<u8>,
+    bytes: Arc<[u8]>,
     packets: usize,
     captured: u64,
 }
@@ -564,7 +566,7 @@ impl PcapBuffer {
             bytes.extend_from_slice(&p.data);
         }
         PcapBuffer {
-            bytes,
+            bytes: bytes.into(),
             packets: packets.len(),
             captured: total_bytes(packets),
         }
@@ -576,11 +578,11 @@ impl PcapBuffer {
         for word in [0xa1b2_3c4d_u32, 0x0004_0002, 0, 0, 262_144, link_type] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
-        PcapBufferBuilder(PcapBuffer {
+        PcapBufferBuilder {
             bytes,
             packets: 0,
             captured: 0,
-        })
+        }
     }
 
     /// Packets held.
@@ -598,47 +600,49 @@ impl PcapBuffer {
         &self.bytes
     }
 
-    /// Calls `f` with each record's timestamp (ns) and captured bytes, in order.
+    /// Calls `f` with each record's timestamp (ns) and captured bytes, in order, as
+    /// netdiag-pcapio's [`Reader::for_each_packet`](netdiag_pcapio::Reader::for_each_packet)
+    /// hands them out of the buffer read in place. It stops at the first record the
+    /// reader refuses (none: the records are written whole, under the snap length).
     #[inline]
     pub fn for_each(&self, mut f: impl FnMut(u64, &[u8])) {
-        let b = &self.bytes[..];
-        let mut at = PCAP_FILE_HEADER;
-        while let Some(h) = b.get(at..at + PCAP_RECORD_HEADER) {
-            let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-            let ts = u64::from(word(0)) * 1_000_000_000 + u64::from(word(4));
-            let start = at + PCAP_RECORD_HEADER;
-            let end = start + word(8) as usize;
-            let Some(data) = b.get(start..end) else {
-                return;
-            };
-            f(ts, data);
-            at = end;
-        }
+        let Ok(mut r) = netdiag_pcapio::Reader::from_bytes(Arc::clone(&self.bytes), "PcapBuffer")
+        else {
+            return;
+        };
+        while let Ok(1..) = r.for_each_packet(usize::MAX, |p| f(p.timestamp_ns, p.data)) {}
     }
 }
 
 /// Builds a [`PcapBuffer`] one record at a time (see [`PcapBuffer::builder`]).
 #[derive(Debug)]
-pub struct PcapBufferBuilder(PcapBuffer);
+pub struct PcapBufferBuilder {
+    bytes: Vec<u8>,
+    packets: usize,
+    captured: u64,
+}
 
 impl PcapBufferBuilder {
     /// Appends one record.
     pub fn push(&mut self, timestamp_ns: u64, data: &[u8]) {
-        let b = &mut self.0;
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let secs = u32::try_from(timestamp_ns / 1_000_000_000).unwrap_or(u32::MAX);
         let nanos = (timestamp_ns % 1_000_000_000) as u32;
         for word in [secs, nanos, len, len] {
-            b.bytes.extend_from_slice(&word.to_le_bytes());
+            self.bytes.extend_from_slice(&word.to_le_bytes());
         }
-        b.bytes.extend_from_slice(data);
-        b.packets += 1;
-        b.captured += data.len() as u64;
+        self.bytes.extend_from_slice(data);
+        self.packets += 1;
+        self.captured += data.len() as u64;
     }
 
     /// The buffer.
     pub fn finish(self) -> PcapBuffer {
-        self.0
+        PcapBuffer {
+            bytes: self.bytes.into(),
+            packets: self.packets,
+            captured: self.captured,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! A capture file opened with `Reader::open` is read in place (mapped): it must give
-//! exactly what the same file read in blocks gives (packets, then the same error;
-//! in batches and through `for_each_packet`), for
+//! A capture file opened with `Reader::open` is read in place (mapped), and so are bytes
+//! handed to `Reader::from_bytes`: each must give exactly what the same file read in
+//! blocks gives (packets, then the same error; in batches and through
+//! `for_each_packet`), for
 //! every capture of testdata and the tcpdump corpus and for every cut of a small one,
 //! and it must give the pages it has read back, so that reading a large file does not
 //! grow the process by the file's size.
@@ -39,12 +40,15 @@ fn drain_each<R: std::io::Read>(mut r: Reader<R>) -> (Vec<OwnedPacket>, Option<S
     }
 }
 
-/// `path` mapped and read in blocks: both give the same, or fail to open alike.
+/// `path` mapped, held in memory and read in blocks: all give the same, or fail to open
+/// alike.
 fn same_both_ways(path: &Path) {
     let name = path.display().to_string();
     let mapped = Reader::open(path);
     let file = std::fs::File::open(path).expect("open");
     let read = Reader::with_name(BufReader::with_capacity(64 * 1024, file), name.clone());
+    let bytes = std::fs::read(path).expect("read");
+    let held = || Reader::from_bytes(bytes.clone(), name.clone());
     match (mapped, read) {
         (Ok(m), Ok(r)) => {
             let size = std::fs::metadata(path).expect("metadata").len();
@@ -53,8 +57,18 @@ fn same_both_ways(path: &Path) {
             assert_eq!(drain(m), want, "{name}");
             let again = Reader::open(path).expect("opened before");
             assert_eq!(drain_each(again), want, "{name}, for_each_packet");
+            assert_eq!(drain(held().expect("held")), want, "{name}, from_bytes");
+            assert_eq!(
+                drain_each(held().expect("held")),
+                want,
+                "{name}, from_bytes, for_each_packet"
+            );
         }
-        (Err(m), Err(r)) => assert_eq!(m.to_string(), r.to_string(), "{name}"),
+        (Err(m), Err(r)) => {
+            assert_eq!(m.to_string(), r.to_string(), "{name}");
+            let h = held().expect_err("held bytes refused too");
+            assert_eq!(h.to_string(), r.to_string(), "{name}, from_bytes");
+        }
         (m, r) => panic!(
             "{name}: mapped {:?}, read {:?}",
             m.map(|_| "opened"),

@@ -21,7 +21,8 @@
 //! nanoseconds since the Unix epoch.
 //!
 //! It streams from any [`std::io::Read`] with one reused buffer: after warm-up, reading a
-//! packet allocates nothing. No length field is trusted with an allocation: a record is
+//! packet allocates nothing. A regular file ([`Reader::open`]) and bytes already in memory
+//! ([`Reader::from_bytes`]) are read in place, without a copy. No length field is trusted with an allocation: a record is
 //! capped at [`max_record_len`] of its link type (Wireshark's table, 256 KiB for ordinary
 //! link types), a pcapng block at [`MAX_BLOCK_LEN`], and the buffer grows only as bytes
 //! actually arrive. Every [`Error`] names the source and the byte offset; a capture cut
