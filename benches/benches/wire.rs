@@ -1,13 +1,15 @@
 //! Header slicing: netdiag-wire vs etherparse (`SlicedPacket`, `LaxSlicedPacket`,
 //! `PacketHeaders`) on the same in-memory corpora, every contender producing the same
 //! digest (see `netdiag_benches`). One group per corpus reports packets/s
-//! (`Throughput::Elements`), its `…/bytes` twin reports bytes/s.
+//! (`Throughput::Elements`), its `…/bytes` twin reports bytes/s. `wire-contiguous` walks
+//! one pcap-file buffer per corpus as the reader reads it; `wire-located` parses the same
+//! bytes with each record's place found beforehand.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use netdiag_benches::{
-    BUFFER_CONTENDERS, CONTENDERS, GenPacket, PcapBuffer, buffer_walk_floor, generate_mix,
-    load_corpus_sample, load_testdata, total_bytes,
+    BUFFER_CONTENDERS, CONTENDERS, GenPacket, LOCATED_CONTENDERS, PcapBuffer, buffer_walk_floor,
+    generate_mix, load_corpus_sample, load_testdata, located_walk_floor, total_bytes,
 };
 
 fn corpora() -> Vec<(String, Vec<GenPacket>)> {
@@ -53,8 +55,9 @@ fn wire(c: &mut Criterion) {
     }
 }
 
-/// The name of the [`buffer_walk_floor`] measurement in each `wire-contiguous` group
-/// (`cargo xtask bench wire` reads it back by this name).
+/// The name of the [`buffer_walk_floor`] measurement in each `wire-contiguous` group, and
+/// of [`located_walk_floor`] in each `wire-located` group (`cargo xtask bench wire` reads
+/// them back by this name).
 const WALK_FLOOR: &str = "walk floor";
 
 /// The same contenders over one contiguous buffer per corpus (the bytes as a pcap file
@@ -115,6 +118,32 @@ fn wire_contiguous(c: &mut Criterion) {
             g.bench_function(WALK_FLOOR, |b| b.iter(|| buffer_walk_floor(buf)));
             g.finish();
         }
+
+        // The same bytes, each record's place found beforehand (`wire-located`): what
+        // the parsers cost when no record waits on the one before it.
+        let located = buf.locate();
+        assert_eq!(
+            located.packets(),
+            buf.packets(),
+            "{name}: every record located"
+        );
+        for (contender, f) in LOCATED_CONTENDERS {
+            assert_eq!(
+                f(&located),
+                expect,
+                "{contender} disagrees on {name}, located"
+            );
+        }
+        let mut g = c.benchmark_group(format!("wire-located/{name}"));
+        g.throughput(Throughput::Elements(buf.packets() as u64));
+        if buf.packets() > 50_000 {
+            g.sample_size(20);
+        }
+        for (contender, f) in LOCATED_CONTENDERS {
+            g.bench_function(contender, |b| b.iter(|| f(&located)));
+        }
+        g.bench_function(WALK_FLOOR, |b| b.iter(|| located_walk_floor(&located)));
+        g.finish();
     }
 }
 

@@ -675,13 +675,115 @@ pub fn buffer_digest_etherparse_headers(buf: &PcapBuffer) -> u64 {
 /// contender: what it costs is the memory traffic and loop every contender pays, so
 /// the time above it is the parsing itself.
 pub fn buffer_walk_floor(buf: &PcapBuffer) -> u64 {
-    digest_buffer_with(buf, |data| {
-        let head = data
-            .first_chunk::<16>()
-            .map_or(0, |h| u128::from_le_bytes(*h));
-        (head as u64) ^ ((head >> 64) as u64).rotate_left(17) ^ data.len() as u64
-    })
+    digest_buffer_with(buf, walk_floor_packet)
 }
+
+/// What the walk floor reads of one packet: its first 16 bytes and its length.
+#[inline(always)]
+fn walk_floor_packet(data: &[u8]) -> u64 {
+    let head = data
+        .first_chunk::<16>()
+        .map_or(0, |h| u128::from_le_bytes(*h));
+    (head as u64) ^ ((head >> 64) as u64).rotate_left(17) ^ data.len() as u64
+}
+
+/// Records of a [`PcapBuffer`] whose places are found once, beforehand, as the reader's
+/// batches hand records over ([`netdiag_pcapio::Reader::next_batch`]). A walk over them
+/// needs no record's header to find the next record, so it can ask for the records
+/// ahead: what it costs is the parsing and the few lines each parser reads, not one
+/// record after another waiting on memory (the record walk of a byte stream, which
+/// streams every byte of the buffer through the cache, see [`buffer_walk_floor`]).
+#[derive(Clone, Debug)]
+pub struct Located<'a> {
+    buf: &'a PcapBuffer,
+    /// Each record's captured bytes: (start, length) in the buffer.
+    spans: Vec<(usize, usize)>,
+}
+
+/// How many records ahead a walk of [`Located`] records asks for the next one's lines.
+const LOCATED_AHEAD: usize = 8;
+
+impl PcapBuffer {
+    /// Finds every record's place (one walk, outside whatever is measured).
+    pub fn locate(&self) -> Located<'_> {
+        let base = self.bytes.as_ptr() as usize;
+        let mut spans = Vec::with_capacity(self.packets);
+        self.for_each(|_, d| spans.push((d.as_ptr() as usize - base, d.len())));
+        Located { buf: self, spans }
+    }
+}
+
+impl Located<'_> {
+    /// Records located.
+    pub fn packets(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Calls `f` with each record's captured bytes, in order, first asking for the
+    /// record header and first bytes of the record [`LOCATED_AHEAD`] on.
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
+        let b = &self.buf.bytes[..];
+        for (i, &(start, len)) in self.spans.iter().enumerate() {
+            if let Some(&(ahead, _)) = self.spans.get(i + LOCATED_AHEAD) {
+                // Its 16-byte record header and the headers a parser reads after it.
+                prefetch(b, ahead.saturating_sub(16));
+                prefetch(b, ahead + 48);
+            }
+            if let Some(d) = b.get(start..start + len) {
+                f(d);
+            }
+        }
+    }
+}
+
+/// Hints the processor to bring the cache line of `b[at]` in (nothing past the end;
+/// nothing at all off x86-64). It changes no result, only when bytes arrive.
+#[inline(always)]
+fn prefetch(b: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < b.len() {
+        // SAFETY: `at < b.len()`, so the pointer lies inside `b`; a prefetch reads
+        // nothing architecturally and never faults.
+        #[allow(unsafe_code)]
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().add(at).cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (b, at);
+}
+
+fn digest_located_with(loc: &Located<'_>, per_packet: impl Fn(&[u8]) -> u64) -> u64 {
+    let mut h = Fold(0);
+    loc.for_each(|data| h.add(per_packet(black_box(data))));
+    black_box(h.0)
+}
+
+/// [`digest_ours`] over [`Located`] records.
+pub fn located_digest_ours(loc: &Located<'_>) -> u64 {
+    digest_located_with(loc, packet_ours)
+}
+/// [`digest_etherparse_sliced`] over [`Located`] records.
+pub fn located_digest_etherparse_sliced(loc: &Located<'_>) -> u64 {
+    digest_located_with(loc, packet_etherparse_sliced)
+}
+/// [`buffer_walk_floor`] over [`Located`] records: each packet's first 16 bytes and
+/// length, and nothing else.
+pub fn located_walk_floor(loc: &Located<'_>) -> u64 {
+    digest_located_with(loc, walk_floor_packet)
+}
+
+/// A whole-buffer digest function over located records.
+pub type LocatedDigestFn = fn(&Located<'_>) -> u64;
+
+/// The goal's pair over [`Located`] records (each gives the same digest as its
+/// [`BUFFER_CONTENDERS`] twin).
+pub const LOCATED_CONTENDERS: [(&str, LocatedDigestFn); 2] = [
+    ("netdiag-wire", located_digest_ours),
+    ("etherparse SlicedPacket", located_digest_etherparse_sliced),
+];
 
 /// A whole-buffer digest function.
 pub type BufferDigestFn = fn(&PcapBuffer) -> u64;
@@ -1216,6 +1318,22 @@ mod tests {
         for ((name, per_packet), (_, contiguous)) in CONTENDERS.iter().zip(BUFFER_CONTENDERS) {
             assert_eq!(contiguous(&buf), per_packet(&mix), "{name}");
         }
+        let located = buf.locate();
+        assert_eq!(located.packets(), mix.len());
+        let mut n = 0;
+        located.for_each(|data| {
+            assert_eq!(data, &mix[n].data[..]);
+            n += 1;
+        });
+        assert_eq!(n, mix.len());
+        for (name, f) in LOCATED_CONTENDERS {
+            let twin = BUFFER_CONTENDERS
+                .iter()
+                .find(|c| c.0 == name)
+                .expect("twin");
+            assert_eq!(f(&located), twin.1(&buf), "{name}");
+        }
+        assert_eq!(located_walk_floor(&located), buffer_walk_floor(&buf));
     }
 
     /// `Frame::parse` (with its Ethernet fast path) returns what the general parser alone
