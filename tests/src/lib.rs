@@ -176,6 +176,11 @@ impl TempDir {
         Ok(TempDir(d))
     }
 
+    /// Removes `path` when dropped, made by whoever writes it (a lab recording).
+    pub fn at(path: std::path::PathBuf) -> TempDir {
+        TempDir(path)
+    }
+
     /// Where it is.
     pub fn path(&self) -> &std::path::Path {
         &self.0

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use netdiag_tests::TempDir;
+
 fn bin() -> PathBuf {
     netdiag_tests::netdiag_bin().expect("kubectl-netdiag binary (cargo build -p kubectl-netdiag)")
 }
@@ -27,27 +29,6 @@ fn run(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run kubectl-netdiag")
-}
-
-/// A scratch directory unique to this test process and test name, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("nda-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -149,22 +130,22 @@ fn json_report_with_counters_and_resolv_conf() {
 
 #[test]
 fn bad_input_is_a_clear_error_naming_file_and_offset() {
-    let s = Scratch::new("bad-input");
+    let s = TempDir::new("analyze-cli-bad-input").expect("scratch dir");
     let pcap = std::fs::read(td("healthy_http/pod.pcap")).expect("testdata");
-    let not_capture = s.path("notes.txt");
+    let not_capture = s.path().join("notes.txt");
     std::fs::write(&not_capture, b"hello, this is text\n").expect("write");
-    let empty = s.path("empty.pcap");
+    let empty = s.path().join("empty.pcap");
     std::fs::write(&empty, b"").expect("write");
-    let truncated = s.path("truncated.pcap");
+    let truncated = s.path().join("truncated.pcap");
     std::fs::write(&truncated, &pcap[..10]).expect("write");
-    let absurd = s.path("absurd.pcap");
+    let absurd = s.path().join("absurd.pcap");
     let mut bytes = pcap[..24].to_vec();
     for v in [1u32, 2, 0xFFFF_FFF0, 0xFFFF_FFF0] {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
     bytes.extend_from_slice(&[0u8; 64]);
     std::fs::write(&absurd, &bytes).expect("write");
-    let missing = s.path("missing.pcap");
+    let missing = s.path().join("missing.pcap");
     for (file, words) in [
         (&not_capture, "not a capture"),
         (&empty, "empty"),
@@ -187,9 +168,9 @@ fn bad_input_is_a_clear_error_naming_file_and_offset() {
     let out = run(&[
         &td("healthy_http/pod.pcap"),
         "--counters-before",
-        s.path("nope").to_str().expect("utf-8"),
+        s.path().join("nope").to_str().expect("utf-8"),
         "--counters-after",
-        s.path("nope").to_str().expect("utf-8"),
+        s.path().join("nope").to_str().expect("utf-8"),
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -220,8 +201,8 @@ fn tshark_fields(file: &Path) -> Vec<(u64, String)> {
 
 #[test]
 fn annotated_pcapng_has_every_packet_and_comments_on_evidence() {
-    let s = Scratch::new("annotate");
-    let out_file = s.path("annotated.pcapng");
+    let s = TempDir::new("analyze-cli-annotate").expect("scratch dir");
+    let out_file = s.path().join("annotated.pcapng");
     let pod = td("snat_exhaustion/pod.pcap");
     let node = td("snat_exhaustion/node.pcap");
     let out = run(&[

@@ -8,20 +8,12 @@
 // Test helpers fail the test the way tests do: by panicking with a message.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+use netdiag_tests::TempDir;
 use netdiag_tests::lab::conntrack_max;
 use netdiag_tests::lab::more_failures as mf;
 use netdiag_tests::lab::pcap::{self, Structure};
 use netdiag_tests::lab::scenario::{Evidence, Scenario};
 use netdiag_tests::lab::{self, Lab, record};
-use std::path::PathBuf;
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn leftovers(tag: &str) -> Vec<String> {
     let out = std::process::Command::new("ip")
@@ -43,14 +35,15 @@ fn reproduce(s: Scenario, short: &str) -> Option<(Evidence, Structure)> {
         return None;
     }
     let tag = format!("detect5-{short}-{}", std::process::id());
-    let dir = TempDir(std::env::temp_dir().join(format!("{}{tag}-rec", lab::PREFIX)));
-    let ev = record::record(s, &tag, &dir.0).unwrap_or_else(|e| panic!("{test}: {e:#}"));
+    // Removed also when an assertion fails.
+    let dir = TempDir::at(std::env::temp_dir().join(format!("{}{tag}-rec", lab::PREFIX)));
+    let ev = record::record(s, &tag, dir.path()).unwrap_or_else(|e| panic!("{test}: {e:#}"));
     assert!(
         leftovers(&tag).is_empty(),
         "{test} left {:?}",
         leftovers(&tag)
     );
-    let pod = pcap::structure_of(&dir.0.join("pod.pcap")).expect("pod.pcap");
+    let pod = pcap::structure_of(&dir.path().join("pod.pcap")).expect("pod.pcap");
     let want = pcap::structure_of(
         &netdiag_tests::testdata_dir()
             .join(s.name())

@@ -10,6 +10,7 @@
 // Test helpers fail the test the way tests do: by panicking with a message.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+use netdiag_tests::TempDir;
 use netdiag_tests::lab::pcap::{self, Structure};
 use netdiag_tests::lab::scenario::{self, Evidence, Scenario};
 use netdiag_tests::lab::{self, Lab, Role, record};
@@ -20,15 +21,6 @@ struct Reproduced {
     ev: Evidence,
     pod: Structure,
     node: Option<Structure>,
-}
-
-/// Removes the temporary recording directory, also when an assertion fails.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn leftovers(tag: &str) -> Vec<String> {
@@ -58,19 +50,20 @@ fn reproduce(s: Scenario, test: &str) -> Option<Reproduced> {
     }
     // The PID keeps two concurrent runs of this suite (two engineers, two checkouts) apart.
     let tag = format!("t{}-{}", std::process::id(), s.name());
-    let dir = TempDir(std::env::temp_dir().join(format!(
+    // Removed also when an assertion fails.
+    let dir = TempDir::at(std::env::temp_dir().join(format!(
         "{}test-{}-{}",
         lab::PREFIX,
         s.name(),
         std::process::id()
     )));
-    let ev = record::record(s, &tag, &dir.0).unwrap_or_else(|e| panic!("{test}: {e:#}"));
+    let ev = record::record(s, &tag, dir.path()).unwrap_or_else(|e| panic!("{test}: {e:#}"));
     let left = leftovers(&tag);
     assert!(left.is_empty(), "{test} left behind: {left:?}");
-    let pod = pcap::structure_of(&dir.0.join("pod.pcap")).expect("pod.pcap");
+    let pod = pcap::structure_of(&dir.path().join("pod.pcap")).expect("pod.pcap");
     let node = s
         .needs_node_capture()
-        .then(|| pcap::structure_of(&dir.0.join("node.pcap")).expect("node.pcap"));
+        .then(|| pcap::structure_of(&dir.path().join("node.pcap")).expect("node.pcap"));
     for (name, counters) in [
         ("pod", "before"),
         ("pod", "after"),
@@ -78,7 +71,7 @@ fn reproduce(s: Scenario, test: &str) -> Option<Reproduced> {
         ("node", "after"),
     ] {
         let netstat = dir
-            .0
+            .path()
             .join("counters")
             .join(name)
             .join(counters)
@@ -86,7 +79,7 @@ fn reproduce(s: Scenario, test: &str) -> Option<Reproduced> {
         assert!(netstat.is_file(), "{test}: {} missing", netstat.display());
     }
     assert_eq!(
-        std::fs::read_to_string(dir.0.join("resolv.conf")).expect("resolv.conf"),
+        std::fs::read_to_string(dir.path().join("resolv.conf")).expect("resolv.conf"),
         lab::POD_RESOLV_CONF
     );
     // Same structure as the committed recording.

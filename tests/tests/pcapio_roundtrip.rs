@@ -37,6 +37,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use netdiag_pcapio::{Format, InterfaceDesc, PacketOut, PcapWriter, PcapngWriter, Reader};
+use netdiag_tests::TempDir;
 
 /// One packet as wiretap delivered it: (link type, captured length, original length, hash of the bytes).
 type Frame = (u32, u32, u32, u64);
@@ -46,14 +47,6 @@ type Frame = (u32, u32, u32, u64);
 struct WiretapView {
     frames: Vec<Frame>,
     error: Option<String>,
-}
-
-/// Removes the scratch directory on success and on failure.
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn hash(data: &[u8]) -> u64 {
@@ -418,10 +411,8 @@ fn corpus_round_trip_reads_identically_in_wireshark() {
         dir.display()
     );
 
-    let tmp = TempDir(
-        std::env::temp_dir().join(format!("netdiag-pcapio-roundtrip-{}", std::process::id())),
-    );
-    std::fs::create_dir_all(&tmp.0).expect("scratch dir");
+    // Removed on success and on failure.
+    let tmp = TempDir::new("pcapio-roundtrip").expect("scratch dir");
 
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -430,7 +421,7 @@ fn corpus_round_trip_reads_identically_in_wireshark() {
     std::thread::scope(|s| {
         for worker in 0..2 {
             let (files, next, failures, outcomes, tmp) =
-                (&files, &next, &failures, &outcomes, &tmp.0);
+                (&files, &next, &failures, &outcomes, tmp.path());
             s.spawn(move || {
                 let scratch = tmp.join(format!("w{worker}"));
                 loop {
