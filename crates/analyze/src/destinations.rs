@@ -301,3 +301,41 @@ impl Locality {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// A connection whose final ACK was dropped (the server re-sent its SYN-ACK after the
+    /// client's ACK), from `client_port` to `server`.
+    fn dropped_final_ack(client_port: u16, server: Endpoint) -> (FlowKey, TcpConn) {
+        let client: Endpoint = ("10.0.0.1".parse().unwrap(), client_port);
+        let (key, side) = FlowKey::new(0, 6, client, server);
+        let mut conn = TcpConn::default();
+        conn.client = Some(side);
+        conn.established = true;
+        conn.synack_after_ack = 1;
+        assert!(conn.final_ack_dropped());
+        (key, conn)
+    }
+
+    /// The running sum a snapshot reads equals the per-destination counts it stands
+    /// for, also when the table is full and a destination is not tracked.
+    #[test]
+    fn the_running_sum_of_dropped_final_acks_is_the_sum_of_the_destinations() {
+        let mut d = Destinations::new(2);
+        let servers: Vec<Endpoint> = (1..=3)
+            .map(|i| (format!("10.96.0.{i}").parse().unwrap(), 80))
+            .collect();
+        for (i, &server) in servers.iter().cycle().take(7).enumerate() {
+            let (key, conn) = dropped_final_ack(40_000 + i as u16, server);
+            d.on_closed(&key, &conn);
+        }
+        let sum: u64 = d.map.values().map(|s| s.final_ack_dropped).sum();
+        assert_eq!(d.map.len(), 2);
+        assert_eq!(d.not_tracked, 2, "the third server's two connections");
+        assert_eq!(sum, 5);
+        assert_eq!(d.final_acks_dropped, sum);
+    }
+}
