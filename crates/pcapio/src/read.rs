@@ -203,11 +203,13 @@ enum Window {
 /// once the record before it is read, so without the hint every record waits on memory
 /// in turn when records span more cache lines than the hardware fetches ahead by
 /// itself: a walk of long records runs at memory latency rather than bandwidth. On the
-/// benchmarks' 1k-flow mix (527 bytes a record, DRAM-resident) the bare walk went from
-/// 114 to 58 ns a record, this machine's read bandwidth (`cargo run --release -p
-/// netdiag-benches --example wire_quick`, its walk floor); `analyze` of a 300,000-packet
-/// capture of 1,000 long TCP flows from 140 to 113 ms. 512 to 1024 did best in both;
-/// small records (the 1M-packet mix, 210 bytes) gain nothing and lose nothing.
+/// benchmarks' 1k-flow mix (527 bytes a record, DRAM-resident) the bare walk took 114 ns
+/// a record without the hint and 58 ns with it (`cargo run --release -p netdiag-benches
+/// --example wire_quick`, its walk floor), about what reading the bytes in order takes
+/// on this machine (~64 ns a record); `analyze` of a 300,000-packet capture of 1,000
+/// long TCP flows went from 140 to 113 ms. Of the distances tried (256 to 4096 bytes),
+/// 512 was among the best in both. Short records (the 1M-packet mix, 210 bytes) neither
+/// gain nor lose.
 const PREFETCH_AHEAD: usize = 512;
 
 /// Hints the processor to bring `window[from..to]` into the cache (nothing past the
