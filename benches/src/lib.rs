@@ -720,7 +720,7 @@ impl Located<'_> {
     }
 
     /// Calls `f` with each record's captured bytes, in order, first asking for the
-    /// record header and first bytes of the record [`LOCATED_AHEAD`] on.
+    /// record header and first bytes of the record 8 on (`LOCATED_AHEAD`).
     #[inline]
     pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
         let b = &self.buf.bytes[..];
