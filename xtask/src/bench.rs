@@ -244,7 +244,7 @@ fn wire_table(walk: &str, rows: &[(&str, f64, f64, Option<f64>)]) -> String {
     );
     let _ = writeln!(
         t,
-        " the record walk and each packet's first 16 bytes, paid by both: above floor is the"
+        " the same walk reading each packet's first 16 bytes, paid by both: above floor is the"
     );
     let _ = writeln!(t, " ratio of what each spends parsing)");
     t
